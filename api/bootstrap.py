@@ -1,0 +1,90 @@
+"""Build the services at start: database (embedded or external), migrations, embedder, demo data."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy import text
+
+from api import embedded
+from api.settings import Settings
+from domain.demo.loader import demo_documents
+from domain.documents import service as documents
+from domain.documents.service import ChunkingConfig
+from domain.persistence.database import Database
+from domain.persistence.migrate import check_embedding_model, keyword_backend, migrate
+from domain.providers.embedding import Embedder, LocalEmbedder, OpenAIEmbedder
+from domain.runtime import Limits, Services
+
+log = logging.getLogger("ragql")
+DEFAULT_TENANT = "default"
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    if settings.embedding_provider == "openai":
+        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+        return OpenAIEmbedder(
+            model=settings.openai_embedding_model,
+            dim=settings.embedding_dim,
+            api_key=key,
+            base_url=settings.openai_base_url,
+        )
+    return LocalEmbedder(batch_size=settings.embedding_batch_size)
+
+
+def database_url(settings: Settings) -> tuple[str, str]:
+    if settings.database_url:
+        return settings.database_url, "external"
+    return embedded.start(settings.embedded_pgdata), "embedded"
+
+
+async def build_services(
+    settings: Settings, *, embedder: Embedder | None = None
+) -> tuple[Services, Callable[[], Awaitable[None]]]:
+    url, kind = database_url(settings)
+    db = Database(url)
+    try:
+        emb = embedder or build_embedder(settings)
+        await migrate(db, embedding_dim=emb.dim, keyword_backend=settings.keyword_backend)
+        await check_embedding_model(db, model=emb.name, dim=emb.dim)
+        backend = await keyword_backend(db)
+        async with db.engine.connect() as conn:
+            pg_version = (await conn.execute(text("SHOW server_version"))).scalar_one()
+            vector_version = (
+                await conn.execute(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'"))
+            ).scalar_one()
+    except BaseException:
+        await db.dispose()
+        raise
+    if backend != "bm25":
+        log.warning("pg_textsearch is not available: keyword search falls back to built-in full text (weaker)")
+    services = Services(
+        db=db,
+        embedder=emb,
+        keyword_backend=backend,
+        database_kind=kind,
+        database_version=str(pg_version),
+        pgvector_version=str(vector_version),
+        environment=settings.env,
+        chunking=ChunkingConfig(max_tokens=settings.chunk_tokens, overlap_tokens=settings.chunk_overlap_tokens),
+        limits=Limits(
+            max_query_chars=settings.max_query_chars,
+            max_documents_per_batch=settings.max_documents_per_batch,
+            max_document_chars=settings.max_document_chars,
+            max_upload_bytes=settings.max_upload_bytes,
+        ),
+    )
+    if settings.load_demo and await documents.count(db=db, tenant_id=DEFAULT_TENANT) == 0:
+        demo = demo_documents()
+        outcome = await documents.ingest(
+            db=db,
+            embedder=emb,
+            tenant_id=DEFAULT_TENANT,
+            inputs=demo,
+            chunking=services.chunking,
+            max_batch=len(demo),
+            max_chars=settings.max_document_chars,
+        )
+        log.info("loaded the demo catalogue: %d films into tenant %r", len(outcome.documents), DEFAULT_TENANT)
+    return services, db.dispose

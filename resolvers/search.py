@@ -1,0 +1,59 @@
+"""The search resolver."""
+
+from __future__ import annotations
+
+import strawberry
+
+from domain.retrieval import search as retrieval
+from resolvers.filters import to_domain_filter
+from schema.context import Context
+from schema.documents import Chunk, Document
+from schema.search import FusionMethod, ScoreBreakdown, SearchHit, SearchOptions, SearchResult
+
+
+async def search(
+    info: strawberry.Info[Context], query: str, first: int = 10, options: SearchOptions | None = None
+) -> SearchResult:
+    s = info.context.services
+    opts = options or SearchOptions()
+    domain_opts = retrieval.SearchOptions(
+        mode=opts.mode.value,
+        fusion=opts.fusion.value if opts.fusion else None,
+        alpha=opts.alpha,
+        candidates=opts.candidates,
+        filter=to_domain_filter(opts.filter),
+    )
+    q = retrieval.validate(query, first, domain_opts, max_query_chars=s.limits.max_query_chars)
+    vector = await s.embedder.embed_query(q) if domain_opts.mode != "KEYWORD" else None
+    result = await retrieval.search(
+        db=s.db,
+        tenant_id=info.context.tenant_id,
+        query_vector=vector,
+        query=q,
+        first=first,
+        options=domain_opts,
+        keyword_backend=s.keyword_backend,
+    )
+    return SearchResult(
+        hits=[
+            SearchHit(
+                document=Document.from_row(h.document),
+                chunk=Chunk.build(h.chunk_id, h.chunk_ordinal, h.chunk_text),
+                snippet=h.snippet,
+                score=h.score,
+                scores=ScoreBreakdown(
+                    dense=h.dense,
+                    keyword=h.keyword,
+                    fused=h.fused,
+                    dense_rank=h.dense_rank,
+                    keyword_rank=h.keyword_rank,
+                ),
+            )
+            for h in result.hits
+        ],
+        total_candidates=result.total_candidates,
+        query_id=strawberry.ID(str(result.query_id)),
+        took_ms=result.took_ms,
+        fusion=FusionMethod(result.fusion),
+        alpha=result.alpha,
+    )

@@ -1,0 +1,58 @@
+"""serverInfo, me and node."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+import strawberry
+
+from domain.documents import service as documents
+from schema.common import Node, from_global_id
+from schema.context import Context
+from schema.documents import Document
+from schema.server import KeywordBackend, PrincipalInfo, ServerInfo
+
+
+def _version() -> str:
+    try:
+        return version("ragql")
+    except PackageNotFoundError:
+        return "0.0.0+local"
+
+
+def server_info(info: strawberry.Info[Context]) -> ServerInfo:
+    s = info.context.services
+    bm25 = s.keyword_backend == "bm25"
+    return ServerInfo(
+        version=_version(),
+        environment=s.environment,
+        embedding_model=s.embedder.name,
+        embedding_dim=s.embedder.dim,
+        keyword_backend=KeywordBackend.BM25 if bm25 else KeywordBackend.FULLTEXT,
+        keyword_backend_note=(
+            "BM25 via pg_textsearch"
+            if bm25
+            else "pg_textsearch is not installed on this server: keyword search uses built-in full text (ts_rank, no "
+            "IDF), which ranks noticeably worse. Install pg_textsearch to get BM25."
+        ),
+        database=s.database_kind,
+        database_version=s.database_version,
+        pgvector_version=s.pgvector_version,
+        auth="disabled (development: every request is the default tenant)"
+        if s.environment == "development"
+        else "required",
+        providers=[f"embedding:{s.embedder.name}"],
+    )
+
+
+def me(info: strawberry.Info[Context]) -> PrincipalInfo:
+    p = info.context.principal
+    return PrincipalInfo(tenant=p.tenant_id, subject=p.subject, roles=list(p.roles), authenticated=p.authenticated)
+
+
+async def node(info: strawberry.Info[Context], id: strawberry.ID) -> Node | None:
+    type_name, ident = from_global_id(id)
+    if type_name == "Document":
+        row = await documents.get(db=info.context.services.db, tenant_id=info.context.tenant_id, document_id=ident)
+        return Document.from_row(row) if row else None
+    return None

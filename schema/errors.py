@@ -1,0 +1,59 @@
+"""Every error leaves with `extensions.code`. Expected domain errors keep their message and
+field; anything else is masked, and carries the request id that the log line also has."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+
+from domain.errors import DomainError
+
+log = logging.getLogger("ragql.errors")
+
+
+def _code(error: GraphQLError, *, validation: bool) -> str | None:
+    original = error.original_error
+    if isinstance(original, DomainError):
+        return original.code
+    if original is None or isinstance(original, GraphQLError):
+        # Parse errors, validation errors and variable coercion (a wrong enum value, a missing field).
+        return "GRAPHQL_VALIDATION_FAILED" if validation or original is not None else "BAD_REQUEST"
+    return None
+
+
+class ErrorCodes(SchemaExtension):
+    def on_operation(self) -> Iterator[None]:
+        yield
+        ctx = self.execution_context
+        request_id = getattr(ctx.context, "request_id", "-")
+        result = ctx.result
+        seen: set[int] = set()
+        groups = [(ctx.pre_execution_errors or [], True), ((result.errors if result else None) or [], False)]
+        for errors, validation in groups:
+            for error in errors:
+                if id(error) in seen:
+                    continue
+                seen.add(id(error))
+                extensions = dict(error.extensions or {})
+                if "code" in extensions:
+                    continue
+                code = _code(error, validation=validation)
+                if code is None:
+                    log.error(
+                        "unexpected error request_id=%s path=%s",
+                        request_id,
+                        error.path,
+                        exc_info=error.original_error,
+                    )
+                    error.message = f"Internal server error. Quote request id {request_id} when reporting it."
+                    extensions["code"] = "INTERNAL_SERVER_ERROR"
+                else:
+                    extensions["code"] = code
+                    original = error.original_error
+                    if isinstance(original, DomainError) and original.field:
+                        extensions["field"] = original.field
+                extensions["requestId"] = request_id
+                error.extensions = extensions

@@ -1,0 +1,36 @@
+"""serverInfo and me."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import strawberry
+
+
+@strawberry.enum
+class KeywordBackend(Enum):
+    BM25 = "BM25"
+    FULLTEXT = "FULLTEXT"
+
+
+@strawberry.type
+class ServerInfo:
+    version: str
+    environment: str
+    embedding_model: str
+    embedding_dim: int
+    keyword_backend: KeywordBackend
+    keyword_backend_note: str
+    database: str
+    database_version: str
+    pgvector_version: str
+    auth: str
+    providers: list[str]
+
+
+@strawberry.type
+class PrincipalInfo:
+    tenant: str
+    subject: str
+    roles: list[str]
+    authenticated: bool

@@ -1,0 +1,96 @@
+"""Test harness: one real embedded PostgreSQL (pgvector + pg_textsearch) in a temporary data
+dir for the whole session, the real local embedding model, and the app driven over HTTP."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from api import embedded
+from api.app import create_app
+from api.settings import Settings
+from domain.persistence.database import Database
+from domain.persistence.migrate import migrate
+from domain.providers.embedding import LocalEmbedder
+from domain.tenancy import ensure_tenant
+
+
+@pytest.fixture(scope="session")
+def tmp_root() -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="ragql-test-"))
+    os.environ["XDG_RUNTIME_DIR"] = str(root / "run")
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_url(tmp_root: Path) -> Iterator[str]:
+    import pgserver
+
+    pgdata = tmp_root / "pgdata"
+    url = embedded.start(pgdata, cleanup_mode="delete")
+    yield url
+    pgserver.get_server(pgdata).cleanup()
+
+
+@pytest.fixture(scope="session")
+def embedder() -> LocalEmbedder:
+    return LocalEmbedder()
+
+
+@pytest.fixture(scope="session")
+async def app_client(pg_url: str, embedder: LocalEmbedder, tmp_root: Path) -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings(database_url=pg_url, data_dir=tmp_root, load_demo=True, max_upload_bytes=64 * 1024)
+    app = create_app(settings, embedder=embedder)
+    async with LifespanManager(app, startup_timeout=120) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+@pytest.fixture(scope="session")
+async def db(pg_url: str, app_client: httpx.AsyncClient) -> AsyncIterator[Database]:
+    """A second connection pool on the same database, for assertions and domain-level tests."""
+    database = Database(pg_url)
+    await migrate(database, embedding_dim=384)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+async def tenant(db: Database) -> str:
+    """A fresh tenant per test keeps domain tests independent without truncating anything."""
+    tenant_id = f"t-{uuid.uuid4().hex[:12]}"
+    await ensure_tenant(db, tenant_id)
+    return tenant_id
+
+
+async def graphql(client: httpx.AsyncClient, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    """POST like a client; return the whole response body."""
+    response = await client.post("/graphql", json={"query": query, "variables": variables or {}})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def graphql_ok(client: httpx.AsyncClient, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    body = await graphql(client, query, variables)
+    assert "errors" not in body, body.get("errors")
+    data: dict[str, Any] = body["data"]
+    return data
+
+
+def error_codes(body: dict[str, Any]) -> list[str]:
+    return [e.get("extensions", {}).get("code") for e in body.get("errors", [])]
