@@ -92,6 +92,12 @@ def _eval(settings: Settings, args: argparse.Namespace) -> None:
     )
 
 
+def _bench(_settings: Settings, _args: argparse.Namespace) -> None:
+    from api.bench import run_bench
+
+    run_bench()
+
+
 def _schema(_settings: Settings, _args: argparse.Namespace) -> None:
     from schema.root import build_schema
 
@@ -104,6 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("serve", help="serve /graphql on RAGQL_HOST:RAGQL_PORT")
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("schema", help="print the GraphQL schema (SDL)")
+    sub.add_parser("bench", help="print ingest and search latency figures (temporary store)")
     sub.add_parser("reindex", help="rebuild the BM25 and HNSW indexes (after heavy updates or deletes)")
     ev = sub.add_parser("eval", help="BEIR SciFact retrieval quality (nDCG@10, Recall@100)")
     ev.add_argument("--dataset", default="../shared/data/beir/scifact")
@@ -114,9 +121,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings()
-        {"serve": _serve, "migrate": _migrate, "reindex": _reindex, "eval": _eval, "schema": _schema}[args.command](
-            settings, args
-        )
+        {"serve": _serve, "migrate": _migrate, "reindex": _reindex, "eval": _eval, "schema": _schema, "bench": _bench}[
+            args.command
+        ](settings, args)
     except StartupError as exc:
         print(f"ragql: {exc.message}", file=sys.stderr)
         sys.exit(2)

@@ -12,7 +12,7 @@ from domain.documents import service as documents
 from domain.documents.service import ChunkingConfig
 from domain.documents.validation import DocumentInput
 from domain.persistence.database import Database
-from domain.providers.embedding import LocalEmbedder, Vectors
+from domain.providers.embedding import Embedder, LocalEmbedder, Vectors
 
 
 class FailingProvider:
@@ -47,12 +47,12 @@ async def counts(db: Database, tenant: str) -> tuple[int, int]:
     return int(d), int(c)
 
 
-async def ingest(db: Database, embedder: object, tenant: str, inputs: list[DocumentInput]) -> documents.IngestOutcome:
+async def ingest(db: Database, embedder: Embedder, tenant: str, inputs: list[DocumentInput]) -> documents.IngestOutcome:
     return await documents.ingest(
         db=db,
         embedder=embedder,
         tenant_id=tenant,
-        inputs=inputs,  # type: ignore[arg-type]
+        inputs=inputs,
         chunking=ChunkingConfig(),
         max_batch=100,
         max_chars=100_000,
@@ -87,8 +87,8 @@ async def test_concurrent_reingest_of_one_document_leaves_one_consistent_version
         doc = (
             await s.execute(text("SELECT id, text, chunk_count FROM documents WHERE tenant_id = :t"), {"t": tenant})
         ).one()
-        chunk_texts = (await s.execute(text("SELECT text FROM chunks WHERE document_id = :d"), {"d": doc.id})).scalars()
-        chunk_texts = list(chunk_texts)
+        result = await s.execute(text("SELECT text FROM chunks WHERE document_id = :d"), {"d": doc.id})
+        chunk_texts = list(result.scalars())
     # one document; its chunks are exactly the chunks of the text it holds
     assert doc.text in versions
     assert chunk_texts == [doc.text] and doc.chunk_count == 1

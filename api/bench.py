@@ -1,0 +1,111 @@
+"""`make bench`: figures, not assertions. Runs on a temporary embedded store, loopback only."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from api import embedded
+from api.bootstrap import DEFAULT_TENANT
+from domain.demo.loader import demo_documents
+from domain.documents import service as documents
+from domain.documents.service import ChunkingConfig
+from domain.persistence.database import Database
+from domain.persistence.migrate import keyword_backend, migrate
+from domain.providers.embedding import LocalEmbedder
+from domain.retrieval.search import SearchOptions, search
+
+QUERIES = [
+    "time travel paradox",
+    "a heist that goes wrong",
+    "haunted house with a family",
+    "coming of age summer",
+    "robots and artificial intelligence",
+    "courtroom drama about justice",
+    "animated film about friendship",
+    "space exploration survival",
+]
+
+
+def _pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else values[0]
+
+
+async def _run(url: str) -> None:
+    db = Database(url)
+    try:
+        embedder = LocalEmbedder()
+        await migrate(db, embedding_dim=embedder.dim)
+        backend = await keyword_backend(db)
+        demo = demo_documents()
+        started = time.perf_counter()
+        out = await documents.ingest(
+            db=db,
+            embedder=embedder,
+            tenant_id=DEFAULT_TENANT,
+            inputs=demo,
+            chunking=ChunkingConfig(),
+            max_batch=len(demo),
+            max_chars=10**6,
+        )
+        elapsed = time.perf_counter() - started
+        print(
+            f"bench ingest demo: {len(demo)} docs, {out.chunks_embedded} chunks in {elapsed:.2f}s = "
+            f"{out.chunks_embedded / elapsed:.1f} chunks/s"
+        )
+        started = time.perf_counter()
+        await documents.ingest(
+            db=db,
+            embedder=embedder,
+            tenant_id=DEFAULT_TENANT,
+            inputs=demo,
+            chunking=ChunkingConfig(),
+            max_batch=len(demo),
+            max_chars=10**6,
+        )
+        print(f"bench re-ingest unchanged: {(time.perf_counter() - started) * 1000:.0f} ms for {len(demo)} docs")
+        for q in QUERIES:
+            await embedder.embed_query(q)  # warm the query-vector cache: this measures the database path
+        for mode in ("KEYWORD", "DENSE", "HYBRID"):
+            samples: list[float] = []
+            for _ in range(25):
+                for q in QUERIES:
+                    vector = await embedder.embed_query(q)
+                    t0 = time.perf_counter()
+                    await search(
+                        db=db,
+                        tenant_id=DEFAULT_TENANT,
+                        query_vector=vector,
+                        query=q,
+                        first=10,
+                        options=SearchOptions(mode=mode),
+                        keyword_backend=backend,
+                    )
+                    samples.append((time.perf_counter() - t0) * 1000)
+            print(
+                f"bench search {mode.lower()} first=10: p50={_pct(samples, 50):.2f} ms "
+                f"p95={_pct(samples, 95):.2f} ms (n={len(samples)}, incl. query-log write)"
+            )
+        cold: list[float] = []
+        for i in range(40):
+            t0 = time.perf_counter()
+            await embedder.embed_query(f"uncached query number {i} about films")
+            cold.append((time.perf_counter() - t0) * 1000)
+        print(f"bench query embedding (uncached): p50={_pct(cold, 50):.2f} ms p95={_pct(cold, 95):.2f} ms")
+    finally:
+        await db.dispose()
+
+
+def run_bench() -> None:
+    root = Path(tempfile.mkdtemp(prefix="ragql-bench-"))
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(root / "run"))
+    try:
+        url = embedded.start(root / "pgdata", cleanup_mode="delete")
+        asyncio.run(_run(url))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
