@@ -15,6 +15,7 @@ from domain.documents.service import ChunkingConfig
 from domain.persistence.database import Database
 from domain.persistence.migrate import check_embedding_model, keyword_backend, migrate
 from domain.providers.embedding import Embedder, LocalEmbedder, OpenAIEmbedder
+from domain.retrieval.index_health import ensure_bm25_healthy
 from domain.runtime import Limits, Services
 
 log = logging.getLogger("ragql")
@@ -57,6 +58,7 @@ async def build_services(
     except BaseException:
         await db.dispose()
         raise
+    health = await ensure_bm25_healthy(db, backend)
     if backend != "bm25":
         log.warning("pg_textsearch is not available: keyword search falls back to built-in full text (weaker)")
     services = Services(
@@ -67,6 +69,7 @@ async def build_services(
         database_version=str(pg_version),
         pgvector_version=str(vector_version),
         environment=settings.env,
+        keyword_index=health,
         chunking=ChunkingConfig(max_tokens=settings.chunk_tokens, overlap_tokens=settings.chunk_overlap_tokens),
         limits=Limits(
             max_query_chars=settings.max_query_chars,

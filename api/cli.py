@@ -44,20 +44,28 @@ def _migrate(settings: Settings, _args: argparse.Namespace) -> None:
     asyncio.run(run())
 
 
-def _reindex(settings: Settings, _args: argparse.Namespace) -> None:
+def _reindex(settings: Settings, args: argparse.Namespace) -> None:
     from sqlalchemy import text
 
     from api.bootstrap import database_url
     from domain.persistence.database import Database
+    from domain.persistence.migrate import keyword_backend
+    from domain.retrieval.index_health import ensure_bm25_healthy
 
     async def run() -> None:
         db = Database(database_url(settings)[0])
         try:
+            backend = await keyword_backend(db)
+            if args.check:
+                health = await ensure_bm25_healthy(db, backend, repair=False)
+                print(f"keyword backend {backend}: healthy={health.healthy} (probed {health.probed} chunks)")
+                if not health.healthy:
+                    raise SystemExit(1)
+                return
             async with db.engine.connect() as conn:
                 conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 for index in ("chunks_bm25_idx", "chunks_embedding_hnsw"):
-                    exists = (await conn.execute(text("SELECT to_regclass(:i)"), {"i": index})).scalar()
-                    if exists:
+                    if (await conn.execute(text("SELECT to_regclass(:i)"), {"i": index})).scalar():
                         print(f"reindexing {index} …", flush=True)
                         await conn.execute(text(f"REINDEX INDEX {index}"))
         finally:
@@ -111,7 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("schema", help="print the GraphQL schema (SDL)")
     sub.add_parser("bench", help="print ingest and search latency figures (temporary store)")
-    sub.add_parser("reindex", help="rebuild the BM25 and HNSW indexes (after heavy updates or deletes)")
+    rx = sub.add_parser("reindex", help="rebuild the BM25 and HNSW indexes (after heavy updates or deletes)")
+    rx.add_argument("--check", action="store_true", help="only probe the BM25 index; exit 1 if it has drifted")
     ev = sub.add_parser("eval", help="BEIR SciFact retrieval quality (nDCG@10, Recall@100)")
     ev.add_argument("--dataset", default="../shared/data/beir/scifact")
     ev.add_argument("--split", choices=["train", "test"], default="test")

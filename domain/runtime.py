@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from domain.documents.service import ChunkingConfig
 from domain.persistence.database import Database
 from domain.providers.embedding import Embedder
+from domain.retrieval.index_health import IndexHealth
 
 
 @dataclass(frozen=True)
@@ -26,5 +27,6 @@ class Services:
     database_version: str = ""
     pgvector_version: str = ""
     environment: str = "development"
+    keyword_index: IndexHealth | None = None
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
     limits: Limits = field(default_factory=Limits)

@@ -35,6 +35,8 @@ def server_info(info: strawberry.Info[Context]) -> ServerInfo:
             else "pg_textsearch is not installed on this server: keyword search uses built-in full text (ts_rank, no "
             "IDF), which ranks noticeably worse. Install pg_textsearch to get BM25."
         ),
+        keyword_index_healthy=s.keyword_index.healthy if s.keyword_index else True,
+        keyword_index_repaired_at_start=bool(s.keyword_index and s.keyword_index.repaired),
         database=s.database_kind,
         database_version=s.database_version,
         pgvector_version=s.pgvector_version,

@@ -21,6 +21,8 @@ class ServerInfo:
     embedding_dim: int
     keyword_backend: KeywordBackend
     keyword_backend_note: str
+    keyword_index_healthy: bool
+    keyword_index_repaired_at_start: bool
     database: str
     database_version: str
     pgvector_version: str

@@ -22,6 +22,7 @@ from domain.persistence.database import Database
 from domain.persistence.migrate import check_embedding_model, keyword_backend, migrate
 from domain.providers.embedding import LocalEmbedder
 from domain.retrieval.fusion import FusionMethod, fuse
+from domain.retrieval.index_health import ensure_bm25_healthy
 from domain.retrieval.search import SearchOptions, fetch_legs, leg_query, search
 
 TENANT = "default"
@@ -83,6 +84,9 @@ async def run_eval(
         backend = await keyword_backend(db)
         corpus, queries, qrels = load(dataset, split)
         await ingest_corpus(db, embedder, corpus, ChunkingConfig(chunk_tokens, overlap_tokens))
+        health = await ensure_bm25_healthy(db, backend)
+        if health.repaired:
+            print(f"bm25 index was unhealthy after a restart; rebuilt in {health.repair_seconds:.1f}s")
         ext = await _external_ids(db)
         qids = sorted(qrels)
         vectors = {q: await embedder.embed_query(queries[q]) for q in qids}

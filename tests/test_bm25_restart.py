@@ -1,0 +1,50 @@
+"""Keyword search must survive a PostgreSQL restart (see domain/retrieval/index_health.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pgserver
+from pgserver._commands import pg_ctl
+from sqlalchemy import text
+
+from api import embedded
+from domain.documents import service as documents
+from domain.documents.service import ChunkingConfig
+from domain.documents.validation import DocumentInput
+from domain.persistence.database import Database
+from domain.persistence.migrate import migrate
+from domain.providers.embedding import LocalEmbedder
+from domain.retrieval.index_health import ensure_bm25_healthy
+
+SEARCH = (
+    "SELECT d.external_id FROM chunks c JOIN documents d ON d.id = c.document_id "
+    "ORDER BY c.search_text <@> to_bm25query(:q, 'chunks_bm25_idx') LIMIT 3"
+)
+
+
+async def test_keyword_search_survives_a_server_restart(tmp_path: Path, embedder: LocalEmbedder) -> None:
+    pgdata = tmp_path / "pg"
+    url = embedded.start(pgdata, cleanup_mode="delete")
+    server = pgserver.get_server(pgdata)
+    db = Database(url)
+    try:
+        await migrate(db, embedding_dim=384)
+        inputs = [
+            DocumentInput(title=f"Note {i}", text=f"Observations of {w} in the wild.", external_id=w)
+            for i, w in enumerate(["otters", "puffins", "lynxes", "walruses"])
+        ]
+        await documents.ingest(db=db, embedder=embedder, tenant_id="default", inputs=inputs,
+                               chunking=ChunkingConfig(), max_batch=10, max_chars=10_000)
+        # when the server restarts under us
+        await db.dispose()
+        pg_ctl(["-w", "restart", "-m", "fast"], pgdata=pgdata, user=server.system_user)
+        # then the start-up check leaves a working index, whatever state the restart left it in
+        health = await ensure_bm25_healthy(db, "bm25")
+        assert health.healthy and health.probed == 3
+        async with db.engine.connect() as conn:
+            found = (await conn.execute(text(SEARCH), {"q": "puffins"})).scalars().all()
+        assert found[0] == "puffins"
+    finally:
+        await db.dispose()
+        server.cleanup()
