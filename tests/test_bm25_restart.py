@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pgserver
-from pgserver._commands import pg_ctl
+import pgserver._commands
 from sqlalchemy import text
 
 from api import embedded
@@ -34,10 +34,19 @@ async def test_keyword_search_survives_a_server_restart(tmp_path: Path, embedder
             DocumentInput(title=f"Note {i}", text=f"Observations of {w} in the wild.", external_id=w)
             for i, w in enumerate(["otters", "puffins", "lynxes", "walruses"])
         ]
-        await documents.ingest(db=db, embedder=embedder, tenant_id="default", inputs=inputs,
-                               chunking=ChunkingConfig(), max_batch=10, max_chars=10_000)
+        await documents.ingest(
+            db=db,
+            embedder=embedder,
+            tenant_id="default",
+            inputs=inputs,
+            chunking=ChunkingConfig(),
+            max_batch=10,
+            max_chars=10_000,
+        )
         # when the server restarts under us
         await db.dispose()
+        # pg_ctl is generated at import time, so mypy cannot see it.
+        pg_ctl = getattr(pgserver._commands, "pg_ctl")  # noqa: B009
         pg_ctl(["-w", "restart", "-m", "fast"], pgdata=pgdata, user=server.system_user)
         # then the start-up check leaves a working index, whatever state the restart left it in
         health = await ensure_bm25_healthy(db, "bm25")

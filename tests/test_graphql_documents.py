@@ -256,3 +256,44 @@ async def test_server_info_reports_backends(app_client: httpx.AsyncClient) -> No
     assert info["database"] == "external"  # the tests hand the app a URL
     assert info["pgvectorVersion"].startswith("0.8")
     assert "disabled" in info["auth"]
+
+
+def minimal_pdf(text_: str) -> bytes:
+    """A one-page PDF with one line of text, built by hand so the test needs no PDF writer."""
+    stream = f"BT /F1 12 Tf 72 720 Td ({text_}) Tj ET".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = b"%PDF-1.4\n"
+    offsets = []
+    for i, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return out
+
+
+async def test_upload_pdf_and_reject_a_damaged_one(app_client: httpx.AsyncClient) -> None:
+    tag = uuid.uuid4().hex[:8]
+    body = await upload(
+        app_client,
+        [
+            (f"paper-{tag}.pdf", minimal_pdf("Geothermal wells heat the town library")),
+            (f"broken-{tag}.pdf", b"%PDF-1.4 this is not really a pdf"),
+        ],
+    )
+    payload = body["data"]["uploadDocuments"]
+    assert [d["title"] for d in payload["documents"]] == [f"paper-{tag}"]
+    assert "Geothermal wells heat the town library" in payload["documents"][0]["text"]
+    assert [(e["field"], e["code"]) for e in payload["errors"]] in (
+        [("files.1", "UNREADABLE_FILE")],
+        [("files.1", "EMPTY_FILE")],
+    )
