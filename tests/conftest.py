@@ -21,9 +21,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from api import embedded
 from api.app import create_app
 from api.settings import Settings
+from domain.documents import service as documents
+from domain.documents.service import ChunkingConfig
+from domain.documents.validation import DocumentInput
 from domain.persistence.database import Database
 from domain.persistence.migrate import migrate
-from domain.providers.embedding import LocalEmbedder
+from domain.providers.embedding import Embedder, LocalEmbedder
 from domain.tenancy import ensure_tenant
 
 
@@ -75,6 +78,21 @@ async def tenant(db: Database) -> str:
     tenant_id = f"t-{uuid.uuid4().hex[:12]}"
     await ensure_tenant(db, tenant_id)
     return tenant_id
+
+
+async def ingest_docs(
+    db: Database, embedder: Embedder, tenant: str, inputs: list[DocumentInput]
+) -> documents.IngestOutcome:
+    """Domain-level ingest with the default chunking, for tests that bypass HTTP."""
+    return await documents.ingest(
+        db=db,
+        embedder=embedder,
+        tenant_id=tenant,
+        inputs=inputs,
+        chunking=ChunkingConfig(),
+        max_batch=100,
+        max_chars=100_000,
+    )
 
 
 async def graphql(client: httpx.AsyncClient, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:

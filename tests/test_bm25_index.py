@@ -8,10 +8,10 @@ import uuid
 from sqlalchemy import text
 
 from domain.documents import service as documents
-from domain.documents.service import ChunkingConfig
 from domain.documents.validation import DocumentInput
 from domain.persistence.database import Database
 from domain.providers.embedding import LocalEmbedder
+from tests.conftest import ingest_docs
 
 TOPICS = ["volcano eruption lava", "coral reef fish", "desert camel caravan", "glacier ice melt", "rainforest frogs"]
 
@@ -37,15 +37,7 @@ async def top_k(db: Database, tenant: str, query: str, *, index: bool) -> list[s
 
 async def test_bm25_index_matches_brute_force_after_churn(db: Database, embedder: LocalEmbedder, tenant: str) -> None:
     async def put(inputs: list[DocumentInput]) -> documents.IngestOutcome:
-        return await documents.ingest(
-            db=db,
-            embedder=embedder,
-            tenant_id=tenant,
-            inputs=inputs,
-            chunking=ChunkingConfig(),
-            max_batch=100,
-            max_chars=100_000,
-        )
+        return await ingest_docs(db, embedder, tenant, inputs)
 
     tag = uuid.uuid4().hex[:6]
     first = [

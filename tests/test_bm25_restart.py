@@ -9,13 +9,12 @@ import pgserver._commands
 from sqlalchemy import text
 
 from api import embedded
-from domain.documents import service as documents
-from domain.documents.service import ChunkingConfig
 from domain.documents.validation import DocumentInput
 from domain.persistence.database import Database
 from domain.persistence.migrate import migrate
 from domain.providers.embedding import LocalEmbedder
 from domain.retrieval.index_health import ensure_bm25_healthy
+from tests.conftest import ingest_docs
 
 SEARCH = (
     "SELECT d.external_id FROM chunks c JOIN documents d ON d.id = c.document_id "
@@ -34,15 +33,7 @@ async def test_keyword_search_survives_a_server_restart(tmp_path: Path, embedder
             DocumentInput(title=f"Note {i}", text=f"Observations of {w} in the wild.", external_id=w)
             for i, w in enumerate(["otters", "puffins", "lynxes", "walruses"])
         ]
-        await documents.ingest(
-            db=db,
-            embedder=embedder,
-            tenant_id="default",
-            inputs=inputs,
-            chunking=ChunkingConfig(),
-            max_batch=10,
-            max_chars=10_000,
-        )
+        await ingest_docs(db, embedder, "default", inputs)
         # when the server restarts under us
         await db.dispose()
         # pg_ctl is generated at import time, so mypy cannot see it.

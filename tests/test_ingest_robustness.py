@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from domain.documents import service as documents
-from domain.documents.service import ChunkingConfig
 from domain.documents.validation import DocumentInput
 from domain.persistence.database import Database
-from domain.providers.embedding import Embedder, LocalEmbedder, Vectors
+from domain.providers.embedding import LocalEmbedder, Vectors
+from tests.conftest import ingest_docs
 
 
 class FailingProvider:
@@ -47,27 +46,15 @@ async def counts(db: Database, tenant: str) -> tuple[int, int]:
     return int(d), int(c)
 
 
-async def ingest(db: Database, embedder: Embedder, tenant: str, inputs: list[DocumentInput]) -> documents.IngestOutcome:
-    return await documents.ingest(
-        db=db,
-        embedder=embedder,
-        tenant_id=tenant,
-        inputs=inputs,
-        chunking=ChunkingConfig(),
-        max_batch=100,
-        max_chars=100_000,
-    )
-
-
 async def test_provider_failure_writes_nothing_and_keeps_old_data(
     db: Database, embedder: LocalEmbedder, tenant: str
 ) -> None:
     # given stored documents
-    await ingest(db, embedder, tenant, docs("keep", 3))
+    await ingest_docs(db, embedder, tenant, docs("keep", 3))
     before = await counts(db, tenant)
     # when a batch that changes them fails in the provider
     with pytest.raises(TimeoutError):
-        await ingest(
+        await ingest_docs(
             db, FailingProvider(embedder), tenant, docs("keep", 3, body="Completely new text.") + docs("new", 2)
         )
     # then the old versions are intact and nothing new was half-written
@@ -82,7 +69,7 @@ async def test_concurrent_reingest_of_one_document_leaves_one_consistent_version
 ) -> None:
     versions = [f"Version {v}: a fox explores a quiet forest at dawn." for v in range(6)]
     batches = [[DocumentInput(title="Fox", text=v, external_id="fox")] for v in versions]
-    await asyncio.gather(*(ingest(db, embedder, tenant, b) for b in batches))
+    await asyncio.gather(*(ingest_docs(db, embedder, tenant, b) for b in batches))
     async with db.session(tenant) as s:
         doc = (
             await s.execute(text("SELECT id, text, chunk_count FROM documents WHERE tenant_id = :t"), {"t": tenant})
