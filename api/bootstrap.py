@@ -55,10 +55,11 @@ async def build_services(
             vector_version = (
                 await conn.execute(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'"))
             ).scalar_one()
+        # Inside the try: a failed probe or REINDEX must not leak the pool.
+        health = await ensure_bm25_healthy(db, backend)
     except BaseException:
         await db.dispose()
         raise
-    health = await ensure_bm25_healthy(db, backend)
     if backend != "bm25":
         log.warning("pg_textsearch is not available: keyword search falls back to built-in full text (weaker)")
     services = Services(
