@@ -13,6 +13,7 @@ from sqlalchemy import text
 from strawberry.fastapi import GraphQLRouter
 
 from api.bootstrap import DEFAULT_TENANT, build_services
+from api.origins import WebSocketOriginGuard
 from api.settings import Settings
 from domain.providers.embedding import Embedder
 from domain.runtime import Services
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         build_schema(), context_getter=get_context, multipart_uploads_enabled=True
     )
     app.include_router(router, prefix="/graphql")
+    app.add_middleware(WebSocketOriginGuard, allowed_origins=settings.allowed_origins)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

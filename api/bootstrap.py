@@ -5,16 +5,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+from pydantic import SecretStr
 from sqlalchemy import text
 
 from api import embedded
 from api.settings import Settings
+from domain.answers.extractive import ExtractiveGenerator
+from domain.answers.generators import LLMGenerator
+from domain.answers.service import Answering, AnswerLimits
 from domain.demo.loader import demo_documents
 from domain.documents import service as documents
 from domain.documents.service import ChunkingConfig
 from domain.persistence.database import Database
 from domain.persistence.migrate import check_embedding_model, keyword_backend, migrate
+from domain.providers.cross_rankers import CohereReranker
 from domain.providers.embedding import Embedder, LocalEmbedder, OpenAIEmbedder
+from domain.providers.llm import OpenAIChat
+from domain.rerank.service import RerankConfig, Reranking
 from domain.retrieval.index_health import ensure_bm25_healthy
 from domain.runtime import Limits, Services
 
@@ -32,6 +39,43 @@ def build_embedder(settings: Settings) -> Embedder:
             base_url=settings.openai_base_url,
         )
     return LocalEmbedder(batch_size=settings.embedding_batch_size)
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def build_chat(settings: Settings) -> OpenAIChat | None:
+    if not settings.llm_model:
+        return None
+    return OpenAIChat(
+        model=settings.llm_model,
+        api_key=_secret(settings.llm_api_key) or _secret(settings.openai_api_key),
+        base_url=settings.llm_base_url or settings.openai_base_url,
+        timeout_s=settings.llm_timeout_s,
+        max_retries=settings.llm_max_retries,
+    )
+
+
+def build_reranking(settings: Settings, chat: OpenAIChat | None) -> Reranking:
+    key = _secret(settings.cohere_api_key)
+    cross = (
+        CohereReranker(
+            model=settings.cohere_rerank_model,
+            api_key=key,
+            base_url=settings.cohere_base_url,
+            timeout_s=settings.rerank_timeout_s,
+        )
+        if key
+        else None
+    )
+    config = RerankConfig(
+        timeout_s=settings.rerank_timeout_s,
+        max_candidates=settings.rerank_max_candidates,
+        window=settings.rerank_window,
+        step=settings.rerank_step,
+    )
+    return Reranking(config=config, cross=cross, chat=chat)
 
 
 def database_url(settings: Settings) -> tuple[str, str]:
@@ -62,10 +106,28 @@ async def build_services(
         raise
     if backend != "bm25":
         log.warning("pg_textsearch is not available: keyword search falls back to built-in full text (weaker)")
+    chat = build_chat(settings)
+    reranking = build_reranking(settings, chat)
+    answering = Answering(
+        db=db,
+        embedder=emb,
+        keyword_backend=backend,
+        reranking=reranking,
+        extractive=ExtractiveGenerator(emb),
+        llm=LLMGenerator(chat, max_tokens=settings.llm_max_tokens) if chat else None,
+        limits=AnswerLimits(
+            max_question_chars=settings.max_query_chars,
+            max_sources=settings.answer_max_sources,
+            max_selected_chars=settings.max_selected_chars,
+            history_turns=settings.answer_history_turns,
+        ),
+    )
     services = Services(
         db=db,
         embedder=emb,
         keyword_backend=backend,
+        reranking=reranking,
+        answering=answering,
         database_kind=kind,
         database_version=str(pg_version),
         pgvector_version=str(vector_version),

@@ -34,6 +34,25 @@ class Settings(BaseSettings):
     openai_base_url: str | None = None
     openai_embedding_model: str = "text-embedding-3-small"
 
+    # Chat model for answers, LLM re-ranking and follow-up condensing: OpenAI or any compatible
+    # server (vLLM, Ollama) via llm_base_url. Unset means the offline extractive generator.
+    llm_model: str | None = None
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_timeout_s: float = 30.0
+    llm_max_retries: int = 2
+    llm_max_tokens: int = 700
+    cohere_api_key: SecretStr | None = None
+    cohere_base_url: str | None = None
+    cohere_rerank_model: str = "rerank-v3.5"
+    rerank_timeout_s: float = 8.0
+    rerank_max_candidates: int = 30
+    rerank_window: int = 20
+    rerank_step: int = 10
+    answer_max_sources: int = 20
+    answer_history_turns: int = 3
+    max_selected_chars: int = 20_000
+
     keyword_backend: Literal["auto", "fulltext"] = "auto"
     chunk_tokens: int = 200
     chunk_overlap_tokens: int = 48
@@ -56,6 +75,12 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "RAGQL_ENV=production needs RAGQL_DATABASE_URL (the embedded server is for development)"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _rerank_window_moves(self) -> Settings:
+        if not 0 < self.rerank_step < self.rerank_window:
+            raise ValueError("RAGQL_RERANK_STEP must be positive and smaller than RAGQL_RERANK_WINDOW")
         return self
 
     @cached_property

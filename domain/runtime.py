@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from domain.answers.service import Answering
 from domain.documents.service import ChunkingConfig
 from domain.persistence.database import Database
 from domain.providers.embedding import Embedder
+from domain.rerank.service import Reranking
 from domain.retrieval.index_health import IndexHealth
 
 
@@ -23,6 +25,8 @@ class Services:
     db: Database
     embedder: Embedder
     keyword_backend: str
+    reranking: Reranking
+    answering: Answering
     database_kind: str
     database_version: str = ""
     pgvector_version: str = ""

@@ -1,14 +1,56 @@
-"""The search resolver."""
+"""The search resolver, and the conversions from search results that answers reuse."""
 
 from __future__ import annotations
 
 import strawberry
 
+from domain.rerank.service import Reranking, RerankOutcome
 from domain.retrieval import search as retrieval
 from resolvers.filters import to_domain_filter
 from schema.context import Context
 from schema.documents import Chunk, Document
-from schema.search import FusionMethod, ScoreBreakdown, SearchHit, SearchOptions, SearchResult
+from schema.search import (
+    FusionMethod,
+    RerankInfo,
+    RerankStrategy,
+    ScoreBreakdown,
+    SearchHit,
+    SearchOptions,
+    SearchResult,
+)
+
+
+def to_search_hit(h: retrieval.Hit) -> SearchHit:
+    return SearchHit(
+        document=Document.from_row(h.document),
+        chunk=Chunk.build(h.chunk_id, h.chunk_ordinal, h.chunk_text),
+        snippet=h.snippet,
+        score=h.score,
+        scores=ScoreBreakdown(
+            dense=h.dense,
+            keyword=h.keyword,
+            fused=h.fused,
+            rerank=h.rerank,
+            dense_rank=h.dense_rank,
+            keyword_rank=h.keyword_rank,
+            fused_rank=h.fused_rank,
+            rank_change=h.rank_change,
+        ),
+    )
+
+
+def to_rerank_info(outcome: RerankOutcome | None, reranking: Reranking) -> RerankInfo:
+    if outcome is None:
+        return RerankInfo(
+            requested=RerankStrategy.NONE, applied=RerankStrategy.NONE, model=None, fallback_reason=None, took_ms=0.0
+        )
+    return RerankInfo(
+        requested=RerankStrategy(outcome.requested),
+        applied=RerankStrategy(outcome.applied),
+        model=reranking.model(outcome.applied),
+        fallback_reason=outcome.fallback_reason,
+        took_ms=outcome.took_ms,
+    )
 
 
 async def search(
@@ -22,6 +64,7 @@ async def search(
         alpha=opts.alpha,
         candidates=opts.candidates,
         filter=to_domain_filter(opts.filter),
+        rerank=opts.rerank.value,
     )
     q = retrieval.validate(query, first, domain_opts, max_query_chars=s.limits.max_query_chars)
     vector = await s.embedder.embed_query(q) if domain_opts.mode != "KEYWORD" else None
@@ -33,27 +76,14 @@ async def search(
         first=first,
         options=domain_opts,
         keyword_backend=s.keyword_backend,
+        reranking=s.reranking,
     )
     return SearchResult(
-        hits=[
-            SearchHit(
-                document=Document.from_row(h.document),
-                chunk=Chunk.build(h.chunk_id, h.chunk_ordinal, h.chunk_text),
-                snippet=h.snippet,
-                score=h.score,
-                scores=ScoreBreakdown(
-                    dense=h.dense,
-                    keyword=h.keyword,
-                    fused=h.fused,
-                    dense_rank=h.dense_rank,
-                    keyword_rank=h.keyword_rank,
-                ),
-            )
-            for h in result.hits
-        ],
+        hits=[to_search_hit(h) for h in result.hits],
         total_candidates=result.total_candidates,
         query_id=strawberry.ID(str(result.query_id)),
         took_ms=result.took_ms,
         fusion=FusionMethod(result.fusion),
         alpha=result.alpha,
+        rerank=to_rerank_info(result.rerank, s.reranking),
     )

@@ -10,6 +10,7 @@ from domain.documents import service as documents
 from schema.common import Node, from_global_id
 from schema.context import Context
 from schema.documents import Document
+from schema.search import RerankStrategy
 from schema.server import KeywordBackend, PrincipalInfo, ServerInfo
 
 
@@ -43,8 +44,20 @@ def server_info(info: strawberry.Info[Context]) -> ServerInfo:
         auth="disabled (development: every request is the default tenant)"
         if s.environment == "development"
         else "required",
-        providers=[f"embedding:{s.embedder.name}"],
+        providers=_providers(info.context),
+        generator=s.answering.generator.name,
+        rerankers=[RerankStrategy(r) for r in s.reranking.available()],
     )
+
+
+def _providers(context: Context) -> list[str]:
+    s = context.services
+    out = [f"embedding:{s.embedder.name}", f"generator:{s.answering.generator.name}"]
+    for strategy in s.reranking.available():
+        model = s.reranking.model(strategy)
+        if model:
+            out.append(f"rerank:{strategy.lower()}:{model}")
+    return out
 
 
 def me(info: strawberry.Info[Context]) -> PrincipalInfo:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import strawberry
@@ -11,7 +12,8 @@ from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDept
 from strawberry.types import ExecutionContext
 
 from domain.errors import DomainError
-from resolvers import documents, search, server
+from resolvers import answers, documents, search, server
+from schema.answers import Answer, AnswerEvent
 from schema.common import Node
 from schema.documents import (
     Chunk,
@@ -33,6 +35,7 @@ class Query:
     document: Document | None = strawberry.field(resolver=documents.document)
     documents: DocumentConnection = strawberry.field(resolver=documents.documents_connection)
     search: SearchResult = strawberry.field(resolver=search.search)
+    answer: Answer = strawberry.field(resolver=answers.answer, description="A grounded answer, not streamed.")
 
 
 @strawberry.type
@@ -40,6 +43,14 @@ class Mutation:
     ingest_documents: IngestDocumentsPayload = strawberry.mutation(resolver=documents.ingest_documents)
     upload_documents: IngestDocumentsPayload = strawberry.mutation(resolver=documents.upload_documents)
     delete_document: DeleteDocumentPayload = strawberry.mutation(resolver=documents.delete_document)
+
+
+@strawberry.type
+class Subscription:
+    answer_stream: AsyncGenerator[AnswerEvent, None] = strawberry.subscription(
+        resolver=answers.answer_stream,
+        description="AnswerSources first, then AnswerDelta events as text arrives, then AnswerDone or AnswerError.",
+    )
 
 
 class RagqlSchema(strawberry.Schema):
@@ -58,4 +69,6 @@ def build_schema(*, max_depth: int = 10, max_aliases: int = 30, max_tokens: int 
         MaxAliasesLimiter(max_alias_count=max_aliases),
         MaxTokensLimiter(max_token_count=max_tokens),
     ]
-    return RagqlSchema(query=Query, mutation=Mutation, types=[Document, Chunk], extensions=extensions)
+    return RagqlSchema(
+        query=Query, mutation=Mutation, subscription=Subscription, types=[Document, Chunk], extensions=extensions
+    )

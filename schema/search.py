@@ -24,6 +24,16 @@ class FusionMethod(Enum):
     ZSCORE = "ZSCORE"
 
 
+@strawberry.enum(
+    description="How candidates are re-ordered after fusion. An unavailable or failing re-ranker falls back "
+    "to the fused order, and `RerankInfo` says so."
+)
+class RerankStrategy(Enum):
+    NONE = "NONE"
+    COHERE = "COHERE"
+    LLM = "LLM"
+
+
 @strawberry.enum
 class ConditionOp(Enum):
     EQ = "EQ"
@@ -57,6 +67,7 @@ class SearchOptions:
     alpha: float | None = strawberry.field(default=None, description="Weight of the dense leg, 0..1.")
     candidates: int = strawberry.field(default=50, description="Depth of each leg before fusion.")
     filter: MetadataFilter | None = None
+    rerank: RerankStrategy = RerankStrategy.NONE
 
 
 @strawberry.type
@@ -64,8 +75,22 @@ class ScoreBreakdown:
     dense: float | None
     keyword: float | None
     fused: float
+    rerank: float | None = strawberry.field(description="Null unless a re-ranker ran and scored this hit.")
     dense_rank: int | None
     keyword_rank: int | None
+    fused_rank: int = strawberry.field(description="Rank after fusion, before any re-ranking (1 = best).")
+    rank_change: int | None = strawberry.field(
+        description="Fused rank minus final rank: positive means the re-ranker moved the hit up."
+    )
+
+
+@strawberry.type(description="What re-ranking was asked for, what actually ran, and why not if it did not.")
+class RerankInfo:
+    requested: RerankStrategy
+    applied: RerankStrategy
+    model: str | None
+    fallback_reason: str | None
+    took_ms: float
 
 
 @strawberry.type
@@ -85,3 +110,4 @@ class SearchResult:
     took_ms: float
     fusion: FusionMethod
     alpha: float
+    rerank: RerankInfo

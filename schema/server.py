@@ -6,6 +6,8 @@ from enum import Enum
 
 import strawberry
 
+from schema.search import RerankStrategy
+
 
 @strawberry.enum
 class KeywordBackend(Enum):
@@ -28,6 +30,8 @@ class ServerInfo:
     pgvector_version: str
     auth: str
     providers: list[str]
+    generator: str = strawberry.field(description="What writes answers: `extractive` (offline) or `llm:<model>`.")
+    rerankers: list[RerankStrategy] = strawberry.field(description="Re-rank strategies configured here.")
 
 
 @strawberry.type

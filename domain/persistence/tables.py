@@ -82,3 +82,28 @@ class QueryLog(SQLModel, table=True):
     document_ids: list[str] = Field(default_factory=list, sa_column=Column(ARRAY(Text), nullable=False))
     took_ms: float
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class Answer(SQLModel, table=True):
+    __tablename__ = "answers"
+
+    id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), primary_key=True))
+    tenant_id: str = Field(index=True)
+    session_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), nullable=False))
+    turn: int = 0
+    question: str = Field(sa_column=Column(Text, nullable=False))
+    retrieval_query: str | None = Field(default=None, sa_column=Column(Text))
+    options: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
+    sources: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSONB, nullable=False))
+    text: str = Field(default="", sa_column=Column(Text, nullable=False))
+    citations: list[int] = Field(default_factory=list, sa_column=Column(ARRAY(Integer), nullable=False))
+    dropped_citations: list[str] = Field(default_factory=list, sa_column=Column(ARRAY(Text), nullable=False))
+    generator: str
+    rerank: str = "NONE"
+    status: str
+    error_code: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    first_token_ms: float | None = Field(default=None, sa_column=Column(Float))
+    took_ms: float = Field(sa_column=Column(Float, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))

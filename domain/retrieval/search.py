@@ -16,6 +16,7 @@ from sqlmodel import col, select
 from domain.errors import InvalidInput
 from domain.persistence.database import Database
 from domain.persistence.tables import Document, QueryLog
+from domain.rerank.service import Reranking, RerankOutcome, Strategy
 from domain.retrieval.filters import MetadataFilter, compile_filter
 from domain.retrieval.fusion import FusionMethod, fuse, ranks
 from domain.retrieval.snippets import highlight
@@ -35,6 +36,8 @@ class SearchOptions:
     alpha: float | None = None
     candidates: int = 50
     filter: MetadataFilter | None = None
+    rerank: Strategy = "NONE"
+    rerank_context: str | None = None  # the user's stated interests, for LLM re-ranking
 
 
 @dataclass
@@ -50,6 +53,9 @@ class Hit:
     fused: float
     dense_rank: int | None
     keyword_rank: int | None
+    fused_rank: int = 0
+    rerank: float | None = None
+    rank_change: int | None = None  # fused rank minus final rank: positive means the re-ranker lifted it
 
 
 @dataclass
@@ -62,6 +68,7 @@ class SearchResult:
     alpha: float
     keyword_backend: str
     options: dict[str, Any] = field(default_factory=dict)
+    rerank: RerankOutcome | None = None
 
 
 def validate(query: str, first: int, options: SearchOptions, *, max_query_chars: int) -> str:
@@ -174,65 +181,41 @@ async def search(
     first: int,
     options: SearchOptions,
     keyword_backend: str,
+    reranking: Reranking | None = None,
     log: bool = True,
 ) -> SearchResult:
     started = time.perf_counter()
     fusion: FusionMethod = options.fusion or DEFAULT_FUSION
     alpha = options.alpha if options.alpha is not None else DEFAULT_ALPHA[fusion]
-    # Each leg returns chunks; several can belong to one document, so dig deeper than `first`.
-    depth = min(MAX_CANDIDATES, max(options.candidates, 2 * first))
+    reranks = options.rerank != "NONE" and reranking is not None
+    # A re-ranker sees a deeper head of the fused list than the page it returns.
+    pool = max(first, reranking.config.max_candidates) if reranks and reranking else first
+    # Each leg returns chunks; several can belong to one document, so dig deeper than the pool.
+    depth = min(MAX_CANDIDATES, max(options.candidates, 2 * pool))
     sql, params = leg_query(options.mode, keyword_backend, tenant_id, query, query_vector, depth, options.filter)
 
     async with db.session(tenant_id) as session:
         legs = await fetch_legs(session, sql, params)
-        best, chunks = legs.best, legs.chunks
-        dense = {d: s for d, (s, _) in best["dense"].items()}
-        keyword = {d: s for d, (s, _) in best["keyword"].items()}
-        if options.mode == "DENSE":
-            fused = dict(dense)
-        elif options.mode == "KEYWORD":
-            fused = dict(keyword)
-        else:
-            fused = fuse(dense, keyword, method=fusion, alpha=alpha)
-        dense_ranks, keyword_ranks = ranks(dense), ranks(keyword)
-        top = sorted(fused, key=lambda d: -fused[d])[:first]
-
-        docs: dict[uuid.UUID, Document] = {}
-        if top:
-            result = await session.execute(select(Document).where(col(Document.id).in_(top)))
-            docs = {d.id: d for d in result.scalars()}
-        hits: list[Hit] = []
-        for doc_id in top:
-            if doc_id not in docs:
-                continue
-            # The chunk shown is the keyword leg's best where both matched: it holds the query terms.
-            chunk_id = (best["keyword"].get(doc_id) or best["dense"][doc_id])[1]
-            chunk_text, ordinal = chunks[chunk_id]
-            hits.append(
-                Hit(
-                    document=docs[doc_id],
-                    chunk_id=chunk_id,
-                    chunk_text=chunk_text,
-                    chunk_ordinal=ordinal,
-                    snippet=highlight(chunk_text or docs[doc_id].title, query),
-                    score=fused[doc_id],
-                    dense=dense.get(doc_id),
-                    keyword=keyword.get(doc_id),
-                    fused=fused[doc_id],
-                    dense_rank=dense_ranks.get(doc_id),
-                    keyword_rank=keyword_ranks.get(doc_id),
-                )
-            )
-        took_ms = (time.perf_counter() - started) * 1000
-        logged = {
-            "first": first,
-            "fusion": fusion,
-            "alpha": alpha,
-            "candidates": options.candidates,
-            "filtered": options.filter is not None,
-        }
-        query_id = uuid.uuid4()
-        if log:
+        hits, total = await _fused_hits(session, legs, options, fusion, alpha, query, pool)
+    outcome: RerankOutcome | None = None
+    if reranks and reranking is not None:
+        # Outside the transaction: a slow provider must not hold a database connection.
+        texts = [f"{h.document.title}\n{h.chunk_text}" for h in hits]
+        outcome = await reranking.rerank(options.rerank, query, texts, context=options.rerank_context)
+        hits = apply_rerank(hits, outcome)
+    hits = hits[:first]
+    took_ms = (time.perf_counter() - started) * 1000
+    logged = {
+        "first": first,
+        "fusion": fusion,
+        "alpha": alpha,
+        "candidates": options.candidates,
+        "filtered": options.filter is not None,
+        "rerank": outcome.applied if outcome else "NONE",
+    }
+    query_id = uuid.uuid4()
+    if log:
+        async with db.session(tenant_id) as session:
             session.add(
                 QueryLog(
                     id=query_id,
@@ -247,11 +230,77 @@ async def search(
             )
     return SearchResult(
         hits=hits,
-        total_candidates=len(fused),
+        total_candidates=total,
         query_id=query_id,
         took_ms=took_ms,
         fusion=fusion,
         alpha=alpha,
         keyword_backend=keyword_backend,
         options=logged,
+        rerank=outcome,
     )
+
+
+async def _fused_hits(
+    session: AsyncSession,
+    legs: Legs,
+    options: SearchOptions,
+    fusion: FusionMethod,
+    alpha: float,
+    query: str,
+    pool: int,
+) -> tuple[list[Hit], int]:
+    best, chunks = legs.best, legs.chunks
+    dense = {d: s for d, (s, _) in best["dense"].items()}
+    keyword = {d: s for d, (s, _) in best["keyword"].items()}
+    if options.mode == "DENSE":
+        fused = dict(dense)
+    elif options.mode == "KEYWORD":
+        fused = dict(keyword)
+    else:
+        fused = fuse(dense, keyword, method=fusion, alpha=alpha)
+    dense_ranks, keyword_ranks = ranks(dense), ranks(keyword)
+    top = sorted(fused, key=lambda d: -fused[d])[:pool]
+
+    docs: dict[uuid.UUID, Document] = {}
+    if top:
+        result = await session.execute(select(Document).where(col(Document.id).in_(top)))
+        docs = {d.id: d for d in result.scalars()}
+    hits: list[Hit] = []
+    for doc_id in top:
+        if doc_id not in docs:
+            continue
+        # The chunk shown is the keyword leg's best where both matched: it holds the query terms.
+        chunk_id = (best["keyword"].get(doc_id) or best["dense"][doc_id])[1]
+        chunk_text, ordinal = chunks[chunk_id]
+        hits.append(
+            Hit(
+                document=docs[doc_id],
+                chunk_id=chunk_id,
+                chunk_text=chunk_text,
+                chunk_ordinal=ordinal,
+                snippet=highlight(chunk_text or docs[doc_id].title, query),
+                score=fused[doc_id],
+                dense=dense.get(doc_id),
+                keyword=keyword.get(doc_id),
+                fused=fused[doc_id],
+                dense_rank=dense_ranks.get(doc_id),
+                keyword_rank=keyword_ranks.get(doc_id),
+                fused_rank=len(hits) + 1,
+            )
+        )
+    return hits, len(fused)
+
+
+def apply_rerank(hits: list[Hit], outcome: RerankOutcome) -> list[Hit]:
+    """Reorder by the outcome. `score` becomes the re-rank score where there is one; the fused score
+    stays in `fused`, and the rank change is recorded either way."""
+    reordered = [hits[i] for i in outcome.order]
+    for final_rank, hit in enumerate(reordered, start=1):
+        position = hit.fused_rank - 1
+        if outcome.applied != "NONE":
+            hit.rank_change = hit.fused_rank - final_rank
+            hit.rerank = outcome.scores.get(position)
+            if hit.rerank is not None:
+                hit.score = hit.rerank
+    return reordered

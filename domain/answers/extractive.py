@@ -1,0 +1,129 @@
+"""The default generator, with no model to call: it answers with the sentences of the sources that
+best support the question, each followed by its [n] citation. It is a real (if terse) answer, and
+when nothing in the sources is close enough it says so instead of pretending."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
+
+from domain.answers.prompt import Audience, Turn
+from domain.answers.sources import Source
+from domain.documents.chunking import split_sentences
+from domain.providers.embedding import Embedder, Vectors
+from domain.providers.llm import Usage
+
+_WORD = re.compile(r"[a-z0-9]+")
+_STOP = frozenset(
+    "a an and are as at be by did do does for from had has have how i in is it its of on or that the this "
+    "to was were what when where which who whom why will with you your about into than then there these "
+    "they those tell me can could would should".split()
+)
+_PRONOUN_START = re.compile(r"^(He|She|They|It|His|Her|Their|Its)\b")
+NO_SOURCES = "I found no documents to answer this from."
+NOT_ANSWERED = "The documents do not seem to answer this directly. The closest passage says:"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    source: int
+    position: int
+    text: str
+    score: float
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 1}
+
+
+class ExtractiveGenerator:
+    name = "extractive"
+    uses_audience = False
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        *,
+        max_sentences: int = 3,
+        max_words: int = 110,
+        min_similarity: float = 0.25,
+        cache_size: int = 4096,
+    ) -> None:
+        self._embedder = embedder
+        self._max_sentences = max_sentences
+        self._max_words = max_words
+        self._min_similarity = min_similarity
+        # Chunks are insert-only, so a passage's sentence vectors never go stale: cache them.
+        self._cache: OrderedDict[str, tuple[list[str], Vectors]] = OrderedDict()
+        self._cache_size = cache_size
+
+    async def _sentences(self, source: Source) -> tuple[list[str], Vectors]:
+        cached = self._cache.get(source.key)
+        if cached is not None:
+            self._cache.move_to_end(source.key)
+            return cached
+        sentences = [s for s in split_sentences(source.text) if len(s.split()) >= 3] or [source.text]
+        vectors = await self._embedder.embed(sentences)
+        self._cache[source.key] = (sentences, vectors)
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return sentences, vectors
+
+    async def select(self, question: str, sources: Sequence[Source]) -> tuple[list[Candidate], bool]:
+        """The sentences to say, best first, and whether they clear the bar of answering."""
+        if not sources:
+            return [], False
+        q_vec = await self._embedder.embed_query(question)
+        q_words = content_words(question)
+        candidates: list[tuple[Candidate, Vectors]] = []
+        for source in sources:
+            sentences, vectors = await self._sentences(source)
+            similarity = vectors @ q_vec
+            for i, sentence in enumerate(sentences):
+                overlap = len(q_words & content_words(sentence)) / len(q_words) if q_words else 0.0
+                # Meaning first; shared words break ties; earlier (better-ranked) sources are preferred.
+                score = float(similarity[i]) + 0.25 * overlap + 0.02 / source.number
+                candidates.append((Candidate(source.number, i, sentence, score), vectors[i]))
+        candidates.sort(key=lambda c: -c[0].score)
+        best = candidates[0][0].score
+        answered = best >= self._min_similarity
+        chosen: list[tuple[Candidate, Vectors]] = []
+        words = 0
+        for candidate, vector in candidates:
+            if len(chosen) >= (self._max_sentences if answered else 1):
+                break
+            if chosen and candidate.score < 0.75 * best:
+                break
+            if any(float(vector @ v) > 0.9 for _, v in chosen):
+                continue  # says what a chosen sentence already says
+            n_words = len(candidate.text.split())
+            if chosen and words + n_words > self._max_words:
+                continue
+            chosen.append((candidate, vector))
+            words += n_words
+        return [c for c, _ in chosen], answered
+
+    async def stream(
+        self, question: str, sources: Sequence[Source], *, audience: Audience | None, history: Sequence[Turn]
+    ) -> AsyncGenerator[str | Usage, None]:
+        chosen, answered = await self.select(question, sources)
+        if not chosen:
+            parts = [NO_SOURCES]
+        else:
+            parts = [] if answered else [NOT_ANSWERED]
+            titles = {s.number: s.title for s in sources}
+            parts += [f"{_anchor(c.text, titles[c.source])} [{c.source}]" for c in chosen]
+        # Stream word by word, as a model would, so clients render progressively either way.
+        for i, word in enumerate(" ".join(parts).split(" ")):
+            yield word if i == 0 else " " + word
+            await asyncio.sleep(0)
+
+
+def _anchor(sentence: str, title: str) -> str:
+    """A sentence lifted out of its passage may open with "He" or "It"; name what it is about."""
+    if _PRONOUN_START.match(sentence) and title and title != "Selected text":
+        return f"In {title}, {sentence[0].lower()}{sentence[1:]}"
+    return sentence

@@ -1,0 +1,55 @@
+"""Answers in the database: the record of each one, and the turns of a session."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlmodel import col, func, select
+
+from domain.answers.prompt import Turn
+from domain.errors import InvalidInput
+from domain.persistence.database import Database
+from domain.persistence.tables import Answer
+
+
+async def session_history(db: Database, tenant_id: str, session_id: uuid.UUID, *, turns: int) -> tuple[list[Turn], int]:
+    """The last `turns` finished turns of a session, oldest first, and the next turn number.
+    A session is named by the id of its first answer; an unknown one is an input error."""
+    async with db.session(tenant_id) as session:
+        rows = (
+            await session.execute(
+                select(Answer.question, Answer.text, Answer.status, Answer.turn)
+                .where(col(Answer.tenant_id) == tenant_id, col(Answer.session_id) == session_id)
+                .order_by(col(Answer.turn).desc())
+                .limit(turns * 2)
+            )
+        ).all()
+    if not rows:
+        raise InvalidInput(
+            "SESSION_NOT_FOUND",
+            f"no answer session {session_id} here; omit sessionId to start one, then pass the sessionId it returns",
+            field="options.sessionId",
+        )
+    done = [Turn(question=q, answer=t) for q, t, status, _ in rows if status == "done"][:turns]
+    return list(reversed(done)), max(r[3] for r in rows) + 1
+
+
+async def save(db: Database, record: Answer) -> None:
+    async with db.session(record.tenant_id) as session:
+        session.add(record)
+
+
+async def get(db: Database, tenant_id: str, answer_id: uuid.UUID) -> Answer | None:
+    async with db.session(tenant_id) as session:
+        row = (
+            await session.execute(select(Answer).where(col(Answer.tenant_id) == tenant_id, col(Answer.id) == answer_id))
+        ).scalar_one_or_none()
+    return row
+
+
+async def count(db: Database, tenant_id: str) -> int:
+    async with db.session(tenant_id) as session:
+        n = (
+            await session.execute(select(func.count()).select_from(Answer).where(col(Answer.tenant_id) == tenant_id))
+        ).scalar_one()
+    return int(n)

@@ -1,0 +1,144 @@
+"""answer (query) and answerStream (subscription): one domain stream, two deliveries."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+
+import strawberry
+
+from domain.answers import service as answers
+from domain.answers.sources import Source
+from domain.errors import DomainError
+from domain.providers.llm import Usage as DomainUsage
+from resolvers.filters import to_domain_filter
+from resolvers.search import to_rerank_info, to_search_hit
+from schema.answers import (
+    Answer,
+    AnswerDelta,
+    AnswerDone,
+    AnswerError,
+    AnswerEvent,
+    AnswerOptions,
+    AnswerSources,
+    Citation,
+    Usage,
+)
+from schema.common import ErrorCode, from_global_id, to_global_id
+from schema.context import Context
+from schema.documents import Document
+
+
+def _request(question: str, options: AnswerOptions | None) -> answers.AnswerRequest:
+    opts = options or AnswerOptions()
+    session = None
+    if opts.session_id is not None:
+        _, session = from_global_id(opts.session_id, expected="AnswerSession", field="options.sessionId")
+    return answers.AnswerRequest(
+        question=question,
+        sources=opts.sources,
+        filter=to_domain_filter(opts.filter),
+        rerank=opts.rerank.value,
+        selected_text=opts.selected_text,
+        audience=opts.audience.value if opts.audience else None,
+        session_id=session,
+    )
+
+
+def _citation(source: Source) -> Citation:
+    hit = source.hit
+    return Citation(
+        number=source.number,
+        title=source.title,
+        document=Document.from_row(hit.document) if hit else None,
+        chunk_id=to_global_id("Chunk", hit.chunk_id) if hit else None,
+    )
+
+
+def _usage(usage: DomainUsage | None) -> Usage | None:
+    if usage is None:
+        return None
+    return Usage(
+        prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens, total_tokens=usage.total_tokens
+    )
+
+
+def _error_code(code: str) -> ErrorCode:
+    try:
+        return ErrorCode(code)
+    except ValueError:
+        return ErrorCode.INTERNAL
+
+
+async def answer(info: strawberry.Info[Context], question: str, options: AnswerOptions | None = None) -> Answer:
+    s = info.context.services
+    tenant = info.context.tenant_id
+    prepared = await s.answering.prepare(tenant, _request(question, options))
+    done: answers.Done | None = None
+    async with aclosing(s.answering.events(tenant, prepared, restart_on_failure=True)) as events:
+        async for event in events:
+            if isinstance(event, answers.Done):
+                done = event
+            elif isinstance(event, answers.Failed):
+                raise DomainError(event.message)
+    assert done is not None
+    return Answer(
+        id=to_global_id("Answer", prepared.answer_id),
+        session_id=to_global_id("AnswerSession", prepared.session_id),
+        question=prepared.question,
+        retrieval_query=prepared.retrieval_query,
+        text=done.text,
+        sources=[to_search_hit(src.hit) for src in prepared.sources if src.hit is not None],
+        citations=[_citation(c) for c in done.citations],
+        dropped_citations=done.dropped_citations,
+        usage=_usage(done.usage),
+        generator=done.generator,
+        rerank=to_rerank_info(prepared.rerank, s.reranking) if prepared.rerank else None,
+        notes=done.notes,
+        took_ms=done.took_ms,
+        first_token_ms=done.first_token_ms,
+    )
+
+
+async def answer_stream(
+    info: strawberry.Info[Context], question: str, options: AnswerOptions | None = None
+) -> AsyncGenerator[AnswerEvent, None]:
+    """Errors the client can fix arrive as an `AnswerError` event with a code, so every stream
+    ends with exactly one AnswerDone or AnswerError."""
+    s = info.context.services
+    tenant = info.context.tenant_id
+    try:
+        prepared = await s.answering.prepare(tenant, _request(question, options))
+    except DomainError as exc:
+        yield AnswerError(answer_id=None, code=_error_code(exc.code), message=exc.message, field=exc.field)
+        return
+    answer_id = to_global_id("Answer", prepared.answer_id)
+    # aclosing: when the client goes away, the domain stream (and any provider stream) closes now.
+    async with aclosing(s.answering.events(tenant, prepared)) as events:
+        async for event in events:
+            if isinstance(event, answers.SourcesReady):
+                p = event.prepared
+                yield AnswerSources(
+                    answer_id=answer_id,
+                    session_id=to_global_id("AnswerSession", p.session_id),
+                    retrieval_query=p.retrieval_query,
+                    sources=[to_search_hit(src.hit) for src in p.sources if src.hit is not None],
+                    rerank=to_rerank_info(p.rerank, s.reranking) if p.rerank else None,
+                )
+            elif isinstance(event, answers.Delta):
+                yield AnswerDelta(answer_id=answer_id, text=event.text)
+            elif isinstance(event, answers.Done):
+                yield AnswerDone(
+                    answer_id=answer_id,
+                    session_id=to_global_id("AnswerSession", event.session_id),
+                    text=event.text,
+                    citations=[_citation(c) for c in event.citations],
+                    dropped_citations=event.dropped_citations,
+                    usage=_usage(event.usage),
+                    generator=event.generator,
+                    notes=event.notes,
+                    took_ms=event.took_ms,
+                    first_token_ms=event.first_token_ms,
+                )
+            else:
+                yield AnswerError(answer_id=answer_id, code=_error_code(event.code), message=event.message, field=None)
