@@ -10,10 +10,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from prometheus_fastapi_instrumentator import Instrumentator
 from sqlalchemy import text
+from starlette.requests import HTTPConnection
 from strawberry.fastapi import GraphQLRouter
 
 from api.bootstrap import DEFAULT_TENANT, build_services
-from api.origins import WebSocketOriginGuard
 from api.settings import Settings
 from domain.providers.embedding import Embedder
 from domain.runtime import Services
@@ -23,9 +23,10 @@ from schema.root import build_schema
 log = logging.getLogger("ragql")
 
 
-async def get_context(request: Request = None, response: Response = None) -> Context:  # type: ignore[assignment]
-    services: Services = request.app.state.services
-    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+async def get_context(connection: HTTPConnection) -> Context:
+    """One context getter for HTTP requests and websockets (both are HTTPConnections)."""
+    services: Services = connection.app.state.services
+    request_id = connection.headers.get("x-request-id") or uuid.uuid4().hex
     principal = Principal(tenant_id=DEFAULT_TENANT, subject="anonymous", roles=["admin", "editor", "reader"])
     return Context(services=services, principal=principal, request_id=request_id)
 
@@ -46,10 +47,14 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
 
     app = FastAPI(title="ragql", lifespan=lifespan)
     router: GraphQLRouter[Context, None] = GraphQLRouter(
-        build_schema(), context_getter=get_context, multipart_uploads_enabled=True
+        build_schema(),
+        context_getter=get_context,
+        multipart_uploads_enabled=True,
+        # Strawberry refuses cross-origin websocket handshakes unless the page's origin is listed;
+        # same-origin pages and clients that send no Origin (servers, CLIs) are let in.
+        allowed_origins=settings.allowed_origins,
     )
     app.include_router(router, prefix="/graphql")
-    app.add_middleware(WebSocketOriginGuard, allowed_origins=settings.allowed_origins)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

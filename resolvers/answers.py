@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
@@ -110,7 +111,8 @@ async def answer_stream(
     try:
         prepared = await s.answering.prepare(tenant, _request(question, options))
     except DomainError as exc:
-        yield AnswerError(answer_id=None, code=_error_code(exc.code), message=exc.message, field=exc.field)
+        attempt = to_global_id("Answer", uuid.uuid4())
+        yield AnswerError(answer_id=attempt, code=_error_code(exc.code), message=exc.message, field=exc.field)
         return
     answer_id = to_global_id("Answer", prepared.answer_id)
     # aclosing: when the client goes away, the domain stream (and any provider stream) closes now.

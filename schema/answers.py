@@ -96,9 +96,12 @@ class AnswerDone:
     first_token_ms: float | None
 
 
-@strawberry.type
+@strawberry.type(
+    description="Ends a stream that could not finish. Raised before the answer started (bad input), its "
+    "answerId names an attempt that was not stored."
+)
 class AnswerError:
-    answer_id: strawberry.ID | None
+    answer_id: strawberry.ID
     code: ErrorCode
     message: str
     field: str | None
