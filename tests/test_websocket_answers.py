@@ -13,6 +13,7 @@ import pytest
 import websockets
 from gql import Client, GraphQLRequest
 from gql.transport.websockets import WebsocketsTransport
+from websockets.typing import Origin, Subprotocol
 
 from api.app import create_app
 from api.settings import Settings
@@ -90,12 +91,13 @@ async def test_follow_up_over_the_socket_keeps_the_session(ws_server: str) -> No
 
 async def test_a_disallowed_origin_is_refused_before_the_upgrade(ws_server: str) -> None:
     url = f"ws://{ws_server}/graphql"
+    protocols = [Subprotocol("graphql-transport-ws")]
     with pytest.raises(websockets.InvalidStatus) as refused:
-        async with websockets.connect(url, origin="http://evil.example", subprotocols=["graphql-transport-ws"]):
+        async with websockets.connect(url, origin=Origin("http://evil.example"), subprotocols=protocols):
             pass
     assert refused.value.response.status_code == 403
     # The configured origin, and a non-browser client without an Origin header, are let in.
-    for origin in (ALLOWED_ORIGIN, None):
-        async with websockets.connect(url, origin=origin, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[arg-type]
+    for origin in (Origin(ALLOWED_ORIGIN), None):
+        async with websockets.connect(url, origin=origin, subprotocols=protocols) as ws:
             await ws.send('{"type": "connection_init"}')
             assert '"connection_ack"' in str(await ws.recv())
