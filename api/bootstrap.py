@@ -65,6 +65,7 @@ def build_reranking(settings: Settings, chat: OpenAIChat | None) -> Reranking:
             api_key=key,
             base_url=settings.cohere_base_url,
             timeout_s=settings.rerank_timeout_s,
+            max_retries=settings.rerank_max_retries,
         )
         if key
         else None

@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     cohere_base_url: str | None = None
     cohere_rerank_model: str = "rerank-v3.5"
     rerank_timeout_s: float = 8.0
+    rerank_max_retries: int = 1
     rerank_max_candidates: int = 30
     rerank_window: int = 20
     rerank_step: int = 10

@@ -28,6 +28,10 @@ from domain.persistence.database import Database
 from domain.persistence.migrate import migrate
 from domain.providers.embedding import Embedder, LocalEmbedder
 from domain.tenancy import ensure_tenant
+from tests.fakes.providers import FakeProviders
+
+LLM_KEY = "sk-test-llm-key-0000"
+COHERE_KEY = "co-test-cohere-key-0000"
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +61,60 @@ def embedder() -> LocalEmbedder:
 async def app_client(pg_url: str, embedder: LocalEmbedder, tmp_root: Path) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings(database_url=pg_url, data_dir=tmp_root, load_demo=True, max_upload_bytes=64 * 1024)
     app = create_app(settings, embedder=embedder)
+    async with LifespanManager(app, startup_timeout=120) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+@pytest.fixture(scope="session")
+def fake_providers() -> Iterator[FakeProviders]:
+    """OpenAI- and Cohere-speaking HTTP server on 127.0.0.1 (tests/fakes/providers.py)."""
+    with FakeProviders() as server:
+        yield server
+
+
+@pytest.fixture
+def fake(fake_providers: FakeProviders) -> Iterator[FakeProviders]:
+    fake_providers.reset()
+    yield fake_providers
+    fake_providers.reset()
+
+
+def provider_settings(pg_url: str, tmp_root: Path, fake: FakeProviders, **overrides: Any) -> Settings:
+    """An app wired to the fake providers: LLM answers and re-ranking, Cohere re-ranking. Small
+    re-rank windows (8 candidates, window 5, step 3) so window logic shows in a short list."""
+    values: dict[str, Any] = {
+        "database_url": pg_url,
+        "data_dir": tmp_root,
+        "load_demo": False,
+        "llm_model": "fake-llm",
+        "llm_base_url": fake.url + "/v1",
+        "llm_api_key": LLM_KEY,
+        "llm_max_retries": 0,
+        "llm_timeout_s": 2.0,
+        "cohere_api_key": COHERE_KEY,
+        "cohere_base_url": fake.url,
+        "rerank_timeout_s": 1.5,
+        "rerank_max_retries": 1,
+        "rerank_max_candidates": 8,
+        "rerank_window": 5,
+        "rerank_step": 3,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+async def provider_client(
+    pg_url: str,
+    embedder: LocalEmbedder,
+    tmp_root: Path,
+    app_client: httpx.AsyncClient,
+    fake_providers: FakeProviders,
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A second app on the same database (the demo films loaded by app_client), with providers."""
+    app = create_app(provider_settings(pg_url, tmp_root, fake_providers), embedder=embedder)
     async with LifespanManager(app, startup_timeout=120) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

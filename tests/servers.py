@@ -15,7 +15,7 @@ from fastapi import FastAPI
 @contextmanager
 def serve_in_thread(app: FastAPI, *, startup_timeout: float = 120.0) -> Iterator[str]:
     """Yields "127.0.0.1:<port>" once the server accepts connections."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", ws="auto")
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", ws="websockets-sansio")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()
