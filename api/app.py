@@ -12,6 +12,11 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from sqlalchemy import text
 from starlette.requests import HTTPConnection
 from strawberry.fastapi import GraphQLRouter
+from strawberry.subscriptions import (
+    GRAPHQL_TRANSPORT_WS_PROTOCOL,
+    GRAPHQL_WS_PROTOCOL,
+    MULTIPART_SUBSCRIPTION_PROTOCOL,
+)
 
 from api.bootstrap import DEFAULT_TENANT, build_services
 from api.settings import Settings
@@ -53,6 +58,8 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         # Strawberry refuses cross-origin websocket handshakes unless the page's origin is listed;
         # same-origin pages and clients that send no Origin (servers, CLIs) are let in.
         allowed_origins=settings.allowed_origins,
+        # Websockets first; multipart-over-HTTP streams subscriptions to clients without them.
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL, MULTIPART_SUBSCRIPTION_PROTOCOL),
     )
     app.include_router(router, prefix="/graphql")
 

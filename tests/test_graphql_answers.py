@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 
@@ -146,3 +147,17 @@ async def test_unconfigured_rerankers_fall_back_and_say_why(app_client: httpx.As
         ]
         assert all(h["scores"]["rerank"] is None and h["scores"]["rankChange"] is None for h in data["search"]["hits"])
         assert [h["scores"]["fusedRank"] for h in data["search"]["hits"]] == [1, 2, 3, 4, 5]
+
+
+async def test_answer_stream_over_multipart_http_for_clients_without_websockets(app_client: httpx.AsyncClient) -> None:
+    query = """subscription { answerStream(question: "Which film is about a time loop?") {
+      __typename ... on AnswerDelta { text } ... on AnswerDone { text } } }"""
+    headers = {"accept": "multipart/mixed;subscriptionSpec=1.0"}
+    async with app_client.stream("POST", "/graphql", json={"query": query}, headers=headers) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("multipart/mixed")
+        body = (await response.aread()).decode()
+    payloads = [json.loads(part[part.index("{") :]) for part in body.split("--graphql") if '"payload"' in part]
+    events = [p["payload"]["data"]["answerStream"] for p in payloads]
+    assert events[0]["__typename"] == "AnswerSources" and events[-1]["__typename"] == "AnswerDone"
+    assert "".join(e["text"] for e in events if e["__typename"] == "AnswerDelta") == events[-1]["text"]
