@@ -23,7 +23,7 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
-        ws="websockets",
+        ws="websockets-sansio",
     )
 
 
@@ -100,7 +100,12 @@ def _eval(settings: Settings, args: argparse.Namespace) -> None:
     )
 
 
-def _bench(_settings: Settings, _args: argparse.Namespace) -> None:
+def _bench(_settings: Settings, args: argparse.Namespace) -> None:
+    if args.streams > 0:
+        from api.bench_streams import run_stream_bench
+
+        run_stream_bench(args.streams)
+        return
     from api.bench import run_bench
 
     run_bench()
@@ -118,7 +123,8 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("serve", help="serve /graphql on RAGQL_HOST:RAGQL_PORT")
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("schema", help="print the GraphQL schema (SDL)")
-    sub.add_parser("bench", help="print ingest and search latency figures (temporary store)")
+    bn = sub.add_parser("bench", help="print ingest and search latency figures (temporary store)")
+    bn.add_argument("--streams", type=int, default=0, metavar="N", help="N concurrent answerStream subscriptions")
     rx = sub.add_parser("reindex", help="rebuild the BM25 and HNSW indexes (after heavy updates or deletes)")
     rx.add_argument("--check", action="store_true", help="only probe the BM25 index; exit 1 if it has drifted")
     ev = sub.add_parser("eval", help="BEIR SciFact retrieval quality (nDCG@10, Recall@100)")

@@ -194,10 +194,16 @@ async def search(
     depth = min(MAX_CANDIDATES, max(options.candidates, 2 * pool))
     sql, params = leg_query(options.mode, keyword_backend, tenant_id, query, query_vector, depth, options.filter)
 
+    query_id = uuid.uuid4()
+    outcome: RerankOutcome | None = None
     async with db.session(tenant_id) as session:
         legs = await fetch_legs(session, sql, params)
         hits, total = await _fused_hits(session, legs, options, fusion, alpha, query, pool)
-    outcome: RerankOutcome | None = None
+        if not reranks and log:
+            # Without a re-ranker the log row rides in the same transaction: no extra round trip.
+            logged = _logged(options, fusion, alpha, first, None)
+            took_ms = (time.perf_counter() - started) * 1000
+            session.add(_log_row(query_id, tenant_id, query, options, logged, hits[:first], took_ms))
     if reranks and reranking is not None:
         # Outside the transaction: a slow provider must not hold a database connection.
         texts = [f"{h.document.title}\n{h.chunk_text}" for h in hits]
@@ -205,29 +211,10 @@ async def search(
         hits = apply_rerank(hits, outcome)
     hits = hits[:first]
     took_ms = (time.perf_counter() - started) * 1000
-    logged = {
-        "first": first,
-        "fusion": fusion,
-        "alpha": alpha,
-        "candidates": options.candidates,
-        "filtered": options.filter is not None,
-        "rerank": outcome.applied if outcome else "NONE",
-    }
-    query_id = uuid.uuid4()
-    if log:
+    logged = _logged(options, fusion, alpha, first, outcome)
+    if reranks and log:
         async with db.session(tenant_id) as session:
-            session.add(
-                QueryLog(
-                    id=query_id,
-                    tenant_id=tenant_id,
-                    query=query,
-                    mode=options.mode,
-                    options=logged,
-                    result_count=len(hits),
-                    document_ids=[str(h.document.id) for h in hits],
-                    took_ms=took_ms,
-                )
-            )
+            session.add(_log_row(query_id, tenant_id, query, options, logged, hits, took_ms))
     return SearchResult(
         hits=hits,
         total_candidates=total,
@@ -238,6 +225,40 @@ async def search(
         keyword_backend=keyword_backend,
         options=logged,
         rerank=outcome,
+    )
+
+
+def _logged(
+    options: SearchOptions, fusion: str, alpha: float, first: int, outcome: RerankOutcome | None
+) -> dict[str, Any]:
+    return {
+        "first": first,
+        "fusion": fusion,
+        "alpha": alpha,
+        "candidates": options.candidates,
+        "filtered": options.filter is not None,
+        "rerank": outcome.applied if outcome else "NONE",
+    }
+
+
+def _log_row(
+    query_id: uuid.UUID,
+    tenant_id: str,
+    query: str,
+    options: SearchOptions,
+    logged: dict[str, Any],
+    hits: list[Hit],
+    took_ms: float,
+) -> QueryLog:
+    return QueryLog(
+        id=query_id,
+        tenant_id=tenant_id,
+        query=query,
+        mode=options.mode,
+        options=logged,
+        result_count=len(hits),
+        document_ids=[str(h.document.id) for h in hits],
+        took_ms=took_ms,
     )
 
 
