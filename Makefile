@@ -10,7 +10,7 @@ export XDG_RUNTIME_DIR ?= $(CURDIR)/.ragql-runtime
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run test lint typecheck pytest eval eval-train bench migrate clean
+.PHONY: install run test lint typecheck pytest eval eval-train bench bench-streams migrate clean
 
 install: $(STAMP)
 
@@ -49,6 +49,10 @@ eval-train: install
 
 bench: install
 	$(BIN)/ragql bench
+
+# 200 concurrent answerStream subscriptions against a real server process (takes about a minute).
+bench-streams: install
+	$(BIN)/ragql bench --streams 200
 
 clean:
 	rm -rf $(VENV) .ragql-runtime .mypy_cache .ruff_cache .pytest_cache

@@ -11,6 +11,8 @@ import time
 from contextlib import aclosing
 from pathlib import Path
 
+import pgserver
+
 from api import embedded
 from api.bootstrap import DEFAULT_TENANT
 from domain.answers.extractive import ExtractiveGenerator
@@ -133,6 +135,10 @@ def run_bench() -> None:
     os.environ.setdefault("XDG_RUNTIME_DIR", str(root / "run"))
     try:
         url = embedded.start(root / "pgdata", cleanup_mode="delete")
-        asyncio.run(_run(url))
+        try:
+            asyncio.run(_run(url))
+        finally:
+            # Stop the server before its directory goes: removed first, it would be left running.
+            pgserver.get_server(root / "pgdata").cleanup()
     finally:
         shutil.rmtree(root, ignore_errors=True)
