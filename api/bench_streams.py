@@ -11,13 +11,10 @@ import asyncio
 import json
 import logging
 import os
-import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,6 +26,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from api import embedded
+from api.bench import percentile
 
 STREAM = (
     "subscription($q: String!) { answerStream(question: $q) { __typename ... on AnswerDelta { text } "
@@ -177,14 +175,11 @@ def _ms(value: float | None) -> str:
     return f"{value:.0f} ms" if value is not None else "n/a"
 
 
-def _pct(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
-
-
 def _summary(values: list[float]) -> str:
     if not values:
         return "n/a (no samples)"
-    return f"p50={_pct(values, 50):.0f} ms p95={_pct(values, 95):.0f} ms max={max(values):.0f} ms (n={len(values)})"
+    p50, p95 = percentile(values, 50), percentile(values, 95)
+    return f"p50={p50:.0f} ms p95={p95:.0f} ms max={max(values):.0f} ms (n={len(values)})"
 
 
 def _questions(n: int) -> list[str]:
@@ -404,7 +399,7 @@ def _report(
         events = [len(r.events) for r in completed]
         kinds = sorted({k for r in completed for k in r.events})
         print(
-            f"bench streams events per stream: p50={_pct([float(e) for e in events], 50):.0f} "
+            f"bench streams events per stream: p50={percentile([float(e) for e in events], 50):.0f} "
             f"min={min(events)} max={max(events)} types={','.join(kinds)}"
         )
     if failed:
@@ -423,16 +418,15 @@ def run_stream_bench(concurrency: int = 200) -> None:
         raise ValueError("concurrency must be at least 1")
     for noisy in ("httpx", "pgserver"):  # one line per readiness poll and per pg_ctl call otherwise
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    root = Path(tempfile.mkdtemp(prefix="ragql-bench-streams-"))
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(root / "run"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    pgdata = root / "pgdata"
+    with embedded.temporary("ragql-bench-streams-") as (root, url):
+        _measure(concurrency, root, url)
+
+
+def _measure(concurrency: int, root: Path, url: str) -> None:
     log_path = root / "server.log"
     proc: subprocess.Popen[bytes] | None = None
-    pg_started = False
     try:
-        url = embedded.start(pgdata, cleanup_mode="delete")
-        pg_started = True
         port = _free_port()
         proc = _start_server(root, url, port, log_path)
         ready_s = _wait_ready(proc, port, log_path)
@@ -472,8 +466,3 @@ def run_stream_bench(concurrency: int = 200) -> None:
     finally:
         if proc is not None:
             _stop_server(proc)
-        if pg_started:
-            import pgserver
-
-            pgserver.get_server(pgdata).cleanup()
-        shutil.rmtree(root, ignore_errors=True)

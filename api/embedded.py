@@ -9,6 +9,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 log = logging.getLogger("ragql.embedded")
@@ -64,3 +68,21 @@ def start(pgdata: Path, *, cleanup_mode: str | None = "stop") -> str:
         # HNSW builds are about 4x faster with room to work in.
         server.psql("ALTER SYSTEM SET maintenance_work_mem = '512MB'; SELECT pg_reload_conf();")
     return str(server.get_uri(DATABASE))
+
+
+@contextmanager
+def temporary(prefix: str) -> Iterator[tuple[Path, str]]:
+    """A throwaway embedded server in a fresh temp dir: yields (dir, database URL). The server is
+    stopped before its directory is removed; removed first, it would be left running."""
+    import pgserver
+
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(root / "run"))
+    try:
+        url = start(root / "pgdata", cleanup_mode="delete")
+        try:
+            yield root, url
+        finally:
+            pgserver.get_server(root / "pgdata").cleanup()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

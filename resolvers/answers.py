@@ -28,6 +28,7 @@ from schema.answers import (
 from schema.common import ErrorCode, from_global_id, to_global_id
 from schema.context import Context
 from schema.documents import Document
+from schema.search import SearchHit
 
 
 def _request(question: str, options: AnswerOptions | None) -> answers.AnswerRequest:
@@ -44,6 +45,11 @@ def _request(question: str, options: AnswerOptions | None) -> answers.AnswerRequ
         audience=opts.audience.value if opts.audience else None,
         session_id=session,
     )
+
+
+def _hits(sources: list[Source]) -> list[SearchHit]:
+    """The retrieved sources, in [n] order; a selection is a source but not a hit."""
+    return [to_search_hit(src.hit) for src in sources if src.hit is not None]
 
 
 def _citation(source: Source) -> Citation:
@@ -89,7 +95,7 @@ async def answer(info: strawberry.Info[Context], question: str, options: AnswerO
         question=prepared.question,
         retrieval_query=prepared.retrieval_query,
         text=done.text,
-        sources=[to_search_hit(src.hit) for src in prepared.sources if src.hit is not None],
+        sources=_hits(prepared.sources),
         citations=[_citation(c) for c in done.citations],
         dropped_citations=done.dropped_citations,
         usage=_usage(done.usage),
@@ -124,7 +130,7 @@ async def answer_stream(
                     answer_id=answer_id,
                     session_id=to_global_id("AnswerSession", p.session_id),
                     retrieval_query=p.retrieval_query,
-                    sources=[to_search_hit(src.hit) for src in p.sources if src.hit is not None],
+                    sources=_hits(p.sources),
                     rerank=to_rerank_info(p.rerank, s.reranking) if p.rerank else None,
                 )
             elif isinstance(event, answers.Delta):

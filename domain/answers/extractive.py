@@ -35,6 +35,15 @@ class Candidate:
     score: float
 
 
+@dataclass(frozen=True)
+class _Passage:
+    """A source split into sentences, with what scoring needs of each: computed once per chunk."""
+
+    sentences: list[str]
+    vectors: Vectors
+    words: list[set[str]]
+
+
 def content_words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 1}
 
@@ -57,20 +66,21 @@ class ExtractiveGenerator:
         self._max_words = max_words
         self._min_similarity = min_similarity
         # Chunks are insert-only, so a passage's sentence vectors never go stale: cache them.
-        self._cache: OrderedDict[str, tuple[list[str], Vectors]] = OrderedDict()
+        self._cache: OrderedDict[str, _Passage] = OrderedDict()
         self._cache_size = cache_size
 
-    async def _sentences(self, source: Source) -> tuple[list[str], Vectors]:
+    async def _sentences(self, source: Source) -> _Passage:
         cached = self._cache.get(source.key)
         if cached is not None:
             self._cache.move_to_end(source.key)
             return cached
         sentences = [s for s in split_sentences(source.text) if len(s.split()) >= 3] or [source.text]
         vectors = await self._embedder.embed(sentences)
-        self._cache[source.key] = (sentences, vectors)
+        cached = _Passage(sentences, vectors, [content_words(s) for s in sentences])
+        self._cache[source.key] = cached
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
-        return sentences, vectors
+        return cached
 
     async def select(self, question: str, sources: Sequence[Source]) -> tuple[list[Candidate], bool]:
         """The sentences to say, best first, and whether they clear the bar of answering."""
@@ -80,13 +90,13 @@ class ExtractiveGenerator:
         q_words = content_words(question)
         candidates: list[tuple[Candidate, Vectors]] = []
         for source in sources:
-            sentences, vectors = await self._sentences(source)
-            similarity = vectors @ q_vec
-            for i, sentence in enumerate(sentences):
-                overlap = len(q_words & content_words(sentence)) / len(q_words) if q_words else 0.0
+            passage = await self._sentences(source)
+            similarity = passage.vectors @ q_vec
+            for i, sentence in enumerate(passage.sentences):
+                overlap = len(q_words & passage.words[i]) / len(q_words) if q_words else 0.0
                 # Meaning first; shared words break ties; earlier (better-ranked) sources are preferred.
                 score = float(similarity[i]) + 0.25 * overlap + 0.02 / source.number
-                candidates.append((Candidate(source.number, i, sentence, score), vectors[i]))
+                candidates.append((Candidate(source.number, i, sentence, score), passage.vectors[i]))
         candidates.sort(key=lambda c: -c[0].score)
         best = candidates[0][0].score
         answered = best >= self._min_similarity

@@ -304,8 +304,17 @@ class Answering:
                 notes=list(prepared.notes),
             )
         finally:
-            record = self._record(tenant_id, prepared, "".join(parts), citations, generator, usage)
-            record.status, record.error_code, record.first_token_ms = status, error_code, first_token_ms
+            record = self._record(
+                tenant_id,
+                prepared,
+                "".join(parts),
+                citations,
+                generator,
+                usage,
+                status=status,
+                error_code=error_code,
+                first_token_ms=first_token_ms,
+            )
             # Shielded: a cancelled subscription still gets its (partial) answer stored.
             await asyncio.shield(self._save(record))
 
@@ -317,6 +326,10 @@ class Answering:
         citations: CitationFilter,
         generator: Generator,
         usage: Usage | None,
+        *,
+        status: str,
+        error_code: str | None,
+        first_token_ms: float | None,
     ) -> Answer:
         request = prepared.request
         options: dict[str, Any] = {
@@ -340,7 +353,9 @@ class Answering:
             dropped_citations=list(citations.dropped),
             generator=generator.name,
             rerank=prepared.rerank.applied if prepared.rerank else "NONE",
-            status="cancelled",
+            status=status,
+            error_code=error_code,
+            first_token_ms=first_token_ms,
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=usage.completion_tokens if usage else 0,
             took_ms=(time.perf_counter() - prepared.started) * 1000,

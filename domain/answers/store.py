@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlmodel import col, func, select
+from sqlmodel import col, select
 
 from domain.answers.prompt import Turn
 from domain.errors import InvalidInput
@@ -37,19 +37,3 @@ async def session_history(db: Database, tenant_id: str, session_id: uuid.UUID, *
 async def save(db: Database, record: Answer) -> None:
     async with db.session(record.tenant_id) as session:
         session.add(record)
-
-
-async def get(db: Database, tenant_id: str, answer_id: uuid.UUID) -> Answer | None:
-    async with db.session(tenant_id) as session:
-        row = (
-            await session.execute(select(Answer).where(col(Answer.tenant_id) == tenant_id, col(Answer.id) == answer_id))
-        ).scalar_one_or_none()
-    return row
-
-
-async def count(db: Database, tenant_id: str) -> int:
-    async with db.session(tenant_id) as session:
-        n = (
-            await session.execute(select(func.count()).select_from(Answer).where(col(Answer.tenant_id) == tenant_id))
-        ).scalar_one()
-    return int(n)

@@ -58,8 +58,7 @@ def _classify_cohere(exc: BaseException) -> ProviderFailure:
             except ValueError:
                 retry = None
             return ProviderFailure("cohere", "rate_limited", f"HTTP 429 (Retry-After: {raw})", retry_after=retry)
-        if status == 200 or status == 0:
+        if status in (0, 200):
             return ProviderFailure("cohere", "bad_response", "unreadable response")
         return ProviderFailure("cohere", "unavailable", f"HTTP {status}")
-    failure = classify("cohere", exc)
-    return failure
+    return classify("cohere", exc)

@@ -4,7 +4,6 @@ kind, so callers decide about fallbacks without knowing the SDK."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
@@ -63,7 +62,8 @@ def classify(provider: str, exc: BaseException) -> ProviderFailure:
         return ProviderFailure(provider, "unavailable", f"HTTP {exc.status_code}")
     if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
         return ProviderFailure(provider, "unavailable", f"connection failed: {type(exc).__name__}")
-    if isinstance(exc, json.JSONDecodeError | openai.APIResponseValidationError | ValueError | KeyError):
+    # json.JSONDecodeError, which the SDK lets through for a malformed body, is a ValueError.
+    if isinstance(exc, openai.APIResponseValidationError | ValueError | KeyError):
         return ProviderFailure(provider, "bad_response", f"unreadable response: {type(exc).__name__}")
     return ProviderFailure(provider, "unavailable", f"{type(exc).__name__}")
 

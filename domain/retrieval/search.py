@@ -199,22 +199,22 @@ async def search(
     async with db.session(tenant_id) as session:
         legs = await fetch_legs(session, sql, params)
         hits, total = await _fused_hits(session, legs, options, fusion, alpha, query, pool)
-        if not reranks and log:
-            # Without a re-ranker the log row rides in the same transaction: no extra round trip.
-            logged = _logged(options, fusion, alpha, first, None)
+        if not reranks:
             took_ms = (time.perf_counter() - started) * 1000
-            session.add(_log_row(query_id, tenant_id, query, options, logged, hits[:first], took_ms))
+            logged = _logged(options, fusion, alpha, first, None)
+            if log:
+                # Without a re-ranker the log row rides in the same transaction: no extra round trip.
+                session.add(_log_row(query_id, tenant_id, query, options, logged, hits, took_ms))
     if reranks and reranking is not None:
         # Outside the transaction: a slow provider must not hold a database connection.
         texts = [f"{h.document.title}\n{h.chunk_text}" for h in hits]
         outcome = await reranking.rerank(options.rerank, query, texts, context=options.rerank_context)
-        hits = apply_rerank(hits, outcome)
-    hits = hits[:first]
-    took_ms = (time.perf_counter() - started) * 1000
-    logged = _logged(options, fusion, alpha, first, outcome)
-    if reranks and log:
-        async with db.session(tenant_id) as session:
-            session.add(_log_row(query_id, tenant_id, query, options, logged, hits, took_ms))
+        hits = apply_rerank(hits, outcome)[:first]
+        took_ms = (time.perf_counter() - started) * 1000
+        logged = _logged(options, fusion, alpha, first, outcome)
+        if log:
+            async with db.session(tenant_id) as session:
+                session.add(_log_row(query_id, tenant_id, query, options, logged, hits, took_ms))
     return SearchResult(
         hits=hits,
         total_candidates=total,
