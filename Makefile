@@ -10,7 +10,7 @@ export XDG_RUNTIME_DIR ?= $(CURDIR)/.ragql-runtime
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run test lint typecheck pytest eval eval-train bench bench-streams migrate clean
+.PHONY: install run test lint typecheck pytest eval eval-train eval-recs bench bench-streams migrate clean
 
 install: $(STAMP)
 
@@ -46,6 +46,10 @@ eval: install
 
 eval-train: install
 	$(BIN)/ragql eval --split train --sweep
+
+# Simulated users through the GraphQL API: hit@10 and nDCG@10 per recommendation strategy.
+eval-recs: install
+	$(BIN)/ragql eval-recs
 
 bench: install
 	$(BIN)/ragql bench

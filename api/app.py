@@ -18,7 +18,7 @@ from strawberry.subscriptions import (
     MULTIPART_SUBSCRIPTION_PROTOCOL,
 )
 
-from api.bootstrap import DEFAULT_TENANT, build_services
+from api.bootstrap import build_services
 from api.settings import Settings
 from domain.providers.embedding import Embedder
 from domain.runtime import Services
@@ -32,7 +32,7 @@ async def get_context(connection: HTTPConnection) -> Context:
     """One context getter for HTTP requests and websockets (both are HTTPConnections)."""
     services: Services = connection.app.state.services
     request_id = connection.headers.get("x-request-id") or uuid.uuid4().hex
-    principal = Principal(tenant_id=DEFAULT_TENANT, subject="anonymous", roles=["admin", "editor", "reader"])
+    principal = Principal(tenant_id=services.dev_tenant, subject="anonymous", roles=["admin", "editor", "reader"])
     return Context(services=services, principal=principal, request_id=request_id)
 
 
@@ -44,7 +44,9 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         services, close = await build_services(settings, embedder=embedder)
         app.state.services = services
         if settings.env == "development":
-            log.warning("development mode: authentication is off and every request acts as tenant %r", DEFAULT_TENANT)
+            log.warning(
+                "development mode: authentication is off and every request acts as tenant %r", settings.dev_tenant
+            )
         try:
             yield
         finally:

@@ -16,14 +16,17 @@ from domain.answers.service import Answering, AnswerLimits
 from domain.demo.loader import demo_documents
 from domain.documents import service as documents
 from domain.documents.service import ChunkingConfig
+from domain.feedback.profiles import LearningConfig
 from domain.persistence.database import Database
 from domain.persistence.migrate import check_embedding_model, keyword_backend, migrate
 from domain.providers.cross_rankers import CohereReranker
 from domain.providers.embedding import Embedder, LocalEmbedder, OpenAIEmbedder
 from domain.providers.llm import OpenAIChat
+from domain.recommendations.service import Recommender
 from domain.rerank.service import RerankConfig, Reranking
 from domain.retrieval.index_health import ensure_bm25_healthy
 from domain.runtime import Limits, Services
+from domain.tenancy import ensure_tenant
 
 log = logging.getLogger("ragql")
 DEFAULT_TENANT = "default"
@@ -123,12 +126,23 @@ async def build_services(
             history_turns=settings.answer_history_turns,
         ),
     )
+    learning = LearningConfig(
+        profile_half_life_days=settings.profile_half_life_days,
+        popularity_half_life_days=settings.popularity_half_life_days,
+        popularity_window_days=settings.popularity_window_days,
+    )
+    recommender = Recommender(
+        db=db, embedder=emb, reranking=reranking, learning=learning, max_context_chars=settings.max_query_chars
+    )
     services = Services(
         db=db,
         embedder=emb,
         keyword_backend=backend,
         reranking=reranking,
         answering=answering,
+        recommender=recommender,
+        learning=learning,
+        dev_tenant=settings.dev_tenant,
         database_kind=kind,
         database_version=str(pg_version),
         pgvector_version=str(vector_version),
@@ -142,16 +156,17 @@ async def build_services(
             max_upload_bytes=settings.max_upload_bytes,
         ),
     )
-    if settings.load_demo and await documents.count(db=db, tenant_id=DEFAULT_TENANT) == 0:
+    await ensure_tenant(db, settings.dev_tenant)
+    if settings.load_demo and await documents.count(db=db, tenant_id=settings.dev_tenant) == 0:
         demo = demo_documents()
         outcome = await documents.ingest(
             db=db,
             embedder=emb,
-            tenant_id=DEFAULT_TENANT,
+            tenant_id=settings.dev_tenant,
             inputs=demo,
             chunking=services.chunking,
             max_batch=len(demo),
             max_chars=settings.max_document_chars,
         )
-        log.info("loaded the demo catalogue: %d films into tenant %r", len(outcome.documents), DEFAULT_TENANT)
+        log.info("loaded the demo catalogue: %d films into tenant %r", len(outcome.documents), settings.dev_tenant)
     return services, db.dispose

@@ -1,4 +1,4 @@
-"""The `ragql` command: serve, migrate, eval, reindex."""
+"""The `ragql` command: serve, migrate, eval, eval-recs, reindex."""
 
 from __future__ import annotations
 
@@ -100,6 +100,36 @@ def _eval(settings: Settings, args: argparse.Namespace) -> None:
     )
 
 
+def _rebuild_profiles(settings: Settings, args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from api.bootstrap import database_url
+    from domain.feedback.profiles import LearningConfig
+    from domain.feedback.rebuild import rebuild_tenant, tenant_ids, users_of
+    from domain.persistence.database import Database
+
+    learning = LearningConfig(
+        profile_half_life_days=settings.profile_half_life_days,
+        popularity_half_life_days=settings.popularity_half_life_days,
+        popularity_window_days=settings.popularity_window_days,
+    )
+
+    async def run() -> None:
+        db = Database(database_url(settings)[0])
+        try:
+            await db.enable_vector_codec()
+            tenants = [args.tenant] if args.tenant else await tenant_ids(db)
+            for tenant in tenants:
+                total = len(await users_of(db, tenant))
+                with tqdm(total=total, desc=f"tenant {tenant}", unit="user", file=sys.stderr) as bar:
+                    report = await rebuild_tenant(db, tenant, learning, progress=bar.update)
+                print(f"tenant {tenant}: {report.users} profiles, {report.pairs} co-engagement pairs rebuilt")
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
+
+
 def _bench(_settings: Settings, args: argparse.Namespace) -> None:
     if args.streams > 0:
         from api.bench_streams import run_stream_bench
@@ -109,6 +139,12 @@ def _bench(_settings: Settings, args: argparse.Namespace) -> None:
     from api.bench import run_bench
 
     run_bench()
+
+
+def _eval_recs(_settings: Settings, args: argparse.Namespace) -> None:
+    from api.eval_recs import run_recs_eval
+
+    run_recs_eval(users=args.users, seed=args.seed)
 
 
 def _schema(_settings: Settings, _args: argparse.Namespace) -> None:
@@ -125,6 +161,8 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("schema", help="print the GraphQL schema (SDL)")
     bn = sub.add_parser("bench", help="print ingest and search latency figures (temporary store)")
     bn.add_argument("--streams", type=int, default=0, metavar="N", help="N concurrent answerStream subscriptions")
+    rp = sub.add_parser("rebuild-profiles", help="recompute user profiles and co-engagement from feedback events")
+    rp.add_argument("--tenant", help="only this tenant (default: every tenant)")
     rx = sub.add_parser("reindex", help="rebuild the BM25 and HNSW indexes (after heavy updates or deletes)")
     rx.add_argument("--check", action="store_true", help="only probe the BM25 index; exit 1 if it has drifted")
     ev = sub.add_parser("eval", help="BEIR SciFact retrieval quality (nDCG@10, Recall@100)")
@@ -132,13 +170,24 @@ def main(argv: list[str] | None = None) -> None:
     ev.add_argument("--split", choices=["train", "test"], default="test")
     ev.add_argument("--data-dir", default=".ragql-eval", help="cached embedded store for the eval corpus")
     ev.add_argument("--sweep", action="store_true", help="grid over fusion settings (use on train)")
+    er = sub.add_parser("eval-recs", help="simulated users: hit@10 and nDCG@10 per recommendation strategy")
+    er.add_argument("--users", type=int, default=300, help="simulated users")
+    er.add_argument("--seed", type=int, default=7, help="seed of the simulation")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings()
-        {"serve": _serve, "migrate": _migrate, "reindex": _reindex, "eval": _eval, "schema": _schema, "bench": _bench}[
-            args.command
-        ](settings, args)
+        handlers = {
+            "serve": _serve,
+            "migrate": _migrate,
+            "reindex": _reindex,
+            "rebuild-profiles": _rebuild_profiles,
+            "eval": _eval,
+            "eval-recs": _eval_recs,
+            "schema": _schema,
+            "bench": _bench,
+        }
+        handlers[args.command](settings, args)
     except StartupError as exc:
         print(f"ragql: {exc.message}", file=sys.stderr)
         sys.exit(2)

@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     max_document_chars: int = 2_000_000
     max_upload_bytes: int = 10 * 1024 * 1024
     load_demo: bool = True
+    # The tenant that unauthenticated requests act as in development mode (and that gets the demo).
+    dev_tenant: str = "default"
+
+    # Learning from feedback: how fast a user's taste and the tenant's popularity forget.
+    profile_half_life_days: float = 30.0
+    popularity_half_life_days: float = 14.0
+    popularity_window_days: float = 90.0
 
     @model_validator(mode="after")
     def _refuse_default_secrets_in_production(self) -> Settings:

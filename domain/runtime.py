@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 
 from domain.answers.service import Answering
 from domain.documents.service import ChunkingConfig
+from domain.feedback.profiles import LearningConfig
 from domain.persistence.database import Database
 from domain.providers.embedding import Embedder
+from domain.recommendations.service import Recommender
 from domain.rerank.service import Reranking
 from domain.retrieval.index_health import IndexHealth
 
@@ -27,10 +29,13 @@ class Services:
     keyword_backend: str
     reranking: Reranking
     answering: Answering
+    recommender: Recommender
     database_kind: str
     database_version: str = ""
     pgvector_version: str = ""
     environment: str = "development"
+    dev_tenant: str = "default"
     keyword_index: IndexHealth | None = None
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
     limits: Limits = field(default_factory=Limits)
+    learning: LearningConfig = field(default_factory=LearningConfig)

@@ -12,7 +12,9 @@ from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDept
 from strawberry.types import ExecutionContext
 
 from domain.errors import DomainError
-from resolvers import answers, documents, search, server
+from resolvers import analytics, answers, documents, feedback, search, server
+from resolvers import recommendations as recs
+from schema.analytics import Analytics
 from schema.answers import Answer, AnswerEvent
 from schema.common import Node
 from schema.documents import (
@@ -23,7 +25,9 @@ from schema.documents import (
     IngestDocumentsPayload,
 )
 from schema.errors import ErrorCodes
-from schema.search import SearchResult
+from schema.feedback import Feedback, SubmitFeedbackPayload
+from schema.recommendations import RecommendationResult
+from schema.search import SearchHit, SearchResult
 from schema.server import PrincipalInfo, ServerInfo
 
 
@@ -36,6 +40,17 @@ class Query:
     documents: DocumentConnection = strawberry.field(resolver=documents.documents_connection)
     search: SearchResult = strawberry.field(resolver=search.search)
     answer: Answer = strawberry.field(resolver=answers.answer, description="A grounded answer, not streamed.")
+    analytics: Analytics = strawberry.field(
+        resolver=analytics.analytics, description="This tenant's search, feedback and answer figures for [from, to)."
+    )
+    recommendations: RecommendationResult = strawberry.field(
+        resolver=recs.recommendations,
+        description="What this user is likely to want next, learned from their feedback; each item says why.",
+    )
+    similar_documents: list[SearchHit] = strawberry.field(
+        resolver=recs.similar_documents,
+        description='"More like this": the documents nearest to this one by vector, never itself.',
+    )
 
 
 @strawberry.type
@@ -43,6 +58,10 @@ class Mutation:
     ingest_documents: IngestDocumentsPayload = strawberry.mutation(resolver=documents.ingest_documents)
     upload_documents: IngestDocumentsPayload = strawberry.mutation(resolver=documents.upload_documents)
     delete_document: DeleteDocumentPayload = strawberry.mutation(resolver=documents.delete_document)
+    submit_feedback: SubmitFeedbackPayload = strawberry.mutation(
+        resolver=feedback.submit_feedback,
+        description="Record one feedback event; with an idempotencyKey, retries are safe.",
+    )
 
 
 @strawberry.type
@@ -70,5 +89,9 @@ def build_schema(*, max_depth: int = 10, max_aliases: int = 30, max_tokens: int 
         MaxTokensLimiter(max_token_count=max_tokens),
     ]
     return RagqlSchema(
-        query=Query, mutation=Mutation, subscription=Subscription, types=[Document, Chunk], extensions=extensions
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        types=[Document, Chunk, Feedback],
+        extensions=extensions,
     )

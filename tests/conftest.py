@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,13 +82,11 @@ def fake(fake_providers: FakeProviders) -> Iterator[FakeProviders]:
     fake_providers.reset()
 
 
-def provider_settings(pg_url: str, tmp_root: Path, fake: FakeProviders, **overrides: Any) -> Settings:
-    """An app wired to the fake providers: LLM answers and re-ranking, Cohere re-ranking. Small
-    re-rank windows (8 candidates, window 5, step 3) so window logic shows in a short list."""
-    values: dict[str, Any] = {
-        "database_url": pg_url,
-        "data_dir": tmp_root,
-        "load_demo": False,
+def provider_values(fake: FakeProviders) -> dict[str, Any]:
+    """Settings that wire an app to the fake providers: LLM answers and re-ranking, Cohere
+    re-ranking. Small re-rank windows (8 candidates, window 5, step 3) so window logic shows in a
+    short list."""
+    return {
         "llm_model": "fake-llm",
         "llm_base_url": fake.url + "/v1",
         "llm_api_key": LLM_KEY,
@@ -101,6 +100,10 @@ def provider_settings(pg_url: str, tmp_root: Path, fake: FakeProviders, **overri
         "rerank_window": 5,
         "rerank_step": 3,
     }
+
+
+def provider_settings(pg_url: str, tmp_root: Path, fake: FakeProviders, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {"database_url": pg_url, "data_dir": tmp_root, "load_demo": False, **provider_values(fake)}
     values.update(overrides)
     return Settings(**values)
 
@@ -170,3 +173,18 @@ async def graphql_ok(client: httpx.AsyncClient, query: str, variables: dict[str,
 
 def error_codes(body: dict[str, Any]) -> list[str]:
     return [e.get("extensions", {}).get("code") for e in body.get("errors", [])]
+
+
+@asynccontextmanager
+async def tenant_client(
+    pg_url: str, tmp_root: Path, embedder: LocalEmbedder, *, load_demo: bool = True, **overrides: Any
+) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    """An app acting as a fresh tenant of its own (development mode's `dev_tenant`), with the demo
+    films loaded into it: tests that learn from feedback see no other test's feedback."""
+    tenant_id = f"t-{uuid.uuid4().hex[:12]}"
+    settings = Settings(database_url=pg_url, data_dir=tmp_root, load_demo=load_demo, dev_tenant=tenant_id, **overrides)
+    app = create_app(settings, embedder=embedder)
+    async with LifespanManager(app, startup_timeout=120) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client, tenant_id

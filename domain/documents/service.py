@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+import numpy as np
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, func, select
@@ -65,6 +66,14 @@ _UPSERT = text(
         chunk_count = CASE WHEN :replace_chunks THEN EXCLUDED.chunk_count ELSE documents.chunk_count END,
         updated_at = now()
     RETURNING id
+    """
+)
+
+# A document's vector is the mean of its chunk vectors; "more like this" and user profiles use it.
+_UPSERT_VECTOR = text(
+    """
+    INSERT INTO document_vectors (document_id, tenant_id, embedding) VALUES (:d, :t, :v)
+    ON CONFLICT (document_id) DO UPDATE SET embedding = EXCLUDED.embedding
     """
 )
 
@@ -156,6 +165,9 @@ async def _write_one(
                     for i, c in enumerate(chunks)
                 ],
             )
+            if chunks:
+                centroid = np.asarray(vectors[: len(chunks)], dtype=np.float32).mean(axis=0)
+                await session.execute(_UPSERT_VECTOR, {"d": doc_id, "t": tenant_id, "v": centroid})
     if previous is None:
         return doc_id, "CREATED"
     return doc_id, "UNCHANGED" if previous == doc.content_hash else "UPDATED"

@@ -1,0 +1,332 @@
+"""Recommendations: gather candidates from every source, blend their scores, drop what the user
+has seen, diversify with MMR, optionally re-rank, and say why each item is there.
+
+Blending, per candidate (each source's score scaled to 0..1 over the candidates):
+    content × w_content  +  co-engagement × w_co  +  popular × w_popular(history)  −  dislike penalty
+Popularity carries a user with no history and fades as their likes accumulate. The weights were
+chosen on the simulation's tuning seed (`ragql eval-recs --seed 1`), not the reported one."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from domain.errors import InvalidInput
+from domain.feedback import profiles
+from domain.feedback.profiles import LearningConfig, Vector, unit
+from domain.persistence.database import Database
+from domain.persistence.tables import Document, QueryLog
+from domain.providers.embedding import Embedder
+from domain.recommendations import candidates, reasons
+from domain.recommendations.mmr import mmr
+from domain.rerank.service import Reranking, RerankOutcome
+from domain.rerank.service import Strategy as RerankStrategy
+from domain.retrieval.filters import MetadataFilter, compile_filter
+
+Strategy = Literal["BLENDED", "CONTENT", "COLLABORATIVE", "POPULAR"]
+Source = Literal["PROFILE", "CONTEXT", "CO_ENGAGEMENT", "POPULAR"]
+SOURCE_ORDER: tuple[Source, ...] = ("PROFILE", "CONTEXT", "CO_ENGAGEMENT", "POPULAR")
+MAX_FIRST = 100
+MAX_USER_ID_CHARS = 200
+
+
+@dataclass(frozen=True)
+class BlendWeights:
+    content: float = 1.0
+    co_engagement: float = 1.0
+    popular: float = 0.6  # for a user with no likes; halved once they have `popular_half_at` likes
+    popular_half_at: float = 3.0
+    dislike_penalty: float = 0.5
+    liked_similarity_reason: float = 0.35  # "similar to X, which you liked" only above this cosine
+
+
+@dataclass(frozen=True)
+class RecommendRequest:
+    user_id: str
+    context: str | None = None
+    first: int = 10
+    exclude_seen: bool = True
+    diversity: float = 0.3
+    filter: MetadataFilter | None = None
+    rerank: RerankStrategy = "NONE"
+    strategy: Strategy = "BLENDED"
+
+
+@dataclass
+class Recommended:
+    document: Document
+    score: float
+    reasons: list[str]
+    sources: list[Source]
+
+
+@dataclass
+class RecommendResult:
+    items: list[Recommended]
+    strategy: str
+    sources: list[Source]
+    query_id: uuid.UUID
+    took_ms: float
+    rerank: RerankOutcome | None = None
+
+
+@dataclass
+class _Signals:
+    """Everything gathered for one request, before scoring."""
+
+    ids: list[uuid.UUID]
+    docs: dict[uuid.UUID, Document]
+    vecs: dict[uuid.UUID, Vector]
+    content: npt.NDArray[np.float64] | None
+    co: dict[uuid.UUID, candidates.CoEngaged]
+    popular: candidates.Popular | None
+    liked: list[uuid.UUID]
+    disliked: list[uuid.UUID]
+    positives: int
+    used: set[Source] = field(default_factory=set)
+
+
+class Recommender:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        embedder: Embedder,
+        reranking: Reranking,
+        learning: LearningConfig,
+        weights: BlendWeights | None = None,
+        max_context_chars: int = 1000,
+    ) -> None:
+        self.db = db
+        self.embedder = embedder
+        self.reranking = reranking
+        self.learning = learning
+        self.weights = weights or BlendWeights()
+        self.max_context_chars = max_context_chars
+
+    def validate(self, req: RecommendRequest) -> RecommendRequest:
+        user = req.user_id.strip()
+        if not user or len(user) > MAX_USER_ID_CHARS:
+            raise InvalidInput(
+                "INVALID_USER_ID",
+                f"userId must be 1 to {MAX_USER_ID_CHARS} characters of your app's user id",
+                field="userId",
+            )
+        if not 1 <= req.first <= MAX_FIRST:
+            raise InvalidInput(
+                "FIRST_OUT_OF_RANGE", f"first must be between 1 and {MAX_FIRST}, got {req.first}", field="first"
+            )
+        if not 0.0 <= req.diversity <= 1.0:
+            raise InvalidInput(
+                "INVALID_DIVERSITY",
+                f"diversity must be between 0 (pure relevance) and 1 (most diverse), got {req.diversity}",
+                field="options.diversity",
+            )
+        context = (req.context or "").strip() or None
+        if context is not None and len(context) > self.max_context_chars:
+            raise InvalidInput(
+                "CONTEXT_TOO_LONG",
+                f"context is {len(context)} characters; keep it under {self.max_context_chars}",
+                field="context",
+            )
+        return replace(req, user_id=user, context=context)
+
+    async def recommend(self, tenant_id: str, request: RecommendRequest) -> RecommendResult:
+        started = time.perf_counter()
+        req = self.validate(request)
+        compiled = compile_filter(req.filter, alias="d", path="options.filter")
+        wants_content = req.strategy in ("BLENDED", "CONTENT")
+        context_vec = (
+            unit(await self.embedder.embed_query(req.context)) if req.context is not None and wants_content else None
+        )
+        reranks = req.rerank != "NONE"
+        keep = max(req.first, self.reranking.config.max_candidates) if reranks else req.first
+        query_id = uuid.uuid4()
+        async with self.db.session(tenant_id) as session:
+            signals = await self._gather(session, tenant_id, req, context_vec, compiled, pool=max(50, 3 * keep))
+            items = self._rank(signals, req, keep)
+            if not reranks:
+                items = items[: req.first]
+                took_ms = (time.perf_counter() - started) * 1000
+                session.add(_log_row(query_id, tenant_id, req, items, took_ms))
+        outcome: RerankOutcome | None = None
+        if reranks:
+            outcome = await self._rerank(req, items, signals)
+            items = [items[i] for i in outcome.order][: req.first]
+            took_ms = (time.perf_counter() - started) * 1000
+            async with self.db.session(tenant_id) as session:
+                session.add(_log_row(query_id, tenant_id, req, items, took_ms))
+        used = [s for s in SOURCE_ORDER if any(s in item.sources for item in items)]
+        label = "+".join(s.lower().replace("_", "-") for s in used) or "nothing to recommend yet"
+        return RecommendResult(items, f"{req.strategy.lower()}: {label}", used, query_id, took_ms, outcome)
+
+    async def _gather(
+        self,
+        session: AsyncSession,
+        tenant_id: str,
+        req: RecommendRequest,
+        context_vec: Vector | None,
+        compiled: candidates.CompiledFilter,
+        pool: int,
+    ) -> _Signals:
+        history = await candidates.history(session, tenant_id, req.user_id)
+        profile = await profiles.load(session, tenant_id, req.user_id)
+        exclude = history.seen if req.exclude_seen else []
+        used: set[Source] = set()
+        query_vec = None
+        if req.strategy in ("BLENDED", "CONTENT"):
+            query_vec, used = _query_vector(profile, context_vec)
+        content_ids: dict[uuid.UUID, float] = {}
+        if query_vec is not None:
+            content_ids = await candidates.nearest(session, tenant_id, query_vec, compiled, exclude, pool)
+        co: dict[uuid.UUID, candidates.CoEngaged] = {}
+        if req.strategy in ("BLENDED", "COLLABORATIVE"):
+            co = await candidates.co_engaged(session, tenant_id, history.liked, compiled, exclude, pool)
+            if co:
+                used.add("CO_ENGAGEMENT")
+        popular = None
+        if req.strategy in ("BLENDED", "POPULAR"):
+            popular = await candidates.popular(session, tenant_id, compiled, exclude, pool, self.learning)
+            if popular.scores:
+                used.add("POPULAR")
+        ids = list(dict.fromkeys([*content_ids, *co, *(popular.scores if popular else {})]))
+        vecs = await candidates.vectors(session, tenant_id, [*ids, *history.liked, *history.disliked])
+        ids = [i for i in ids if i in vecs]
+        wanted = [*ids, *history.liked]
+        rows = await session.execute(select(Document).where(col(Document.id).in_(wanted)))
+        docs = {d.id: d for d in rows.scalars()}
+        content = None
+        if query_vec is not None and ids:
+            content = np.array([float(vecs[i] @ query_vec) for i in ids], dtype=np.float64)
+        return _Signals(
+            ids=ids,
+            docs=docs,
+            vecs=vecs,
+            content=content,
+            co=co,
+            popular=popular,
+            liked=[i for i in history.liked if i in vecs],
+            disliked=[i for i in history.disliked if i in vecs],
+            positives=profile.positives if profile else 0,
+            used=used,
+        )
+
+    def _rank(self, s: _Signals, req: RecommendRequest, keep: int) -> list[Recommended]:
+        if not s.ids:
+            return []
+        w = self.weights
+        n = len(s.ids)
+        content = _scaled(s.content) if s.content is not None else np.zeros(n)
+        co = _scaled(np.array([s.co[i].score if i in s.co else 0.0 for i in s.ids]), floor_zero=True)
+        pop_scores = s.popular.scores if s.popular else {}
+        pop = _scaled(np.array([pop_scores.get(i, 0.0) for i in s.ids]), floor_zero=True)
+        w_pop = w.popular * w.popular_half_at / (w.popular_half_at + s.positives)
+        if req.strategy != "BLENDED":
+            w_pop = 1.0  # a single-source strategy is that source's order, unweighted
+        parts: dict[str, npt.NDArray[np.float64]] = {
+            "content": w.content * content,
+            "co": w.co_engagement * co,
+            "pop": w_pop * pop,
+        }
+        total = parts["content"] + parts["co"] + parts["pop"]
+        if req.strategy == "BLENDED" and s.disliked:
+            dis = np.stack([s.vecs[d] for d in s.disliked]).astype(np.float64)
+            cand = np.stack([s.vecs[i] for i in s.ids]).astype(np.float64)
+            total = total - w.dislike_penalty * np.clip((cand @ dis.T).max(axis=1), 0.0, None)
+        matrix = np.stack([s.vecs[i] for i in s.ids])
+        order = mmr(total, matrix, keep, req.diversity)
+        return [
+            self._item(s, req, idx, float(total[idx]), {k: float(v[idx]) for k, v in parts.items()}) for idx in order
+        ]
+
+    def _item(self, s: _Signals, req: RecommendRequest, idx: int, score: float, parts: dict[str, float]) -> Recommended:
+        doc_id = s.ids[idx]
+        doc = s.docs[doc_id]
+        why: list[tuple[float, str, Source]] = []
+        if parts["content"] > 0:
+            if "CONTEXT" in s.used and req.context:
+                why.append((parts["content"], reasons.matches_context(doc, req.context), "CONTEXT"))
+            if "PROFILE" in s.used and s.liked:
+                sims = [(float(s.vecs[doc_id] @ s.vecs[liked]), liked) for liked in s.liked]
+                best_sim, best = max(sims, key=lambda t: t[0])
+                if best_sim >= self.weights.liked_similarity_reason and best in s.docs:
+                    why.append((parts["content"], reasons.similar_to_liked(s.docs[best].title), "PROFILE"))
+        if parts["co"] > 0 and doc_id in s.co and s.co[doc_id].because in s.docs:
+            why.append((parts["co"], reasons.liked_together(s.docs[s.co[doc_id].because].title), "CO_ENGAGEMENT"))
+        if parts["pop"] > 0 and s.popular is not None:
+            why.append((parts["pop"], reasons.popular(doc, s.popular.by_feedback), "POPULAR"))
+        why.sort(key=lambda t: -t[0])
+        sources = list(dict.fromkeys(src for _, _, src in why))
+        if parts["content"] > 0:
+            sources += [src for src in ("PROFILE", "CONTEXT") if src in s.used and src not in sources]
+        texts = [text for _, text, _ in why][:3] or ["recommended for you"]
+        return Recommended(document=doc, score=score, reasons=texts, sources=[x for x in SOURCE_ORDER if x in sources])
+
+    async def _rerank(self, req: RecommendRequest, items: list[Recommended], s: _Signals) -> RerankOutcome:
+        liked = [s.docs[i].title for i in s.liked[:10] if i in s.docs]
+        profile = []
+        if liked:
+            profile.append("The user liked: " + "; ".join(liked) + ".")
+        if req.context:
+            profile.append(f"The user asked for: {req.context}")
+        texts = [f"{it.document.title}\n{it.document.text[:600]}" for it in items]
+        query = req.context or "Which of these would this user most enjoy next?"
+        return await self.reranking.rerank(req.rerank, query, texts, context=" ".join(profile) or None)
+
+
+def _query_vector(profile: profiles.Profile | None, context_vec: Vector | None) -> tuple[Vector | None, set[Source]]:
+    """The profile's direction, the context's, or their even blend."""
+    used: set[Source] = set()
+    parts: list[Vector] = []
+    if profile is not None and profile.positives > 0 and profile.preference is not None:
+        pref = unit(profile.preference)
+        if float(np.linalg.norm(pref)) > 0:
+            parts.append(pref)
+            used.add("PROFILE")
+    if context_vec is not None:
+        parts.append(context_vec)
+        used.add("CONTEXT")
+    if not parts:
+        return None, used
+    return unit(np.sum(parts, axis=0)), used
+
+
+def _scaled(values: npt.NDArray[np.float64], *, floor_zero: bool = False) -> npt.NDArray[np.float64]:
+    """0..1 over the candidates. With `floor_zero`, 0 stays 0 (absent from that source)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return values
+    low = 0.0 if floor_zero else float(values.min())
+    high = float(values.max())
+    if high - low <= 0:
+        return np.zeros_like(values) if floor_zero and high <= 0 else np.ones_like(values)
+    return np.clip((values - low) / (high - low), 0.0, 1.0)
+
+
+def _log_row(
+    query_id: uuid.UUID, tenant_id: str, req: RecommendRequest, items: list[Recommended], took_ms: float
+) -> QueryLog:
+    return QueryLog(
+        id=query_id,
+        tenant_id=tenant_id,
+        query=req.context or "",
+        mode="RECOMMEND",
+        options={
+            "strategy": req.strategy,
+            "first": req.first,
+            "diversity": req.diversity,
+            "excludeSeen": req.exclude_seen,
+            "filtered": req.filter is not None,
+            "rerank": req.rerank,
+        },
+        result_count=len(items),
+        document_ids=[str(i.document.id) for i in items],
+        took_ms=took_ms,
+    )
