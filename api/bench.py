@@ -8,6 +8,7 @@ import time
 from contextlib import aclosing
 
 from api import embedded
+from api.bench_recs import bench_feedback_and_recs
 from api.bootstrap import DEFAULT_TENANT
 from domain.answers.extractive import ExtractiveGenerator
 from domain.answers.service import Answering, AnswerRequest, Delta
@@ -93,6 +94,7 @@ async def _run(url: str) -> None:
             cold.append((time.perf_counter() - t0) * 1000)
         print(f"bench query embedding (uncached): p50={percentile(cold, 50):.2f} ms p95={percentile(cold, 95):.2f} ms")
         await _bench_answers(db, embedder, backend, [d.title for d in demo])
+        await bench_feedback_and_recs(db, embedder, DEFAULT_TENANT, percentile)
     finally:
         await db.dispose()
 

@@ -144,7 +144,7 @@ def _bench(_settings: Settings, args: argparse.Namespace) -> None:
 def _eval_recs(_settings: Settings, args: argparse.Namespace) -> None:
     from api.eval_recs import run_recs_eval
 
-    run_recs_eval(users=args.users, seed=args.seed)
+    run_recs_eval(users=args.users, seed=args.seed, sweep=args.sweep)
 
 
 def _schema(_settings: Settings, _args: argparse.Namespace) -> None:
@@ -172,7 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     ev.add_argument("--sweep", action="store_true", help="grid over fusion settings (use on train)")
     er = sub.add_parser("eval-recs", help="simulated users: hit@10 and nDCG@10 per recommendation strategy")
     er.add_argument("--users", type=int, default=300, help="simulated users")
-    er.add_argument("--seed", type=int, default=7, help="seed of the simulation")
+    er.add_argument("--seed", type=int, default=7, help="seed of the simulation (tune on 1, report on 7)")
+    er.add_argument("--sweep", action="store_true", help="grid over the blend weights (use on the tuning seed)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

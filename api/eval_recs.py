@@ -257,8 +257,33 @@ async def score_strategy(
     return sum(hits) / len(hits), sum(gains) / len(gains), took
 
 
+# The blend grid for `--sweep`: run it on a tuning seed, never on the reported one.
+SWEEP_CONTENT = (0.0, 0.25, 0.5, 1.0)
+SWEEP_CO = (1.0,)
+SWEEP_POPULAR = (0.0, 0.3, 0.6)
+
+
+async def sweep_blend(app: Any, client: httpx.AsyncClient, sim: Sequence[SimUser]) -> None:
+    """Score BLENDED under each weight combination, on the same feedback state."""
+    from dataclasses import replace
+
+    recommender = app.state.services.recommender
+    default = recommender.weights
+    grid = [(c, co, p) for c in SWEEP_CONTENT for co in SWEEP_CO for p in SWEEP_POPULAR]
+    try:
+        for content, co, popular in grid:
+            recommender.weights = replace(default, content=content, co_engagement=co, popular=popular)
+            hit, ndcg, _ = await score_strategy(client, sim, "blended")
+            print(
+                f"sweep content={content} co={co} popular={popular} hit@10={hit:.4f} ndcg@10={ndcg:.4f}",
+                flush=True,
+            )
+    finally:
+        recommender.weights = default
+
+
 async def _run(
-    url: str, root: Path, *, users: int, seed: int, strategies: Sequence[str]
+    url: str, root: Path, *, users: int, seed: int, strategies: Sequence[str], sweep: bool = False
 ) -> dict[str, tuple[float, float]]:
     # Imported here so that the pure functions above load without the app (for their unit tests).
     from api.app import create_app
@@ -282,6 +307,8 @@ async def _run(
             f"feedback={len(flat)} events in {elapsed:.1f}s",
             flush=True,
         )
+        if sweep:
+            await sweep_blend(app, client, sim)
         results: dict[str, tuple[float, float]] = {}
         latencies: dict[str, list[float]] = {}
         for strategy in strategies:
@@ -299,8 +326,8 @@ async def _run(
 
 
 def run_recs_eval(
-    *, users: int = 300, seed: int = 7, strategies: Sequence[str] = STRATEGIES
+    *, users: int = 300, seed: int = 7, strategies: Sequence[str] = STRATEGIES, sweep: bool = False
 ) -> dict[str, tuple[float, float]]:
     """(hit@10, nDCG@10) per strategy, printed as well."""
     with embedded.temporary("ragql-eval-recs-") as (root, url):
-        return asyncio.run(_run(url, root, users=users, seed=seed, strategies=strategies))
+        return asyncio.run(_run(url, root, users=users, seed=seed, strategies=strategies, sweep=sweep))

@@ -27,11 +27,10 @@ _W = weight_sql("f")
 
 @dataclass
 class History:
-    """What one user has done: every document they reacted to, and their current verdicts."""
+    """What one user has done: every document they reacted to, and what they currently like."""
 
     seen: list[uuid.UUID] = field(default_factory=list)
     liked: list[uuid.UUID] = field(default_factory=list)  # most recent first
-    disliked: list[uuid.UUID] = field(default_factory=list)
 
 
 async def history(session: AsyncSession, tenant_id: str, user_id: str, *, recent: int = 20) -> History:
@@ -48,8 +47,6 @@ async def history(session: AsyncSession, tenant_id: str, user_id: str, *, recent
         out.seen.append(doc_id)
         if verdict is not None and verdict > 0 and len(out.liked) < recent:
             out.liked.append(doc_id)
-        elif verdict is not None and verdict < 0 and len(out.disliked) < recent:
-            out.disliked.append(doc_id)
     return out
 
 

@@ -2,9 +2,11 @@
 has seen, diversify with MMR, optionally re-rank, and say why each item is there.
 
 Blending, per candidate (each source's score scaled to 0..1 over the candidates):
-    content × w_content  +  co-engagement × w_co  +  popular × w_popular(history)  −  dislike penalty
-Popularity carries a user with no history and fades as their likes accumulate. The weights were
-chosen on the simulation's tuning seed (`ragql eval-recs --seed 1`), not the reported one."""
+    profile × w_content + context × w_context + co-engagement × w_co + popular × w_popular(history)
+Popularity carries a user with no history and fades as their likes accumulate. A dislike acts
+through the profile, which it pushes away from the disliked document's neighbourhood. The weights
+were chosen on the simulation's tuning seed (`ragql eval-recs --seed 1 --sweep`), not on the
+reported one; see README, "Recommendation quality"."""
 
 from __future__ import annotations
 
@@ -39,11 +41,12 @@ MAX_USER_ID_CHARS = 200
 
 @dataclass(frozen=True)
 class BlendWeights:
-    content: float = 1.0
+    content: float = 0.25  # similarity to the user's profile
+    context: float = 1.0  # similarity to `context`: an explicit request outweighs history (not tuned:
+    # the simulation has no context)
     co_engagement: float = 1.0
-    popular: float = 0.6  # for a user with no likes; halved once they have `popular_half_at` likes
+    popular: float = 0.3  # for a user with no likes; halved once they have `popular_half_at` likes
     popular_half_at: float = 3.0
-    dislike_penalty: float = 0.5
     liked_similarity_reason: float = 0.35  # "similar to X, which you liked" only above this cosine
 
 
@@ -84,11 +87,11 @@ class _Signals:
     ids: list[uuid.UUID]
     docs: dict[uuid.UUID, Document]
     vecs: dict[uuid.UUID, Vector]
-    content: npt.NDArray[np.float64] | None
+    profile_sim: npt.NDArray[np.float64] | None
+    context_sim: npt.NDArray[np.float64] | None
     co: dict[uuid.UUID, candidates.CoEngaged]
     popular: candidates.Popular | None
     liked: list[uuid.UUID]
-    disliked: list[uuid.UUID]
     positives: int
     used: set[Source] = field(default_factory=set)
 
@@ -180,9 +183,9 @@ class Recommender:
         profile = await profiles.load(session, tenant_id, req.user_id)
         exclude = history.seen if req.exclude_seen else []
         used: set[Source] = set()
-        query_vec = None
+        query_vec = profile_vec = None
         if req.strategy in ("BLENDED", "CONTENT"):
-            query_vec, used = _query_vector(profile, context_vec)
+            query_vec, profile_vec, used = _query_vector(profile, context_vec)
         content_ids: dict[uuid.UUID, float] = {}
         if query_vec is not None:
             content_ids = await candidates.nearest(session, tenant_id, query_vec, compiled, exclude, pool)
@@ -197,23 +200,24 @@ class Recommender:
             if popular.scores:
                 used.add("POPULAR")
         ids = list(dict.fromkeys([*content_ids, *co, *(popular.scores if popular else {})]))
-        vecs = await candidates.vectors(session, tenant_id, [*ids, *history.liked, *history.disliked])
+        vecs = await candidates.vectors(session, tenant_id, [*ids, *history.liked])
         ids = [i for i in ids if i in vecs]
         wanted = [*ids, *history.liked]
         rows = await session.execute(select(Document).where(col(Document.id).in_(wanted)))
         docs = {d.id: d for d in rows.scalars()}
-        content = None
-        if query_vec is not None and ids:
-            content = np.array([float(vecs[i] @ query_vec) for i in ids], dtype=np.float64)
+
+        def similarity(to: Vector | None) -> npt.NDArray[np.float64] | None:
+            return None if to is None or not ids else np.array([float(vecs[i] @ to) for i in ids], dtype=np.float64)
+
         return _Signals(
             ids=ids,
             docs=docs,
             vecs=vecs,
-            content=content,
+            profile_sim=similarity(profile_vec),
+            context_sim=similarity(context_vec if "CONTEXT" in used else None),
             co=co,
             popular=popular,
             liked=[i for i in history.liked if i in vecs],
-            disliked=[i for i in history.disliked if i in vecs],
             positives=profile.positives if profile else 0,
             used=used,
         )
@@ -223,7 +227,7 @@ class Recommender:
             return []
         w = self.weights
         n = len(s.ids)
-        content = _scaled(s.content) if s.content is not None else np.zeros(n)
+        zeros = np.zeros(n)
         co = _scaled(np.array([s.co[i].score if i in s.co else 0.0 for i in s.ids]), floor_zero=True)
         pop_scores = s.popular.scores if s.popular else {}
         pop = _scaled(np.array([pop_scores.get(i, 0.0) for i in s.ids]), floor_zero=True)
@@ -231,15 +235,12 @@ class Recommender:
         if req.strategy != "BLENDED":
             w_pop = 1.0  # a single-source strategy is that source's order, unweighted
         parts: dict[str, npt.NDArray[np.float64]] = {
-            "content": w.content * content,
+            "profile": w.content * _scaled(s.profile_sim) if s.profile_sim is not None else zeros,
+            "context": w.context * _scaled(s.context_sim) if s.context_sim is not None else zeros,
             "co": w.co_engagement * co,
             "pop": w_pop * pop,
         }
-        total = parts["content"] + parts["co"] + parts["pop"]
-        if req.strategy == "BLENDED" and s.disliked:
-            dis = np.stack([s.vecs[d] for d in s.disliked]).astype(np.float64)
-            cand = np.stack([s.vecs[i] for i in s.ids]).astype(np.float64)
-            total = total - w.dislike_penalty * np.clip((cand @ dis.T).max(axis=1), 0.0, None)
+        total = parts["profile"] + parts["context"] + parts["co"] + parts["pop"]
         matrix = np.stack([s.vecs[i] for i in s.ids])
         order = mmr(total, matrix, keep, req.diversity)
         return [
@@ -250,22 +251,20 @@ class Recommender:
         doc_id = s.ids[idx]
         doc = s.docs[doc_id]
         why: list[tuple[float, str, Source]] = []
-        if parts["content"] > 0:
-            if "CONTEXT" in s.used and req.context:
-                why.append((parts["content"], reasons.matches_context(doc, req.context), "CONTEXT"))
-            if "PROFILE" in s.used and s.liked:
-                sims = [(float(s.vecs[doc_id] @ s.vecs[liked]), liked) for liked in s.liked]
-                best_sim, best = max(sims, key=lambda t: t[0])
-                if best_sim >= self.weights.liked_similarity_reason and best in s.docs:
-                    why.append((parts["content"], reasons.similar_to_liked(s.docs[best].title), "PROFILE"))
+        if parts["context"] > 0 and req.context:
+            why.append((parts["context"], reasons.matches_context(doc, req.context), "CONTEXT"))
+        if parts["profile"] > 0 and s.liked:
+            sims = [(float(s.vecs[doc_id] @ s.vecs[liked]), liked) for liked in s.liked]
+            best_sim, best = max(sims, key=lambda t: t[0])
+            if best_sim >= self.weights.liked_similarity_reason and best in s.docs:
+                why.append((parts["profile"], reasons.similar_to_liked(s.docs[best].title), "PROFILE"))
         if parts["co"] > 0 and doc_id in s.co and s.co[doc_id].because in s.docs:
             why.append((parts["co"], reasons.liked_together(s.docs[s.co[doc_id].because].title), "CO_ENGAGEMENT"))
         if parts["pop"] > 0 and s.popular is not None:
             why.append((parts["pop"], reasons.popular(doc, s.popular.by_feedback), "POPULAR"))
         why.sort(key=lambda t: -t[0])
-        sources = list(dict.fromkeys(src for _, _, src in why))
-        if parts["content"] > 0:
-            sources += [src for src in ("PROFILE", "CONTEXT") if src in s.used and src not in sources]
+        contributed = {"PROFILE": parts["profile"], "CONTEXT": parts["context"], "CO_ENGAGEMENT": parts["co"]}
+        sources = {src for _, _, src in why} | {src for src, part in contributed.items() if part > 0}
         texts = [text for _, text, _ in why][:3] or ["recommended for you"]
         return Recommended(document=doc, score=score, reasons=texts, sources=[x for x in SOURCE_ORDER if x in sources])
 
@@ -281,21 +280,27 @@ class Recommender:
         return await self.reranking.rerank(req.rerank, query, texts, context=" ".join(profile) or None)
 
 
-def _query_vector(profile: profiles.Profile | None, context_vec: Vector | None) -> tuple[Vector | None, set[Source]]:
-    """The profile's direction, the context's, or their even blend."""
+def _query_vector(
+    profile: profiles.Profile | None, context_vec: Vector | None
+) -> tuple[Vector | None, Vector | None, set[Source]]:
+    """The candidates' query (the profile's direction, the context's, or their even blend), and
+    the profile's direction alone."""
     used: set[Source] = set()
     parts: list[Vector] = []
+    pref = None
     if profile is not None and profile.positives > 0 and profile.preference is not None:
         pref = unit(profile.preference)
         if float(np.linalg.norm(pref)) > 0:
             parts.append(pref)
             used.add("PROFILE")
+        else:
+            pref = None
     if context_vec is not None:
         parts.append(context_vec)
         used.add("CONTEXT")
     if not parts:
-        return None, used
-    return unit(np.sum(parts, axis=0)), used
+        return None, None, used
+    return unit(np.sum(parts, axis=0)), pref, used
 
 
 def _scaled(values: npt.NDArray[np.float64], *, floor_zero: bool = False) -> npt.NDArray[np.float64]:
