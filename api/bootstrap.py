@@ -82,6 +82,14 @@ def build_reranking(settings: Settings, chat: OpenAIChat | None) -> Reranking:
     return Reranking(config=config, cross=cross, chat=chat)
 
 
+def build_learning(settings: Settings) -> LearningConfig:
+    return LearningConfig(
+        profile_half_life_days=settings.profile_half_life_days,
+        popularity_half_life_days=settings.popularity_half_life_days,
+        popularity_window_days=settings.popularity_window_days,
+    )
+
+
 def database_url(settings: Settings) -> tuple[str, str]:
     if settings.database_url:
         return settings.database_url, "external"
@@ -126,11 +134,7 @@ async def build_services(
             history_turns=settings.answer_history_turns,
         ),
     )
-    learning = LearningConfig(
-        profile_half_life_days=settings.profile_half_life_days,
-        popularity_half_life_days=settings.popularity_half_life_days,
-        popularity_window_days=settings.popularity_window_days,
-    )
+    learning = build_learning(settings)
     recommender = Recommender(
         db=db, embedder=emb, reranking=reranking, learning=learning, max_context_chars=settings.max_query_chars
     )

@@ -103,16 +103,11 @@ def _eval(settings: Settings, args: argparse.Namespace) -> None:
 def _rebuild_profiles(settings: Settings, args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from api.bootstrap import database_url
-    from domain.feedback.profiles import LearningConfig
+    from api.bootstrap import build_learning, database_url
     from domain.feedback.rebuild import rebuild_tenant, tenant_ids, users_of
     from domain.persistence.database import Database
 
-    learning = LearningConfig(
-        profile_half_life_days=settings.profile_half_life_days,
-        popularity_half_life_days=settings.popularity_half_life_days,
-        popularity_window_days=settings.popularity_window_days,
-    )
+    learning = build_learning(settings)
 
     async def run() -> None:
         db = Database(database_url(settings)[0])

@@ -188,3 +188,20 @@ async def tenant_client(
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client, tenant_id
+
+
+async def catalogue(client: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
+    """Every document of the client's tenant by title (id, title, genre), through `documents` paging."""
+    out: dict[str, dict[str, Any]] = {}
+    after = None
+    while True:
+        data = await graphql_ok(
+            client,
+            "query($a: String) { documents(first: 100, after: $a) { edges { node { id title genre } } "
+            "pageInfo { hasNextPage endCursor } } }",
+            {"a": after},
+        )
+        out.update({e["node"]["title"]: e["node"] for e in data["documents"]["edges"]})
+        if not data["documents"]["pageInfo"]["hasNextPage"]:
+            return out
+        after = data["documents"]["pageInfo"]["endCursor"]

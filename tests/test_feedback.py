@@ -16,7 +16,7 @@ from sqlalchemy import text
 from domain.persistence.database import Database
 from domain.providers.embedding import LocalEmbedder
 from schema.common import to_global_id
-from tests.conftest import graphql, graphql_ok, tenant_client
+from tests.conftest import catalogue, graphql, graphql_ok, tenant_client
 
 SUBMIT = """
 mutation($i: FeedbackInput!) {
@@ -39,21 +39,7 @@ async def tenant_app(
 
 @pytest.fixture(scope="module")
 async def films(tenant_app: tuple[httpx.AsyncClient, str]) -> dict[str, str]:
-    client, _ = tenant_app
-    titles: dict[str, str] = {}
-    after = None
-    while True:
-        data = await graphql_ok(
-            client,
-            "query($a: String) { documents(first: 100, after: $a) { edges { node { id title } } "
-            "pageInfo { hasNextPage endCursor } } }",
-            {"a": after},
-        )
-        page = data["documents"]
-        titles.update({e["node"]["title"]: e["node"]["id"] for e in page["edges"]})
-        if not page["pageInfo"]["hasNextPage"]:
-            return titles
-        after = page["pageInfo"]["endCursor"]
+    return {title: node["id"] for title, node in (await catalogue(tenant_app[0])).items()}
 
 
 async def submit(client: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import pytest
 
 from domain.persistence.database import Database
 from domain.providers.embedding import LocalEmbedder
-from tests.conftest import error_codes, graphql, graphql_ok, provider_values, tenant_client
+from tests.conftest import catalogue, error_codes, graphql, graphql_ok, provider_values, tenant_client
 from tests.fakes.providers import FakeProviders
 
 RECS = """
@@ -44,19 +44,7 @@ async def tenant_app(
 
 @pytest.fixture(scope="module")
 async def films(tenant_app: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    after = None
-    while True:
-        data = await graphql_ok(
-            tenant_app,
-            "query($a: String) { documents(first: 100, after: $a) { edges { node { id title genre } } "
-            "pageInfo { hasNextPage endCursor } } }",
-            {"a": after},
-        )
-        out.update({e["node"]["title"]: e["node"] for e in data["documents"]["edges"]})
-        if not data["documents"]["pageInfo"]["hasNextPage"]:
-            return out
-        after = data["documents"]["pageInfo"]["endCursor"]
+    return await catalogue(tenant_app)
 
 
 async def recommend(client: httpx.AsyncClient, user: str | None, first: int = 10, **extra: Any) -> dict[str, Any]:
