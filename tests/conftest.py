@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -58,14 +59,20 @@ def embedder() -> LocalEmbedder:
     return LocalEmbedder()
 
 
-@pytest.fixture(scope="session")
-async def app_client(pg_url: str, embedder: LocalEmbedder, tmp_root: Path) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(database_url=pg_url, data_dir=tmp_root, load_demo=True, max_upload_bytes=64 * 1024)
-    app = create_app(settings, embedder=embedder)
+@asynccontextmanager
+async def client_for(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Run the app's lifespan and talk to it in-process over ASGI."""
     async with LifespanManager(app, startup_timeout=120) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client
+
+
+@pytest.fixture(scope="session")
+async def app_client(pg_url: str, embedder: LocalEmbedder, tmp_root: Path) -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings(database_url=pg_url, data_dir=tmp_root, load_demo=True, max_upload_bytes=64 * 1024)
+    async with client_for(create_app(settings, embedder=embedder)) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")
@@ -117,11 +124,8 @@ async def provider_client(
     fake_providers: FakeProviders,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """A second app on the same database (the demo films loaded by app_client), with providers."""
-    app = create_app(provider_settings(pg_url, tmp_root, fake_providers), embedder=embedder)
-    async with LifespanManager(app, startup_timeout=120) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
+    async with client_for(create_app(provider_settings(pg_url, tmp_root, fake_providers), embedder=embedder)) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")
@@ -183,11 +187,8 @@ async def tenant_client(
     films loaded into it: tests that learn from feedback see no other test's feedback."""
     tenant_id = f"t-{uuid.uuid4().hex[:12]}"
     settings = Settings(database_url=pg_url, data_dir=tmp_root, load_demo=load_demo, dev_tenant=tenant_id, **overrides)
-    app = create_app(settings, embedder=embedder)
-    async with LifespanManager(app, startup_timeout=120) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client, tenant_id
+    async with client_for(create_app(settings, embedder=embedder)) as client:
+        yield client, tenant_id
 
 
 async def catalogue(client: httpx.AsyncClient) -> dict[str, dict[str, Any]]:

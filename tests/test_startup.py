@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from api.app import create_app
 from api.settings import Settings
@@ -17,7 +16,7 @@ from domain.errors import EmbeddingModelMismatch, MissingExtension
 from domain.persistence.database import Database
 from domain.persistence.migrate import check_embedding_model, check_pgvector, migrate
 from domain.providers.embedding import LocalEmbedder
-from tests.conftest import graphql_ok
+from tests.conftest import client_for, graphql_ok
 
 
 def _listening(host: str, port: int) -> bool:
@@ -73,10 +72,8 @@ async def test_store_embedded_with_another_model_refuses_to_start(pg_url: str) -
 async def fulltext_client(pg_url: str, embedder: LocalEmbedder, tmp_path: object) -> AsyncIterator[httpx.AsyncClient]:
     url = await _fresh_database(pg_url)
     settings = Settings(database_url=url, keyword_backend="fulltext", load_demo=True, data_dir=str(tmp_path))
-    app = create_app(settings, embedder=embedder)
-    async with LifespanManager(app, startup_timeout=120) as manager:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://t") as client:
-            yield client
+    async with client_for(create_app(settings, embedder=embedder)) as client:
+        yield client
 
 
 async def test_fulltext_fallback_is_reported_and_searches(fulltext_client: httpx.AsyncClient) -> None:

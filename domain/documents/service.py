@@ -23,6 +23,7 @@ from sqlmodel import col, func, select
 from domain.documents.chunking import ChunkText, chunk_document
 from domain.documents.validation import DocumentInput, NormalizedDocument, normalize
 from domain.errors import DomainError, InvalidInput, NotFound
+from domain.paging import check_first
 from domain.persistence.database import Database
 from domain.persistence.tables import Document
 from domain.providers.embedding import Embedder
@@ -305,8 +306,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 async def list_page(
     *, db: Database, tenant_id: str, first: int, after: str | None, flt: MetadataFilter | None
 ) -> DocumentPage:
-    if not 1 <= first <= 100:
-        raise InvalidInput("FIRST_OUT_OF_RANGE", f"first must be between 1 and 100, got {first}", field="first")
+    check_first(first)
     compiled = compile_filter(flt, alias="d")
     where = f"d.tenant_id = :tenant {compiled.sql}"
     params: dict[str, Any] = {"tenant": tenant_id, **compiled.params}

@@ -59,15 +59,16 @@ _NOT_EXCLUDED = "NOT (d.id = ANY(CAST(:exclude AS uuid[])))"
 
 async def nearest(
     session: AsyncSession, tenant_id: str, vector: Vector, flt: CompiledFilter, exclude: list[uuid.UUID], k: int
-) -> dict[uuid.UUID, float]:
+) -> list[uuid.UUID]:
+    """Ids only: the caller scores every candidate, from any source, against the same vectors."""
     sql = f"""
-        SELECT v.document_id, 1 - (v.embedding <=> CAST(:q AS vector)) AS s
+        SELECT v.document_id
         FROM document_vectors v JOIN documents d ON d.id = v.document_id
         WHERE v.tenant_id = :t AND {_NOT_EXCLUDED}{flt.sql}
         ORDER BY v.embedding <=> CAST(:q AS vector) LIMIT :k
         """
     rows = await session.execute(text(sql), _params(tenant_id, flt, exclude, k) | {"q": vector})
-    return {doc: float(s) for doc, s in rows.all()}
+    return [doc for (doc,) in rows.all()]
 
 
 @dataclass

@@ -6,7 +6,12 @@ import numpy as np
 import numpy.typing as npt
 
 
-def mmr(relevance: npt.NDArray[np.float64], vectors: npt.NDArray[np.float32], k: int, diversity: float) -> list[int]:
+def mmr(
+    relevance: npt.NDArray[np.float64],
+    vectors: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    k: int,
+    diversity: float,
+) -> list[int]:
     """Indices of up to `k` items, best first. `relevance` is scaled to 0..1 here so that
     `diversity` (0 = pure relevance, 1 = maximal diversity) means the same for any score range;
     `vectors` are unit rows, so their dot product is the cosine similarity."""
@@ -17,7 +22,8 @@ def mmr(relevance: npt.NDArray[np.float64], vectors: npt.NDArray[np.float32], k:
     rel = (relevance - relevance.min()) / span if span > 0 else np.ones(n)
     if diversity <= 0.0:
         return [int(i) for i in np.argsort(-rel, kind="stable")[:k]]
-    sims = vectors.astype(np.float64) @ vectors.astype(np.float64).T
+    unit_rows = np.asarray(vectors, dtype=np.float64)
+    sims = unit_rows @ unit_rows.T
     picked: list[int] = []
     closest = np.full(n, -np.inf)  # each item's highest similarity to anything picked so far
     available = np.ones(n, dtype=bool)

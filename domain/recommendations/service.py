@@ -23,6 +23,7 @@ from sqlmodel import col, select
 from domain.errors import InvalidInput
 from domain.feedback import profiles
 from domain.feedback.profiles import LearningConfig, Vector, unit
+from domain.paging import check_first
 from domain.persistence.database import Database
 from domain.persistence.tables import Document, QueryLog
 from domain.providers.embedding import Embedder
@@ -35,7 +36,6 @@ from domain.retrieval.filters import MetadataFilter, compile_filter
 Strategy = Literal["BLENDED", "CONTENT", "COLLABORATIVE", "POPULAR"]
 Source = Literal["PROFILE", "CONTEXT", "CO_ENGAGEMENT", "POPULAR"]
 SOURCE_ORDER: tuple[Source, ...] = ("PROFILE", "CONTEXT", "CO_ENGAGEMENT", "POPULAR")
-MAX_FIRST = 100
 MAX_USER_ID_CHARS = 200
 
 
@@ -87,6 +87,7 @@ class _Signals:
     ids: list[uuid.UUID]
     docs: dict[uuid.UUID, Document]
     vecs: dict[uuid.UUID, Vector]
+    matrix: npt.NDArray[np.float64]  # the candidates' vectors, in `ids` order
     profile_sim: npt.NDArray[np.float64] | None
     context_sim: npt.NDArray[np.float64] | None
     co: dict[uuid.UUID, candidates.CoEngaged]
@@ -122,10 +123,7 @@ class Recommender:
                 f"userId must be 1 to {MAX_USER_ID_CHARS} characters of your app's user id",
                 field="userId",
             )
-        if not 1 <= req.first <= MAX_FIRST:
-            raise InvalidInput(
-                "FIRST_OUT_OF_RANGE", f"first must be between 1 and {MAX_FIRST}, got {req.first}", field="first"
-            )
+        check_first(req.first)
         if not 0.0 <= req.diversity <= 1.0:
             raise InvalidInput(
                 "INVALID_DIVERSITY",
@@ -186,7 +184,7 @@ class Recommender:
         query_vec = profile_vec = None
         if req.strategy in ("BLENDED", "CONTENT"):
             query_vec, profile_vec, used = _query_vector(profile, context_vec)
-        content_ids: dict[uuid.UUID, float] = {}
+        content_ids: list[uuid.UUID] = []
         if query_vec is not None:
             content_ids = await candidates.nearest(session, tenant_id, query_vec, compiled, exclude, pool)
         co: dict[uuid.UUID, candidates.CoEngaged] = {}
@@ -206,13 +204,17 @@ class Recommender:
         rows = await session.execute(select(Document).where(col(Document.id).in_(wanted)))
         docs = {d.id: d for d in rows.scalars()}
 
+        # One row per candidate, unit length: similarities and MMR both read it.
+        matrix = np.stack([vecs[i] for i in ids]).astype(np.float64) if ids else np.zeros((0, 0))
+
         def similarity(to: Vector | None) -> npt.NDArray[np.float64] | None:
-            return None if to is None or not ids else np.array([float(vecs[i] @ to) for i in ids], dtype=np.float64)
+            return None if to is None or not ids else matrix @ to.astype(np.float64)
 
         return _Signals(
             ids=ids,
             docs=docs,
             vecs=vecs,
+            matrix=matrix,
             profile_sim=similarity(profile_vec),
             context_sim=similarity(context_vec if "CONTEXT" in used else None),
             co=co,
@@ -241,8 +243,7 @@ class Recommender:
             "pop": w_pop * pop,
         }
         total = parts["profile"] + parts["context"] + parts["co"] + parts["pop"]
-        matrix = np.stack([s.vecs[i] for i in s.ids])
-        order = mmr(total, matrix, keep, req.diversity)
+        order = mmr(total, s.matrix, keep, req.diversity)
         return [
             self._item(s, req, idx, float(total[idx]), {k: float(v[idx]) for k, v in parts.items()}) for idx in order
         ]

@@ -4,26 +4,24 @@ is closest to the source document, so the snippet says why it is similar."""
 
 from __future__ import annotations
 
-import html
 import uuid
 
 from sqlalchemy import text
 from sqlmodel import col, select
 
-from domain.errors import InvalidInput, NotFound
+from domain.errors import NotFound
+from domain.paging import check_first
 from domain.persistence.database import Database
 from domain.persistence.tables import Document
 from domain.retrieval.filters import MetadataFilter, compile_filter
-from domain.retrieval.search import MAX_FIRST, Hit
-
-SNIPPET_WORDS = 40
+from domain.retrieval.search import Hit
+from domain.retrieval.snippets import highlight
 
 
 async def similar_documents(
     db: Database, tenant_id: str, document_id: uuid.UUID, first: int, flt: MetadataFilter | None
 ) -> list[Hit]:
-    if not 1 <= first <= MAX_FIRST:
-        raise InvalidInput("FIRST_OUT_OF_RANGE", f"first must be between 1 and {MAX_FIRST}, got {first}", field="first")
+    check_first(first)
     compiled = compile_filter(flt, alias="d", path="filter")
     async with db.session(tenant_id) as session:
         source = (
@@ -75,7 +73,7 @@ async def similar_documents(
                 chunk_id=chunk_id,
                 chunk_text=chunk_text,
                 chunk_ordinal=ordinal,
-                snippet=_snippet(chunk_text),
+                snippet=highlight(chunk_text, ""),  # no query terms: the chunk's opening words, escaped
                 score=float(score),
                 dense=float(score),
                 keyword=None,
@@ -86,9 +84,3 @@ async def similar_documents(
             )
         )
     return hits
-
-
-def _snippet(chunk_text: str) -> str:
-    words = chunk_text.split()
-    tail = " …" if len(words) > SNIPPET_WORDS else ""
-    return html.escape(" ".join(words[:SNIPPET_WORDS])) + tail

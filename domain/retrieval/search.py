@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from domain.errors import InvalidInput
+from domain.paging import check_first
 from domain.persistence.database import Database
 from domain.persistence.tables import Document, QueryLog
 from domain.rerank.service import Reranking, RerankOutcome, Strategy
@@ -22,7 +23,6 @@ from domain.retrieval.fusion import FusionMethod, fuse, ranks
 from domain.retrieval.snippets import highlight
 
 Mode = Literal["HYBRID", "DENSE", "KEYWORD"]
-MAX_FIRST = 100
 MAX_CANDIDATES = 1000
 # Chosen on the SciFact *train* split (see README, "Tuning"); the test split only reports.
 DEFAULT_FUSION: FusionMethod = "ZSCORE"
@@ -81,12 +81,7 @@ def validate(query: str, first: int, options: SearchOptions, *, max_query_chars:
             f"query is {len(q)} characters; shorten it to at most {max_query_chars}",
             field="query",
         )
-    if not 1 <= first <= MAX_FIRST:
-        raise InvalidInput(
-            "FIRST_OUT_OF_RANGE",
-            f"first must be between 1 and {MAX_FIRST}, got {first}; page with `after`",
-            field="first",
-        )
+    check_first(first, hint="; page with `after`")
     if options.alpha is not None and not 0.0 <= options.alpha <= 1.0:
         raise InvalidInput(
             "INVALID_ALPHA", f"alpha must be between 0 and 1, got {options.alpha}", field="options.alpha"
