@@ -3,37 +3,28 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from prometheus_fastapi_instrumentator import Instrumentator
 from sqlalchemy import text
-from starlette.requests import HTTPConnection
-from strawberry.fastapi import GraphQLRouter
 from strawberry.subscriptions import (
     GRAPHQL_TRANSPORT_WS_PROTOCOL,
     GRAPHQL_WS_PROTOCOL,
     MULTIPART_SUBSCRIPTION_PROTOCOL,
 )
 
-from api.bootstrap import build_services
+from api.bootstrap import build_gate, build_services, describe_auth
+from api.graphql_router import RagqlRouter, get_context
+from api.guard import GraphQLGuard
+from api.ratelimit import Rate, RateLimiter
 from api.settings import Settings
 from domain.providers.embedding import Embedder
 from domain.runtime import Services
-from schema.context import Context, Principal
-from schema.root import build_schema
+from schema.root import QueryLimits, build_schema
 
 log = logging.getLogger("ragql")
-
-
-async def get_context(connection: HTTPConnection) -> Context:
-    """One context getter for HTTP requests and websockets (both are HTTPConnections)."""
-    services: Services = connection.app.state.services
-    request_id = connection.headers.get("x-request-id") or uuid.uuid4().hex
-    principal = Principal(tenant_id=services.dev_tenant, subject="anonymous", roles=["admin", "editor", "reader"])
-    return Context(services=services, principal=principal, request_id=request_id)
 
 
 def create_app(settings: Settings | None = None, *, embedder: Embedder | None = None) -> FastAPI:
@@ -43,18 +34,35 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services, close = await build_services(settings, embedder=embedder)
         app.state.services = services
+        app.state.gate = gate = build_gate(settings, services)
+        services.rate_limit_backend = lambda: gate.limiter.backend
+        services.introspection = settings.introspection_enabled
+        services.auth_description = describe_auth(settings)
         if settings.env == "development":
             log.warning(
-                "development mode: authentication is off and every request acts as tenant %r", settings.dev_tenant
+                "development mode: requests without credentials act as an admin of tenant %r "
+                "(set RAGQL_ENV=production to require authentication)",
+                settings.dev_tenant,
             )
+        log.info("rate limits: %s", app.state.gate.limiter.backend)
         try:
             yield
         finally:
+            await app.state.gate.limiter.aclose()
             await close()
 
     app = FastAPI(title="ragql", lifespan=lifespan)
-    router: GraphQLRouter[Context, None] = GraphQLRouter(
-        build_schema(),
+    schema = build_schema(
+        QueryLimits(
+            max_depth=settings.max_query_depth,
+            max_aliases=settings.max_query_aliases,
+            max_tokens=settings.max_query_tokens,
+            max_cost=settings.max_query_cost,
+            introspection=settings.introspection_enabled,
+        )
+    )
+    router = RagqlRouter(
+        schema,
         context_getter=get_context,
         multipart_uploads_enabled=True,
         # Strawberry refuses cross-origin websocket handshakes unless the page's origin is listed;
@@ -64,6 +72,14 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL, MULTIPART_SUBSCRIPTION_PROTOCOL),
     )
     app.include_router(router, prefix="/graphql")
+    app.add_middleware(
+        GraphQLGuard,
+        authenticator=lambda: app.state.gate.authenticator,
+        admission=RateLimiter(None),
+        admission_rate=Rate(max(1, round(settings.admission_per_ip_per_s)), 1.0),
+        max_body_bytes=settings.max_request_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -9,6 +9,11 @@ from pydantic import SecretStr
 from sqlalchemy import text
 
 from api import embedded
+from api.auth.authenticate import Authenticator
+from api.auth.jwks import JwksSource
+from api.auth.tokens import JwtConfig, JwtVerifier
+from api.graphql_router import Gatekeeping
+from api.ratelimit import Rate, RateLimiter, redis_client
 from api.settings import Settings
 from domain.answers.extractive import ExtractiveGenerator
 from domain.answers.generators import LLMGenerator
@@ -90,6 +95,64 @@ def build_learning(settings: Settings) -> LearningConfig:
     )
 
 
+def build_gate(settings: Settings, services: Services) -> Gatekeeping:
+    jwks = None
+    if settings.jwt_jwks_url or settings.jwt_jwks_file:
+        jwks = JwksSource(
+            url=settings.jwt_jwks_url,
+            path=settings.jwt_jwks_file,
+            ttl_s=settings.jwt_jwks_cache_s,
+            min_refresh_s=settings.jwt_jwks_min_refresh_s,
+        )
+    verifier = JwtVerifier(jwt_config(settings), jwks)
+    authenticator = Authenticator(
+        db=services.db,
+        verifier=verifier,
+        development=settings.env == "development",
+        dev_tenant=settings.dev_tenant,
+    )
+    redis = redis_client(settings.redis_url) if settings.redis_url else None
+    period = settings.rate_period_s
+    rates = {
+        "api_key": Rate(settings.rate_per_api_key, period),
+        "user": Rate(settings.rate_per_user, period),
+        "ip": Rate(settings.rate_per_ip, period),
+        "tenant": Rate(settings.tenant_quota, period),
+    }
+    return Gatekeeping(
+        authenticator=authenticator,
+        limiter=RateLimiter(redis),
+        rates=rates,
+        max_websockets_per_principal=settings.max_websockets_per_principal,
+    )
+
+
+def describe_auth(settings: Settings) -> str:
+    ways = ["JWT HS256"]
+    if settings.jwt_jwks_url or settings.jwt_jwks_file:
+        ways.append("JWT RS256/ES256 (JWKS)")
+    ways.append("API keys")
+    accepted = ", ".join(ways)
+    if settings.env == "development":
+        return (
+            f"development: requests without credentials act as an admin of tenant {settings.dev_tenant!r}; "
+            f"credentials sent are verified ({accepted})"
+        )
+    return f"required on every operation ({accepted})"
+
+
+def jwt_config(settings: Settings) -> JwtConfig:
+    return JwtConfig(
+        secret=settings.jwt_secret.get_secret_value(),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        leeway_s=settings.jwt_leeway_s,
+        tenant_claim=settings.jwt_tenant_claim,
+        roles_claim=settings.jwt_roles_claim,
+        subject_claim=settings.jwt_subject_claim,
+    )
+
+
 def database_url(settings: Settings) -> tuple[str, str]:
     if settings.database_url:
         return settings.database_url, "external"
@@ -147,6 +210,7 @@ async def build_services(
         recommender=recommender,
         learning=learning,
         dev_tenant=settings.dev_tenant,
+        api_key_prefix=settings.api_key_prefix,
         database_kind=kind,
         database_version=str(pg_version),
         pgvector_version=str(vector_version),

@@ -142,6 +142,27 @@ def _eval_recs(_settings: Settings, args: argparse.Namespace) -> None:
     run_recs_eval(users=args.users, seed=args.seed, sweep=args.sweep)
 
 
+def _dev_token(settings: Settings, args: argparse.Namespace) -> None:
+    from api.auth.tokens import JwtVerifier
+    from api.bootstrap import jwt_config
+
+    if settings.env == "production":
+        raise StartupError(
+            "dev-token refuses to mint tokens in production: issue them from your identity provider, "
+            "or create an API key with the createApiKey mutation"
+        )
+    roles = sorted(set(args.role or ["reader"]), key=["reader", "editor", "admin"].index)
+    token = JwtVerifier(jwt_config(settings)).issue(
+        subject=args.subject, tenant=args.tenant, roles=roles, ttl_s=args.ttl
+    )
+    print(token)
+    print(
+        f"# tenant={args.tenant} roles={','.join(roles)} expires in {args.ttl}s; send it as "
+        "'Authorization: Bearer <token>'",
+        file=sys.stderr,
+    )
+
+
 def _schema(_settings: Settings, _args: argparse.Namespace) -> None:
     from schema.root import build_schema
 
@@ -156,6 +177,13 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("schema", help="print the GraphQL schema (SDL)")
     bn = sub.add_parser("bench", help="print ingest and search latency figures (temporary store)")
     bn.add_argument("--streams", type=int, default=0, metavar="N", help="N concurrent answerStream subscriptions")
+    dt = sub.add_parser("dev-token", help="print a JWT for local use, signed with RAGQL_JWT_SECRET")
+    dt.add_argument("--tenant", default="default", help="the tenant the token acts in")
+    dt.add_argument(
+        "--role", action="append", choices=["reader", "editor", "admin"], default=[], help="repeatable; default reader"
+    )
+    dt.add_argument("--subject", default="dev-user", help="the token's subject (sub)")
+    dt.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
     rp = sub.add_parser("rebuild-profiles", help="recompute user profiles and co-engagement from feedback events")
     rp.add_argument("--tenant", help="only this tenant (default: every tenant)")
     rx = sub.add_parser("reindex", help="rebuild the BM25 and HNSW indexes (after heavy updates or deletes)")
@@ -181,6 +209,7 @@ def main(argv: list[str] | None = None) -> None:
             "eval": _eval,
             "eval-recs": _eval_recs,
             "schema": _schema,
+            "dev-token": _dev_token,
             "bench": _bench,
         }
         handlers[args.command](settings, args)

@@ -24,6 +24,38 @@ class Settings(BaseSettings):
     database_url: str | None = None
     redis_url: str | None = None
     jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
+    # Checked on every token when set; `ragql dev-token` issues tokens with these values.
+    jwt_issuer: str | None = "ragql"
+    jwt_audience: str | None = "ragql"
+    jwt_leeway_s: int = 30
+    # RS256/ES256 tokens from an OIDC provider: its JWKS (jwks_uri) as a URL or a file.
+    jwt_jwks_url: str | None = None
+    jwt_jwks_file: Path | None = None
+    jwt_jwks_cache_s: float = 300.0
+    # A token with an unknown key id refetches the JWKS (key rotation), at most this often.
+    jwt_jwks_min_refresh_s: float = 10.0
+    # Claim names differ between identity providers.
+    jwt_tenant_claim: str = "tenant"
+    jwt_roles_claim: str = "roles"
+    jwt_subject_claim: str = "sub"
+    # Introspection: on in development, off in production unless switched on here.
+    introspection: bool | None = None
+
+    # Rate limits, in cost units per `rate_period_s` (a search of 10 hits costs about 40 units; see
+    # `extensions.cost` on any response). Shared across replicas through Redis when redis_url is set.
+    rate_period_s: float = 60.0
+    rate_per_api_key: int = 20_000
+    rate_per_user: int = 10_000
+    rate_per_ip: int = 20_000
+    tenant_quota: int = 100_000
+    # The in-process first line: requests per second per client IP, before any parsing.
+    admission_per_ip_per_s: float = 100.0
+    max_query_cost: int = 2_000
+    max_query_depth: int = 10
+    max_query_aliases: int = 30
+    max_query_tokens: int = 4_000
+    max_request_bytes: int = 1024 * 1024
+    max_websockets_per_principal: int = 50
     allowed_origins: list[str] = ["http://127.0.0.1:8000", "http://localhost:8000"]
 
     embedding_provider: Literal["local", "openai"] = "local"
@@ -73,6 +105,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_default_secrets_in_production(self) -> Settings:
         if self.env == "production":
+            if self.jwt_jwks_url and not self.jwt_jwks_url.startswith("https://"):
+                raise ValueError("RAGQL_JWT_JWKS_URL must be an https:// URL in production")
             secret = self.jwt_secret.get_secret_value()
             if secret == DEFAULT_JWT_SECRET or len(secret) < 32:
                 raise ValueError(
@@ -90,6 +124,15 @@ class Settings(BaseSettings):
         if not 0 < self.rerank_step < self.rerank_window:
             raise ValueError("RAGQL_RERANK_STEP must be positive and smaller than RAGQL_RERANK_WINDOW")
         return self
+
+    @property
+    def introspection_enabled(self) -> bool:
+        return self.introspection if self.introspection is not None else self.env == "development"
+
+    @property
+    def api_key_prefix(self) -> str:
+        # Live keys are the ones worth a scanner's alarm; development keys say so.
+        return "rgq_live_" if self.env == "production" else "rgq_dev_"
 
     @cached_property
     def embedded_pgdata(self) -> Path:

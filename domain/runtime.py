@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from domain.answers.service import Answering
@@ -35,6 +36,12 @@ class Services:
     pgvector_version: str = ""
     environment: str = "development"
     dev_tenant: str = "default"
+    # New API keys start with this: "rgq_live_" in production, "rgq_dev_" elsewhere.
+    api_key_prefix: str = "rgq_dev_"
+    # What serverInfo reports about identity and limits; set by the api layer at start.
+    auth_description: str = "development: requests without credentials act as the development tenant's admin"
+    introspection: bool = True
+    rate_limit_backend: Callable[[], str] = lambda: "local"
     keyword_index: IndexHealth | None = None
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
     limits: Limits = field(default_factory=Limits)

@@ -43,9 +43,9 @@ def server_info(info: strawberry.Info[Context]) -> ServerInfo:
         database=s.database_kind,
         database_version=s.database_version,
         pgvector_version=s.pgvector_version,
-        auth="disabled (development: every request is the default tenant)"
-        if s.environment == "development"
-        else "required",
+        auth=s.auth_description,
+        rate_limits=s.rate_limit_backend(),
+        introspection=s.introspection,
         providers=_providers(info.context),
         generator=s.answering.generator.name,
         rerankers=[RerankStrategy(r) for r in s.reranking.available()],
@@ -64,7 +64,9 @@ def _providers(context: Context) -> list[str]:
 
 def me(info: strawberry.Info[Context]) -> PrincipalInfo:
     p = info.context.principal
-    return PrincipalInfo(tenant=p.tenant_id, subject=p.subject, roles=list(p.roles), authenticated=p.authenticated)
+    return PrincipalInfo(
+        tenant=p.tenant_id, subject=p.subject, roles=list(p.roles), authenticated=p.authenticated, method=p.method
+    )
 
 
 async def node(info: strawberry.Info[Context], id: strawberry.ID) -> Node | None:

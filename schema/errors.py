@@ -4,12 +4,13 @@ field; anything else is masked, and carries the request id that the log line als
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
 
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
-from domain.errors import DomainError
+from domain.errors import DomainError, RateLimited
 
 log = logging.getLogger("ragql.errors")
 
@@ -38,7 +39,9 @@ class ErrorCodes(SchemaExtension):
                     continue
                 seen.add(id(error))
                 extensions = dict(error.extensions or {})
-                if "code" in extensions:
+                if "code" in extensions:  # set where it was raised (permissions, limits): keep it
+                    extensions.setdefault("requestId", request_id)
+                    error.extensions = extensions
                     continue
                 code = _code(error, validation=validation)
                 if code is None:
@@ -55,5 +58,7 @@ class ErrorCodes(SchemaExtension):
                     original = error.original_error
                     if isinstance(original, DomainError) and original.field:
                         extensions["field"] = original.field
+                    if isinstance(original, RateLimited):
+                        extensions["retryAfter"] = max(1, math.ceil(original.retry_after_s))
                 extensions["requestId"] = request_id
                 error.extensions = extensions

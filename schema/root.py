@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import DisableIntrospection, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.permission import BasePermission
 from strawberry.types import ExecutionContext
 
 from domain.errors import DomainError
-from resolvers import analytics, answers, documents, feedback, search, server
+from resolvers import analytics, answers, apikeys, documents, feedback, search, server
 from resolvers import recommendations as recs
 from schema.analytics import Analytics
 from schema.answers import Answer, AnswerEvent
+from schema.apikeys import ApiKey, CreateApiKeyPayload, RevokeApiKeyPayload
 from schema.common import Node
+from schema.cost import QueryCost
 from schema.documents import (
     Chunk,
     DeleteDocumentPayload,
@@ -26,41 +31,73 @@ from schema.documents import (
 )
 from schema.errors import ErrorCodes
 from schema.feedback import Feedback, SubmitFeedbackPayload
+from schema.input_guard import NoNulCharacters
+from schema.permissions import IsAdmin, IsEditor, IsReader
 from schema.recommendations import RecommendationResult
 from schema.search import SearchHit, SearchResult
 from schema.server import PrincipalInfo, ServerInfo
+
+READER: list[type[BasePermission]] = [IsReader]
+EDITOR: list[type[BasePermission]] = [IsEditor]
+ADMIN: list[type[BasePermission]] = [IsAdmin]
 
 
 @strawberry.type
 class Query:
     server_info: ServerInfo = strawberry.field(resolver=server.server_info)
     me: PrincipalInfo = strawberry.field(resolver=server.me)
-    node: Node | None = strawberry.field(resolver=server.node)
-    document: Document | None = strawberry.field(resolver=documents.document)
-    documents: DocumentConnection = strawberry.field(resolver=documents.documents_connection)
-    search: SearchResult = strawberry.field(resolver=search.search)
-    answer: Answer = strawberry.field(resolver=answers.answer, description="A grounded answer, not streamed.")
+    node: Node | None = strawberry.field(resolver=server.node, permission_classes=READER)
+    document: Document | None = strawberry.field(resolver=documents.document, permission_classes=READER)
+    documents: DocumentConnection = strawberry.field(resolver=documents.documents_connection, permission_classes=READER)
+    search: SearchResult = strawberry.field(resolver=search.search, permission_classes=READER)
+    answer: Answer = strawberry.field(
+        resolver=answers.answer, description="A grounded answer, not streamed.", permission_classes=READER
+    )
     analytics: Analytics = strawberry.field(
-        resolver=analytics.analytics, description="This tenant's search, feedback and answer figures for [from, to)."
+        resolver=analytics.analytics,
+        description="This tenant's search, feedback and answer figures for [from, to). Admins only.",
+        permission_classes=ADMIN,
     )
     recommendations: RecommendationResult = strawberry.field(
         resolver=recs.recommendations,
         description="What this user is likely to want next, learned from their feedback; each item says why.",
+        permission_classes=READER,
     )
     similar_documents: list[SearchHit] = strawberry.field(
         resolver=recs.similar_documents,
         description='"More like this": the documents nearest to this one by vector, never itself.',
+        permission_classes=READER,
+    )
+    api_keys: list[ApiKey] = strawberry.field(
+        resolver=apikeys.api_keys, description="This tenant's API keys. Admins only.", permission_classes=ADMIN
     )
 
 
 @strawberry.type
 class Mutation:
-    ingest_documents: IngestDocumentsPayload = strawberry.mutation(resolver=documents.ingest_documents)
-    upload_documents: IngestDocumentsPayload = strawberry.mutation(resolver=documents.upload_documents)
-    delete_document: DeleteDocumentPayload = strawberry.mutation(resolver=documents.delete_document)
+    ingest_documents: IngestDocumentsPayload = strawberry.mutation(
+        resolver=documents.ingest_documents, permission_classes=EDITOR
+    )
+    upload_documents: IngestDocumentsPayload = strawberry.mutation(
+        resolver=documents.upload_documents, permission_classes=EDITOR
+    )
+    delete_document: DeleteDocumentPayload = strawberry.mutation(
+        resolver=documents.delete_document, permission_classes=EDITOR
+    )
     submit_feedback: SubmitFeedbackPayload = strawberry.mutation(
         resolver=feedback.submit_feedback,
         description="Record one feedback event; with an idempotencyKey, retries are safe.",
+        permission_classes=READER,
+    )
+    create_api_key: CreateApiKeyPayload = strawberry.mutation(
+        resolver=apikeys.create_api_key,
+        description="A new API key of this tenant. Its secret is in the payload, once. Admins only.",
+        permission_classes=ADMIN,
+    )
+    revoke_api_key: RevokeApiKeyPayload = strawberry.mutation(
+        resolver=apikeys.revoke_api_key,
+        description="Revoke a key; it stops working on the next request, on every replica. Admins only.",
+        permission_classes=ADMIN,
     )
 
 
@@ -69,6 +106,7 @@ class Subscription:
     answer_stream: AsyncGenerator[AnswerEvent, None] = strawberry.subscription(
         resolver=answers.answer_stream,
         description="AnswerSources first, then AnswerDelta events as text arrives, then AnswerDone or AnswerError.",
+        permission_classes=READER,
     )
 
 
@@ -81,13 +119,32 @@ class RagqlSchema(strawberry.Schema):
         )
 
 
-def build_schema(*, max_depth: int = 10, max_aliases: int = 30, max_tokens: int = 4000) -> RagqlSchema:
+@dataclass(frozen=True)
+class QueryLimits:
+    """Checked on every operation, before anything executes."""
+
+    max_depth: int = 10
+    max_aliases: int = 30
+    max_tokens: int = 4000
+    max_cost: int = 2000
+    introspection: bool = True
+
+
+def build_schema(limits: QueryLimits | None = None) -> RagqlSchema:
+    limits = limits or QueryLimits()
     extensions: list[Any] = [
         ErrorCodes,
-        QueryDepthLimiter(max_depth=max_depth),
-        MaxAliasesLimiter(max_alias_count=max_aliases),
-        MaxTokensLimiter(max_token_count=max_tokens),
+        # Tokens first: it runs on the raw text, so a huge document is refused before parsing.
+        MaxTokensLimiter(max_token_count=limits.max_tokens),
+        QueryDepthLimiter(max_depth=limits.max_depth),
+        MaxAliasesLimiter(max_alias_count=limits.max_aliases),
+        # A factory, not an instance: Strawberry shares instances across concurrent requests,
+        # and the cost reported is per request.
+        NoNulCharacters,
+        partial(QueryCost, max_cost=limits.max_cost),
     ]
+    if not limits.introspection:
+        extensions.append(DisableIntrospection)
     return RagqlSchema(
         query=Query,
         mutation=Mutation,

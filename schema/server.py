@@ -28,7 +28,11 @@ class ServerInfo:
     database: str
     database_version: str
     pgvector_version: str
-    auth: str
+    auth: str = strawberry.field(description="How callers are identified here, and what happens without credentials.")
+    rate_limits: str = strawberry.field(
+        description="Where rate limits are kept: `redis` (shared by replicas) or `local` (per process)."
+    )
+    introspection: bool
     providers: list[str]
     generator: str = strawberry.field(description="What writes answers: `extractive` (offline) or `llm:<model>`.")
     rerankers: list[RerankStrategy] = strawberry.field(description="Re-rank strategies configured here.")
@@ -40,3 +44,4 @@ class PrincipalInfo:
     subject: str
     roles: list[str]
     authenticated: bool
+    method: str = strawberry.field(description="`jwt`, `api_key`, or `development` (no credentials, dev mode).")

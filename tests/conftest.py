@@ -31,9 +31,12 @@ from domain.persistence.migrate import migrate
 from domain.providers.embedding import Embedder, LocalEmbedder
 from domain.tenancy import ensure_tenant
 from tests.fakes.providers import FakeProviders
+from tests.log_secrets import remember
 
-LLM_KEY = "sk-test-llm-key-0000"
-COHERE_KEY = "co-test-cohere-key-0000"
+pytest_plugins = ("tests.redis_fixture", "tests.log_secrets")
+
+LLM_KEY = remember("sk-test-llm-key-0000")
+COHERE_KEY = remember("co-test-cohere-key-0000")
 
 
 @pytest.fixture(scope="session")

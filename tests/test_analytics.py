@@ -324,10 +324,11 @@ async def test_no_statement_scans_a_whole_table(db: Database) -> None:
         await ensure_tenant(db, t)
     base = datetime(2023, 1, 1, tzinfo=UTC)
     params = {"salt": salt, "tenants": tenants, "kinds": list(KINDS), "base": base}
-    async with db.session(tenants[0]) as session:
+    # (rows of four tenants at once: written as the owner, which row-level security lets through)
+    async with db.engine.begin() as conn:
         for sql in (GENERATE_SEARCHES, GENERATE_FEEDBACK, GENERATE_ANSWERS):
-            await session.execute(text(sql), params)
-        await session.execute(text("ANALYZE query_log, feedback, answers"))
+            await conn.execute(text(sql), params)
+        await conn.execute(text("ANALYZE query_log, feedback, answers"))
 
     # when one tenant asks for a 30-day window in the middle
     start = base + timedelta(days=30)

@@ -245,17 +245,20 @@ async def test_upload_rejects_unsupported_and_oversized_files(app_client: httpx.
 
 
 async def test_server_info_reports_backends(app_client: httpx.AsyncClient) -> None:
-    info = (
-        await graphql_ok(
-            app_client,
-            "{ serverInfo { embeddingModel embeddingDim keywordBackend database pgvectorVersion auth } }",
-        )
-    )["serverInfo"]
+    data = await graphql_ok(
+        app_client,
+        "{ serverInfo { embeddingModel embeddingDim keywordBackend database pgvectorVersion auth rateLimits "
+        "introspection } me { method roles } }",
+    )
+    info, me = data["serverInfo"], data["me"]
     assert info["embeddingModel"] == "all-MiniLM-L6-v2" and info["embeddingDim"] == 384
     assert info["keywordBackend"] == "BM25"
     assert info["database"] == "external"  # the tests hand the app a URL
     assert info["pgvectorVersion"].startswith("0.8")
-    assert "disabled" in info["auth"]
+    # Development mode says so, and that anonymous callers act as the dev tenant's admin.
+    assert info["auth"].startswith("development") and "'default'" in info["auth"]
+    assert me == {"method": "development", "roles": ["reader", "editor", "admin"]}
+    assert info["rateLimits"] == "local" and info["introspection"] is True
 
 
 def minimal_pdf(text_: str) -> bytes:

@@ -79,6 +79,8 @@ def parse_upload(filename: str, data: bytes, *, max_bytes: int, path: str) -> tu
             title, text = _html(decoded, stem)
         else:
             title, text = stem, decoded
+    # PostgreSQL text can't hold NUL; extracted text (PDFs, odd encodings) sometimes carries some.
+    title, text = title.replace("\x00", ""), text.replace("\x00", "")
     if not text.strip():
         raise InvalidInput("EMPTY_FILE", f"{filename!r} contains no text to index", field=path)
     return title, text

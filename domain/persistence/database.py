@@ -21,6 +21,11 @@ SERVER_SETTINGS = {
 }
 
 
+# The role every request transaction runs as (created by migration 0004): not the tables' owner,
+# not a superuser, no BYPASSRLS, so row-level security always applies to it.
+APP_ROLE = "ragql_app"
+
+
 def to_async_url(url: str) -> str:
     for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
         if url.startswith(prefix):
@@ -55,9 +60,24 @@ class Database:
     @asynccontextmanager
     async def session(self, tenant_id: str) -> AsyncIterator[AsyncSession]:
         """A transaction scoped to one tenant: it commits on success and rolls back on error.
-        The tenant travels as a transaction-local setting that row-level security can read."""
+
+        The transaction runs as the app role and carries the tenant as a transaction-local
+        setting; the row-level security policies compare every row with it, so a query that
+        forgets `WHERE tenant_id` still sees only this tenant. Both settings end with the
+        transaction, so a pooled connection never carries them into the next request."""
         async with AsyncSession(self.engine, expire_on_commit=False) as session, session.begin():
-            await session.execute(text("SELECT set_config('ragql.tenant_id', :t, true)"), {"t": tenant_id})
+            await session.execute(
+                text("SELECT set_config('role', :r, true), set_config('ragql.tenant_id', :t, true)"),
+                {"r": APP_ROLE, "t": tenant_id},
+            )
+            yield session
+
+    @asynccontextmanager
+    async def unscoped(self) -> AsyncIterator[AsyncSession]:
+        """A transaction as the app role with no tenant: every tenant table looks empty. For the
+        few steps that run before the tenant is known (finding an API key by its hash)."""
+        async with AsyncSession(self.engine, expire_on_commit=False) as session, session.begin():
+            await session.execute(text("SELECT set_config('role', :r, true)"), {"r": APP_ROLE})
             yield session
 
     async def dispose(self) -> None:

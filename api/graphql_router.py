@@ -1,0 +1,140 @@
+"""The /graphql router: the request context, and websocket authentication in `connection_init`.
+
+HTTP callers were identified by api/guard.py before the router runs. A websocket is identified
+when its `connection_init` arrives; until then its context holds a principal with no roles.
+A refused `connection_init` closes the socket (graphql-transport-ws: 4403; legacy graphql-ws:
+a `connection_error` message). A socket whose credential expires is closed with 4401 and a
+reason that says to reconnect with a fresh token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import Counter
+
+from starlette.requests import HTTPConnection
+from starlette.websockets import WebSocket, WebSocketState
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.fastapi import GraphQLRouter
+from strawberry.types.unset import UnsetType
+
+from api.auth.authenticate import Authenticator, credential_from_headers, credential_from_params
+from api.guard import CLEANUP_KEY, PRINCIPAL_KEY, REQUEST_ID_KEY, client_ip
+from api.ratelimit import Bucket, Rate, RateLimiter
+from domain.errors import RateLimited, Unauthenticated
+from domain.runtime import Services
+from schema.context import Context, Principal, ThrottleStatus
+
+log = logging.getLogger("ragql.auth")
+EXPIRED_CLOSE_CODE = 4401
+
+
+class Gatekeeping:
+    """What the api layer keeps per process for identity and limits (on `app.state.gate`)."""
+
+    def __init__(
+        self,
+        *,
+        authenticator: Authenticator,
+        limiter: RateLimiter,
+        rates: dict[str, Rate],
+        max_websockets_per_principal: int,
+    ) -> None:
+        self.authenticator = authenticator
+        self.limiter = limiter
+        self.rates = rates
+        self.max_websockets = max_websockets_per_principal
+        self.open_websockets: Counter[str] = Counter()
+
+    def buckets(self, principal: Principal, ip: str) -> list[Bucket]:
+        out = [Bucket(f"ip:{ip}", self.rates["ip"]), Bucket(f"tenant:{principal.tenant_id}", self.rates["tenant"])]
+        if principal.api_key_id is not None:
+            out.append(Bucket(f"key:{principal.api_key_id}", self.rates["api_key"]))
+        elif principal.authenticated:
+            out.append(Bucket(f"user:{principal.tenant_id}:{principal.subject}", self.rates["user"]))
+        return out
+
+    async def charge(self, principal: Principal, ip: str, cost: int) -> ThrottleStatus:
+        decision = await self.limiter.check(self.buckets(principal, ip), cost)
+        if not decision.allowed:
+            raise RateLimited(
+                f"rate limit reached: this operation costs {cost}; retry in {math.ceil(decision.retry_after_s)} s "
+                "(see extensions.cost on responses for what each operation costs)",
+                retry_after_s=decision.retry_after_s,
+            )
+        return ThrottleStatus(
+            maximum_available=decision.limit,
+            currently_available=decision.remaining,
+            restore_rate=decision.restore_rate,
+            backend=decision.backend,
+        )
+
+
+def principal_key(principal: Principal) -> str:
+    who = principal.api_key_id or principal.subject
+    return f"{principal.tenant_id}:{principal.method}:{who}"
+
+
+async def get_context(connection: HTTPConnection) -> Context:
+    """One context getter for HTTP requests and websockets (both are HTTPConnections)."""
+    services: Services = connection.app.state.services
+    gate: Gatekeeping = connection.app.state.gate
+    state = connection.scope.get("state", {})
+    # Websockets start with no roles; connection_init sets the real principal.
+    principal: Principal = state.get(PRINCIPAL_KEY) or Principal(services.dev_tenant, "unidentified", [])
+    context = Context(services=services, principal=principal, request_id=state.get(REQUEST_ID_KEY, "-"))
+    ip = client_ip(connection.scope)
+
+    async def charge(cost: int) -> ThrottleStatus:
+        # Reads context.principal at call time: on a websocket it is set after this getter ran.
+        return await gate.charge(context.principal, ip, cost)
+
+    context.charge = charge
+    return context
+
+
+class RagqlRouter(GraphQLRouter[Context, None]):
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        websocket = context.request
+        assert isinstance(websocket, WebSocket)
+        gate: Gatekeeping = websocket.app.state.gate
+        try:
+            credential = credential_from_params(context.connection_params) or credential_from_headers(websocket.headers)
+            principal = await gate.authenticator.authenticate(credential)
+        except Unauthenticated as exc:
+            log.info("refused websocket request_id=%s: %s", context.request_id, exc.message)
+            raise ConnectionRejectionError({"message": exc.message, "code": "UNAUTHENTICATED"}) from exc
+        key = principal_key(principal)
+        if gate.open_websockets[key] >= gate.max_websockets:
+            raise ConnectionRejectionError(
+                {"message": f"at most {gate.max_websockets} open websockets per caller", "code": "RATE_LIMITED"}
+            )
+        context.principal = principal
+        self._hold_slot(websocket, gate, key)
+        if principal.expires_at is not None:
+            self._close_on_expiry(websocket, principal.expires_at)
+        return {"tenant": principal.tenant_id, "subject": principal.subject}
+
+    @staticmethod
+    def _hold_slot(websocket: WebSocket, gate: Gatekeeping, key: str) -> None:
+        gate.open_websockets[key] += 1
+
+        def release() -> None:
+            gate.open_websockets[key] -= 1
+            if gate.open_websockets[key] <= 0:
+                del gate.open_websockets[key]
+
+        websocket.scope["state"][CLEANUP_KEY].append(release)
+
+    @staticmethod
+    def _close_on_expiry(websocket: WebSocket, expires_at: float) -> None:
+        async def close_when_expired() -> None:
+            await asyncio.sleep(max(0.0, expires_at - time.time()))
+            if websocket.application_state != WebSocketState.DISCONNECTED:
+                await websocket.close(code=EXPIRED_CLOSE_CODE, reason="Token expired: reconnect with a fresh token")
+
+        task = asyncio.create_task(close_when_expired())
+        websocket.scope["state"][CLEANUP_KEY].append(task.cancel)

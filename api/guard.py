@@ -1,0 +1,175 @@
+"""The gate in front of /graphql, as plain ASGI middleware (it must not buffer streamed responses).
+
+For HTTP it admits the request (a per-IP in-process limiter, before any parsing), bounds the body,
+and identifies the caller; the principal travels to the context getter in the ASGI scope's
+state. Failures answer in GraphQL's error shape, with HTTP 401, 413 or 429 (+ Retry-After).
+
+Websockets are identified later, in `connection_init` (see api/graphql_router.py); here we only
+run what the connection registered for its end: releasing its slot in the per-principal count,
+and cancelling its expiry timer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.auth.authenticate import Authenticator, credential_from_headers
+from api.ratelimit import Bucket, Rate, RateLimiter
+from domain.errors import Unauthenticated
+
+log = logging.getLogger("ragql.auth")
+CLEANUP_KEY = "ragql_cleanup"
+PRINCIPAL_KEY = "ragql_principal"
+REQUEST_ID_KEY = "ragql_request_id"
+
+
+class GraphQLGuard:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        authenticator: Callable[[], Authenticator],
+        admission: RateLimiter,
+        admission_rate: Rate,
+        max_body_bytes: int,
+        max_upload_bytes: int,
+        path: str = "/graphql",
+    ) -> None:
+        self.app = app
+        self.authenticator = authenticator
+        self.admission = admission
+        self.admission_rate = admission_rate
+        self.max_body_bytes = max_body_bytes
+        self.max_upload_bytes = max_upload_bytes
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or not scope["path"].startswith(self.path):
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        state[REQUEST_ID_KEY] = _request_id(headers)
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send, state)
+            return
+        await self._http(scope, receive, send, state, headers)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send, state: dict[str, Any]) -> None:
+        cleanups: list[Callable[[], None]] = []
+        state[CLEANUP_KEY] = cleanups
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            for cleanup in cleanups:
+                cleanup()
+
+    async def _http(
+        self, scope: Scope, receive: Receive, send: Send, state: dict[str, Any], headers: dict[str, str]
+    ) -> None:
+        request_id = state[REQUEST_ID_KEY]
+        ip = client_ip(scope)
+        decision = await self.admission.check([Bucket(f"admit:{ip}", self.admission_rate)])
+        if not decision.allowed:
+            await _reject(
+                send,
+                429,
+                "RATE_LIMITED",
+                "too many requests from this address",
+                request_id,
+                retry_after=decision.retry_after_s,
+            )
+            return
+        limit = self._body_limit(headers)
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _reject(send, 413, "REQUEST_TOO_LARGE", _too_large(limit), request_id)
+            return
+        body = await _read_body(receive, limit)
+        if body is None:
+            await _reject(send, 413, "REQUEST_TOO_LARGE", _too_large(limit), request_id)
+            return
+        try:
+            state[PRINCIPAL_KEY] = await self.authenticator().authenticate(credential_from_headers(headers))
+        except Unauthenticated as exc:
+            # Not the credential itself: only what was wrong with it.
+            log.info("refused request_id=%s ip=%s: %s", request_id, ip, exc.message)
+            await _reject(send, 401, "UNAUTHENTICATED", exc.message, request_id)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    def _body_limit(self, headers: dict[str, str]) -> int:
+        # Uploads are multipart; their own size limit (plus room for the form's other parts) applies.
+        if headers.get("content-type", "").startswith("multipart/form-data"):
+            return self.max_upload_bytes + 64 * 1024
+        return self.max_body_bytes
+
+
+def client_ip(scope: Scope) -> str:
+    # Behind a proxy, run uvicorn with --proxy-headers/--forwarded-allow-ips so this is the client.
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def _request_id(headers: dict[str, str]) -> str:
+    given = headers.get("x-request-id", "")
+    # An id from outside is kept only if it is short and plain, so it can't forge log lines.
+    if 0 < len(given) <= 64 and given.replace("-", "").isalnum():
+        return given
+    return uuid.uuid4().hex
+
+
+def _too_large(limit: int) -> str:
+    return f"request body over {limit} bytes; send fewer or smaller documents per request"
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole body, or None once it passes `limit` (what was read is dropped)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # after the body: wait for the disconnect, as Starlette expects
+
+    return replay
+
+
+async def _reject(
+    send: Send, status: int, code: str, message: str, request_id: str, *, retry_after: float | None = None
+) -> None:
+    extensions: dict[str, Any] = {"code": code, "requestId": request_id}
+    headers = [(b"content-type", b"application/json")]
+    if retry_after is not None:
+        seconds = max(1, math.ceil(retry_after))
+        extensions["retryAfter"] = seconds
+        headers.append((b"retry-after", str(seconds).encode()))
+    body = json.dumps({"data": None, "errors": [{"message": message, "extensions": extensions}]}).encode()
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,62 @@
+"""createApiKey, revokeApiKey and apiKeys (admin only; enforced on the root fields)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+
+from domain.auth import apikeys
+from domain.errors import DomainError
+from schema.apikeys import ApiKey, CreateApiKeyInput, CreateApiKeyPayload, RevokeApiKeyInput, RevokeApiKeyPayload, Role
+from schema.common import UserError, from_global_id, to_global_id
+from schema.context import Context
+
+
+def to_api_key(key: apikeys.ApiKey) -> ApiKey:
+    return ApiKey(
+        id=to_global_id("ApiKey", key.id),
+        name=key.name,
+        prefix=key.display_prefix,
+        roles=[Role(r) for r in key.roles],
+        created_by=key.created_by,
+        created_at=key.created_at,
+        expires_at=key.expires_at,
+        revoked_at=key.revoked_at,
+        last_used_at=key.last_used_at,
+    )
+
+
+async def create_api_key(info: strawberry.Info[Context], input: CreateApiKeyInput) -> CreateApiKeyPayload:
+    ctx = info.context
+    try:
+        created = await apikeys.create(
+            ctx.services.db,
+            ctx.tenant_id,
+            name=input.name,
+            roles=[r.value for r in input.roles],
+            expires_at=input.expires_at,
+            created_by=ctx.principal.subject,
+            prefix=ctx.services.api_key_prefix,
+        )
+    except DomainError as exc:
+        return CreateApiKeyPayload(api_key=None, secret=None, errors=[UserError.from_domain(exc)])
+    return CreateApiKeyPayload(api_key=to_api_key(created.key), secret=created.secret, errors=[])
+
+
+async def revoke_api_key(info: strawberry.Info[Context], input: RevokeApiKeyInput) -> RevokeApiKeyPayload:
+    ctx = info.context
+    try:
+        key_id = from_global_id(input.id, expected="ApiKey")[1]
+        key = await apikeys.revoke(ctx.services.db, ctx.tenant_id, key_id)
+    except DomainError as exc:
+        return RevokeApiKeyPayload(api_key=None, errors=[UserError.from_domain(exc)])
+    return RevokeApiKeyPayload(api_key=to_api_key(key), errors=[])
+
+
+async def api_keys(
+    info: strawberry.Info[Context],
+    include_revoked: Annotated[bool, strawberry.argument(description="Also list revoked keys.")] = False,
+) -> list[ApiKey]:
+    keys = await apikeys.list_keys(info.context.services.db, info.context.tenant_id, include_revoked=include_revoked)
+    return [to_api_key(k) for k in keys]
