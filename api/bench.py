@@ -130,3 +130,6 @@ async def _bench_answers(db: Database, embedder: LocalEmbedder, backend: str, ti
 def run_bench() -> None:
     with embedded.temporary("ragql-bench-") as (_, url):
         asyncio.run(_run(url))
+    from api.bench_security import run_security_bench
+
+    run_security_bench()

@@ -210,6 +210,10 @@ def _start_server(root: Path, url: str, port: int, log_path: Path) -> subprocess
         RAGQL_PORT=str(port),
         RAGQL_HOST="127.0.0.1",
         RAGQL_LOG_LEVEL="warning",
+        # One anonymous developer opens every stream: lift the per-caller socket cap and rates.
+        RAGQL_MAX_WEBSOCKETS_PER_PRINCIPAL=str(10 * 1000),
+        RAGQL_RATE_PER_IP=str(10**9),
+        RAGQL_TENANT_QUOTA=str(10**9),
         HF_HUB_OFFLINE=env.get("HF_HUB_OFFLINE", "1"),
         TRANSFORMERS_OFFLINE=env.get("TRANSFORMERS_OFFLINE", "1"),
     )

@@ -29,6 +29,7 @@ from domain.providers.embedding import Embedder, LocalEmbedder, OpenAIEmbedder
 from domain.providers.llm import OpenAIChat
 from domain.recommendations.service import Recommender
 from domain.rerank.service import RerankConfig, Reranking
+from domain.retrieval.cache import SearchCache
 from domain.retrieval.index_health import ensure_bm25_healthy
 from domain.runtime import Limits, Services
 from domain.tenancy import ensure_tenant
@@ -209,6 +210,7 @@ async def build_services(
         answering=answering,
         recommender=recommender,
         learning=learning,
+        search_cache=SearchCache(ttl_s=settings.search_cache_ttl_s),
         dev_tenant=settings.dev_tenant,
         api_key_prefix=settings.api_key_prefix,
         database_kind=kind,

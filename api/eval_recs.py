@@ -291,7 +291,9 @@ async def _run(
 
     # One INFO line per request from httpx would bury the progress bars and the figures.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    app = create_app(Settings(database_url=url, data_dir=root, load_demo=True))
+    # The simulation is one client sending thousands of requests: rate limits would only slow it.
+    unlimited: dict[str, Any] = {"rate_per_ip": 10**9, "tenant_quota": 10**9, "admission_per_ip_per_s": 10**6}
+    app = create_app(Settings(database_url=url, data_dir=root, load_demo=True, **unlimited))
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://eval", timeout=120) as client,

@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     max_query_cost: int = 2_000
     max_query_depth: int = 10
     max_query_aliases: int = 30
-    max_query_tokens: int = 4_000
+    max_query_tokens: int = 2_000
     max_request_bytes: int = 1024 * 1024
     max_websockets_per_principal: int = 50
     allowed_origins: list[str] = ["http://127.0.0.1:8000", "http://localhost:8000"]
@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     max_selected_chars: int = 20_000
 
     keyword_backend: Literal["auto", "fulltext"] = "auto"
+    # Fused search results are reused for this long (per tenant; 0 turns the cache off). Writes in
+    # this process drop the tenant's entries at once; other replicas catch up within the TTL.
+    search_cache_ttl_s: float = 15.0
     chunk_tokens: int = 200
     chunk_overlap_tokens: int = 48
     max_query_chars: int = 1000

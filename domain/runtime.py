@@ -12,6 +12,7 @@ from domain.persistence.database import Database
 from domain.providers.embedding import Embedder
 from domain.recommendations.service import Recommender
 from domain.rerank.service import Reranking
+from domain.retrieval.cache import SearchCache
 from domain.retrieval.index_health import IndexHealth
 
 
@@ -46,3 +47,4 @@ class Services:
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
     limits: Limits = field(default_factory=Limits)
     learning: LearningConfig = field(default_factory=LearningConfig)
+    search_cache: SearchCache = field(default_factory=SearchCache)

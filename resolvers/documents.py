@@ -54,6 +54,7 @@ async def _ingest(
         max_chars=s.limits.max_document_chars,
         field_prefix=prefix,
     )
+    s.search_cache.invalidate(info.context.tenant_id)
     results = [
         IngestedDocument(index=r.index, status=IngestStatus(r.status), document=Document.from_row(r.document))
         for r in outcome.documents
@@ -112,6 +113,7 @@ async def delete_document(info: strawberry.Info[Context], input: DeleteDocumentI
     try:
         _, ident = from_global_id(input.id, expected="Document")
         await documents.delete(db=info.context.services.db, tenant_id=info.context.tenant_id, document_id=ident)
+        info.context.services.search_cache.invalidate(info.context.tenant_id)
     except DomainError as exc:
         return DeleteDocumentPayload(deleted_id=None, errors=[UserError.from_domain(exc)])
     return DeleteDocumentPayload(deleted_id=input.id, errors=[])

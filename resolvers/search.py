@@ -77,6 +77,7 @@ async def search(
         options=domain_opts,
         keyword_backend=s.keyword_backend,
         reranking=s.reranking,
+        cache=s.search_cache,
     )
     return SearchResult(
         hits=[to_search_hit(h) for h in result.hits],

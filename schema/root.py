@@ -125,7 +125,7 @@ class QueryLimits:
 
     max_depth: int = 10
     max_aliases: int = 30
-    max_tokens: int = 4000
+    max_tokens: int = 2000
     max_cost: int = 2000
     introspection: bool = True
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, OctKey, RSAKey
 
@@ -90,7 +91,20 @@ async def production_client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(production_settings(pg_url, tmp_root, signer, **overrides), embedder=embedder)
     async with client_for(app) as client:
-        yield client
+        # For tests that look at the app's own state (its caches); the client is the app's only user.
+        client.headers["x-test-app-id"] = str(id(app))
+        APPS[str(id(app))] = app
+        try:
+            yield client
+        finally:
+            APPS.pop(str(id(app)), None)
+
+
+APPS: dict[str, FastAPI] = {}
+
+
+def app_of(client: httpx.AsyncClient) -> FastAPI:
+    return APPS[client.headers["x-test-app-id"]]
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -78,7 +78,7 @@ async def test_an_unfiltered_select_sees_only_the_current_tenant(
     assert seen <= {a}
     if table in ("tenants", "documents", "chunks", "document_vectors", "feedback", "user_profiles"):
         assert seen == {a}  # the fixture gave A rows here, so the check can't pass vacuously
-    async with db.unscoped() as session:
+    async with db.session(f"nobody-{uuid.uuid4().hex[:6]}") as session:  # a tenant with no rows sees none
         assert list((await session.execute(text(unfiltered))).scalars()) == []
     async with db.engine.connect() as conn:  # the owner, for contrast, sees both
         everyone = set((await conn.execute(text(unfiltered))).scalars())

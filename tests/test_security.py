@@ -28,6 +28,7 @@ from schema.common import from_global_id
 from tests.log_secrets import KEPT, SECRETS, leaks, remember
 from tests.security_harness import (
     Signer,
+    app_of,
     bearer,
     codes,
     gql,
@@ -324,13 +325,34 @@ async def test_global_id_tampering_returns_null(world: World) -> None:
     assert world.docs[world.b][0]["title"] not in str(body)
 
 
-async def test_search_sees_only_the_callers_tenant(world: World) -> None:
+async def test_search_sees_only_the_callers_tenant_and_its_cache_is_per_tenant(world: World) -> None:
+    cache = app_of(world.client).state.services.search_cache
+    query = {"q": f"film kept by tenant about a secret lagoon {uuid.uuid4().hex[:6]}"}
+    seen: dict[str, list[list[str]]] = {world.a: [], world.b: []}
+    for tenant in (world.a, world.b, world.a, world.b):
+        hits_before, misses_before = cache.hits, cache.misses
+        body = await world.call(SEARCH, query, tenant=tenant, role="reader")
+        seen[tenant].append([h["document"]["title"] for h in body["data"]["search"]["hits"]])
+        first_time = len(seen[tenant]) == 1
+        # Each tenant's first search is a miss, even right after the other tenant ran the same
+        # query text; its second is served from the cache.
+        assert (cache.misses - misses_before, cache.hits - hits_before) == ((1, 0) if first_time else (0, 1))
     for tenant in (world.a, world.b):
-        body = await world.call(
-            SEARCH, {"q": "film kept by tenant about a secret lagoon"}, tenant=tenant, role="reader"
-        )
-        titles = {h["document"]["title"] for h in body["data"]["search"]["hits"]}
-        assert titles == {d["title"] for d in world.docs[tenant]}
+        assert set(seen[tenant][0]) == {d["title"] for d in world.docs[tenant]}
+        assert seen[tenant][1] == seen[tenant][0]
+
+
+async def test_a_write_drops_the_tenants_cached_searches(world: World) -> None:
+    cache = app_of(world.client).state.services.search_cache
+    query = {"q": f"harbour lagoon {uuid.uuid4().hex[:6]}"}
+    await world.call(SEARCH, query, tenant=world.b, role="reader")
+    title = f"Bright Lagoon {uuid.uuid4().hex[:4]}"
+    docs = [{"title": title, "text": f"{title} is a harbour lagoon film of tenant B."}]
+    assert (await world.call(INGEST, {"docs": docs}, tenant=world.b, role="editor"))["data"]["ingestDocuments"]
+    misses = cache.misses
+    body = await world.call(SEARCH, query, tenant=world.b, role="reader")
+    assert cache.misses == misses + 1  # recomputed, not served stale
+    assert title in [h["document"]["title"] for h in body["data"]["search"]["hits"]]
 
 
 # --- query bombs ----------------------------------------------------------------------------------

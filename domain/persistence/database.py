@@ -72,13 +72,5 @@ class Database:
             )
             yield session
 
-    @asynccontextmanager
-    async def unscoped(self) -> AsyncIterator[AsyncSession]:
-        """A transaction as the app role with no tenant: every tenant table looks empty. For the
-        few steps that run before the tenant is known (finding an API key by its hash)."""
-        async with AsyncSession(self.engine, expire_on_commit=False) as session, session.begin():
-            await session.execute(text("SELECT set_config('role', :r, true)"), {"r": APP_ROLE})
-            yield session
-
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -18,6 +18,7 @@ from domain.paging import check_first
 from domain.persistence.database import Database
 from domain.persistence.tables import Document, QueryLog
 from domain.rerank.service import Reranking, RerankOutcome, Strategy
+from domain.retrieval.cache import SearchCache
 from domain.retrieval.filters import MetadataFilter, compile_filter
 from domain.retrieval.fusion import FusionMethod, fuse, ranks
 from domain.retrieval.snippets import highlight
@@ -178,6 +179,7 @@ async def search(
     keyword_backend: str,
     reranking: Reranking | None = None,
     log: bool = True,
+    cache: SearchCache | None = None,
 ) -> SearchResult:
     started = time.perf_counter()
     fusion: FusionMethod = options.fusion or DEFAULT_FUSION
@@ -191,9 +193,20 @@ async def search(
 
     query_id = uuid.uuid4()
     outcome: RerankOutcome | None = None
+    cache_key = (
+        cache.key(tenant_id, keyword_backend, query, options.mode, fusion, alpha, depth, repr(options.filter), pool)
+        if cache
+        else None
+    )
+    cached = cache.get(cache_key) if cache and cache_key else None
     async with db.session(tenant_id) as session:
-        legs = await fetch_legs(session, sql, params)
-        hits, total = await _fused_hits(session, legs, options, fusion, alpha, query, pool)
+        if cached is not None:
+            hits, total = cached
+        else:
+            legs = await fetch_legs(session, sql, params)
+            hits, total = await _fused_hits(session, legs, options, fusion, alpha, query, pool)
+            if cache and cache_key:
+                cache.put(cache_key, hits, total)
         if not reranks:
             took_ms = (time.perf_counter() - started) * 1000
             logged = _logged(options, fusion, alpha, first, None)
