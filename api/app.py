@@ -44,7 +44,9 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
                 "(set RAGQL_ENV=production to require authentication)",
                 settings.dev_tenant,
             )
-        log.info("rate limits: %s", app.state.gate.limiter.backend)
+        if settings.env == "production" and not settings.redis_url:
+            log.warning("RAGQL_REDIS_URL is not set: rate limits are kept per process, not shared by replicas")
+        log.info("rate limits: %s", gate.limiter.backend)
         try:
             yield
         finally:

@@ -103,7 +103,7 @@ class GraphQLGuard:
             log.info("refused request_id=%s ip=%s: %s", request_id, ip, exc.message)
             await _reject(send, 401, "UNAUTHENTICATED", exc.message, request_id)
             return
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, _replay(body, receive), _json_errors(send, request_id))
 
     def _body_limit(self, headers: dict[str, str]) -> int:
         # Uploads are multipart; their own size limit (plus room for the form's other parts) applies.
@@ -145,6 +145,28 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+def _json_errors(send: Send, request_id: str) -> Send:
+    """Strawberry answers some malformed requests (no query, a bad batch, GET for a mutation) with
+    a plain-text 4xx; clients expect GraphQL's error shape, so those become JSON with a code."""
+    held: Message | None = None
+
+    async def wrapped(message: Message) -> None:
+        nonlocal held
+        if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
+            headers = dict(message.get("headers", []))
+            if headers.get(b"content-type", b"").startswith(b"text/plain"):
+                held = message
+                return
+        if held is not None and message["type"] == "http.response.body":
+            text = message.get("body", b"").decode("utf-8", "replace").strip() or "bad request"
+            start, held = held, None
+            await _reject(send, start["status"], "BAD_REQUEST", text, request_id)
+            return
+        await send(message)
+
+    return wrapped
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

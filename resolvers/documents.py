@@ -96,6 +96,13 @@ async def upload_documents(info: strawberry.Info[Context], input: UploadDocument
     for i, upload in enumerate(input.files):
         name = getattr(upload, "filename", None) or f"file-{i}"
         try:
+            if not hasattr(upload, "read"):
+                # The Upload scalar also accepts a literal in the query text; only real parts are files.
+                raise InvalidInput(
+                    "INVALID_UPLOAD",
+                    "files must be parts of a multipart request (GraphQL multipart request spec), not literals",
+                    field=f"files.{i}",
+                )
             # Read one byte past the limit: enough to know it is too large without buffering it all.
             data = await cast(UploadFile, upload).read(limits.max_upload_bytes + 1)
             title, text = parse_upload(name, data, max_bytes=limits.max_upload_bytes, path=f"files.{i}")

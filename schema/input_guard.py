@@ -1,9 +1,14 @@
-"""Refuse text that PostgreSQL can't store, before any resolver sees it.
+"""Checks on the raw operation that must come before the rest.
+
+`NoNulCharacters`: refuse text that PostgreSQL can't store, before any resolver sees it.
 
 PostgreSQL `text` and `jsonb` reject the NUL character, so a `\\u0000` in any string argument
 (a search query, a title, a filter value deep inside a JSON scalar) would surface as a database
 error halfway through an operation. One check over every variable and string literal turns that
 into a clear, coded error for all fields at once.
+
+`KnownFragments`: a spread of an undefined fragment makes Strawberry's depth limiter crash
+(a KeyError) while validating; naming the fragment first turns that into a validation error.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from graphql import GraphQLError, StringValueNode, visit
+from graphql import FragmentDefinitionNode, FragmentSpreadNode, GraphQLError, StringValueNode, visit
 from graphql.language import Visitor
 from strawberry.extensions import SchemaExtension
 
@@ -48,4 +53,29 @@ class NoNulCharacters(SchemaExtension):
         if finder.found or _has_nul(ctx.variables):
             # Raised, not returned: for subscriptions Strawberry only stops on an exception.
             raise GraphQLError(MESSAGE, extensions={"code": "INVALID_CHARACTER"})
+        yield
+
+
+class _SpreadFinder(Visitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.spread: list[str] = []
+
+    def enter_fragment_spread(self, node: FragmentSpreadNode, *_: Any) -> None:
+        self.spread.append(node.name.value)
+
+
+class KnownFragments(SchemaExtension):
+    def on_validate(self) -> Iterator[None]:
+        document = self.execution_context.graphql_document
+        if document is not None:
+            defined = {d.name.value for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+            finder = _SpreadFinder()
+            visit(document, finder)
+            unknown = sorted(set(finder.spread) - defined)
+            if unknown:
+                raise GraphQLError(
+                    f"Unknown fragment {unknown[0]!r}: define it or remove the spread.",
+                    extensions={"code": "GRAPHQL_VALIDATION_FAILED"},
+                )
         yield

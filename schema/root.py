@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -12,7 +12,9 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import DisableIntrospection, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.permission import BasePermission
-from strawberry.types import ExecutionContext
+from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
+from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from domain.errors import DomainError
 from resolvers import analytics, answers, apikeys, documents, feedback, search, server
@@ -31,7 +33,7 @@ from schema.documents import (
 )
 from schema.errors import ErrorCodes
 from schema.feedback import Feedback, SubmitFeedbackPayload
-from schema.input_guard import NoNulCharacters
+from schema.input_guard import KnownFragments, NoNulCharacters
 from schema.permissions import IsAdmin, IsEditor, IsReader
 from schema.recommendations import RecommendationResult
 from schema.search import SearchHit, SearchResult
@@ -40,6 +42,8 @@ from schema.server import PrincipalInfo, ServerInfo
 READER: list[type[BasePermission]] = [IsReader]
 EDITOR: list[type[BasePermission]] = [IsEditor]
 ADMIN: list[type[BasePermission]] = [IsAdmin]
+
+log = logging.getLogger("ragql.errors")
 
 
 @strawberry.type
@@ -111,12 +115,37 @@ class Subscription:
 
 
 class RagqlSchema(strawberry.Schema):
-    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
-        # Expected errors are the client's business; unexpected ones are logged by ErrorCodes
-        # with the request id, so nothing is logged twice and no stack trace is printed here.
-        logging.getLogger("ragql.graphql").debug(
-            "graphql errors: %s", [e.message for e in errors if not isinstance(e.original_error, DomainError)]
+    async def execute(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        # `execute` serves queries and mutations. Subscriptions run through `subscribe` (websockets,
+        # multipart HTTP); one POSTed as plain JSON would otherwise fail deep inside graphql-core.
+        allowed = set(allowed_operation_types or DEFAULT_ALLOWED_OPERATION_TYPES) - {OperationType.SUBSCRIPTION}
+        return await super().execute(
+            query, variable_values, context_value, root_value, operation_name, allowed, operation_extensions
         )
+
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        # Errors normally get their code from ErrorCodes. One that escaped an extension hook skips
+        # it, so this is the safety net: such an error is masked here and logged with the request id.
+        request_id = getattr(getattr(execution_context, "context", None), "request_id", "-")
+        for error in errors:
+            extensions = dict(error.extensions or {})
+            original = error.original_error
+            unexpected = original is not None and not isinstance(original, GraphQLError | DomainError)
+            if "code" not in extensions and unexpected:
+                log.error("unexpected error request_id=%s", request_id, exc_info=error.original_error)
+                error.message = f"Internal server error. Quote request id {request_id} when reporting it."
+                extensions["code"] = "INTERNAL_SERVER_ERROR"
+            extensions.setdefault("requestId", request_id)
+            error.extensions = extensions
 
 
 @dataclass(frozen=True)
@@ -134,6 +163,7 @@ def build_schema(limits: QueryLimits | None = None) -> RagqlSchema:
     limits = limits or QueryLimits()
     extensions: list[Any] = [
         ErrorCodes,
+        KnownFragments,
         # Tokens first: it runs on the raw text, so a huge document is refused before parsing.
         MaxTokensLimiter(max_token_count=limits.max_tokens),
         QueryDepthLimiter(max_depth=limits.max_depth),

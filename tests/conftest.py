@@ -31,12 +31,21 @@ from domain.persistence.migrate import migrate
 from domain.providers.embedding import Embedder, LocalEmbedder
 from domain.tenancy import ensure_tenant
 from tests.fakes.providers import FakeProviders
-from tests.log_secrets import remember
 
 pytest_plugins = ("tests.redis_fixture", "tests.log_secrets")
 
-LLM_KEY = remember("sk-test-llm-key-0000")
-COHERE_KEY = remember("co-test-cohere-key-0000")
+LLM_KEY = "sk-test-llm-key-0000"
+COHERE_KEY = "co-test-cohere-key-0000"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _provider_keys_are_secrets() -> None:
+    """The fake providers' keys must never reach a log line either (see tests/log_secrets.py).
+    Imported here, not at the top: the plugin module must be imported by pytest first."""
+    from tests.log_secrets import remember
+
+    remember(LLM_KEY)
+    remember(COHERE_KEY)
 
 
 @pytest.fixture(scope="session")

@@ -158,10 +158,20 @@ def _aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
 def resolve_window(
     start: datetime | None, end: datetime | None, *, top: int, now: datetime | None = None
 ) -> tuple[datetime, datetime]:
     """Fill in the defaults (the last 30 days up to now) and check the window and `top`."""
+    for value, name in ((start, "from"), (end, "to")):
+        # Dates near year 1 or 9999 overflow once shifted to UTC or by the default 30 days.
+        if value is not None and not EARLIEST.year <= value.year <= LATEST.year:
+            raise InvalidInput(
+                "INVALID_RANGE", f"`{name}` must be between {EARLIEST.year} and {LATEST.year}", field=name
+            )
     resolved_end = _aware(end) if end is not None else _aware(now or datetime.now(UTC))
     resolved_start = _aware(start) if start is not None else resolved_end - timedelta(days=DEFAULT_DAYS)
     if resolved_start >= resolved_end:

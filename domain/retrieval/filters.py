@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +18,9 @@ from domain.errors import InvalidInput
 OPS = ("EQ", "NE", "IN", "GT", "GTE", "LT", "LTE", "CONTAINS", "EXISTS")
 _CMP = {"EQ": "=", "NE": "<>", "GT": ">", "GTE": ">=", "LT": "<", "LTE": "<="}
 MAX_CONDITIONS = 32
+# The typed columns' ranges: integer (year) and double precision (rating).
+INT4_MIN, INT4_MAX = -(2**31), 2**31 - 1
+MAX_NUMBER = 1e300
 _META_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
@@ -72,13 +76,23 @@ class _Compiler:
         if kind == "text" or kind == "array":
             ok = isinstance(value, str)
         elif kind == "number":
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            # The column is a double: out of its range is a user error, not a database one.
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+            ok = ok and abs(value) <= MAX_NUMBER
         elif kind == "integer":
-            ok = isinstance(value, int) and not isinstance(value, bool)
+            ok = isinstance(value, int) and not isinstance(value, bool) and INT4_MIN <= value <= INT4_MAX
         else:  # timestamp
             if isinstance(value, str):
                 try:
-                    return datetime.fromisoformat(value)
+                    parsed = datetime.fromisoformat(value)
+                    # A day of margin each side: time zones can push year 1 or 9999 out of range.
+                    if (
+                        datetime.min.replace(year=1, day=2)
+                        <= parsed.replace(tzinfo=None)
+                        <= datetime.max.replace(year=9999, day=30)
+                    ):
+                        return parsed
+                    ok = False
                 except ValueError:
                     ok = False
             else:
@@ -87,9 +101,9 @@ class _Compiler:
             expected = {
                 "text": "a string",
                 "array": "a string",
-                "number": "a number",
-                "integer": "a whole number",
-                "timestamp": "an ISO-8601 date-time string",
+                "number": "a finite number",
+                "integer": f"a whole number in {INT4_MIN}..{INT4_MAX}",
+                "timestamp": "an ISO-8601 date-time string between years 1 and 9999",
             }[kind]
             raise self.bad(where, f"{cond.field} {cond.op} needs {expected}, got {json.dumps(value)}")
         return value
