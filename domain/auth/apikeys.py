@@ -171,8 +171,7 @@ async def find(db: Database, secret: str) -> KeyMatch | None:
     """The key with this secret, in whatever tenant, through the SECURITY DEFINER function of
     migration 0004 (it finds one key by its hash and nothing else). One statement in autocommit:
     a single round trip, since this runs before every request made with a key."""
-    async with db.engine.connect() as conn:
-        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+    async with db.lookups.connect() as conn:
         result = await conn.execute(text("SELECT * FROM ragql_find_api_key(:h)"), {"h": hash_secret(secret)})
         row = result.mappings().first()
     if row is None:

@@ -43,6 +43,16 @@ class Database:
             pool_pre_ping=True,
             connect_args={"server_settings": SERVER_SETTINGS},
         )
+        # Single-statement lookups before a request (finding an API key): autocommit on its own
+        # small pool, so each is one round trip with no BEGIN/COMMIT and no per-use reset.
+        self.lookups: AsyncEngine = create_async_engine(
+            self.url,
+            isolation_level="AUTOCOMMIT",
+            pool_size=2,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            connect_args={"server_settings": SERVER_SETTINGS},
+        )
         self._vector_codec = False
 
     async def enable_vector_codec(self) -> None:
@@ -74,3 +84,4 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        await self.lookups.dispose()
