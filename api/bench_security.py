@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import statistics
 import subprocess
 import tempfile
 import time
@@ -21,6 +20,7 @@ import httpx
 
 from api import embedded
 from api.app import create_app
+from api.bench import percentile
 from api.settings import Settings
 
 ME = {"query": "{ me { tenant } }"}
@@ -40,10 +40,6 @@ BOMBS: dict[str, Any] = {
     },
     "batch of 1,000 operations": [ME] * 1000,
 }
-
-
-def _p(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 @contextmanager
@@ -129,7 +125,8 @@ async def _run(url: str, redis_url: str, root: Path) -> None:
                 ),
             }
             for name, samples in parts.items():
-                print(f"bench auth {name}: p50={_p(samples, 50):.0f} µs p95={_p(samples, 95):.0f} µs (n={n})")
+                p50, p95 = percentile(samples, 50), percentile(samples, 95)
+                print(f"bench auth {name}: p50={p50:.0f} µs p95={p95:.0f} µs (n={n})")
             await _end_to_end(client, dev, token, key)
             await _bombs(client, token)
 
@@ -153,10 +150,10 @@ async def _end_to_end(client: httpx.AsyncClient, dev: Any, token: str, key: str)
         for _ in range(n):
             for name, call in calls.items():
                 samples[name] += await _timed(call, 1)
-    base = _p(samples["development"], 50)
+    base = percentile(samples["development"], 50)
     print(f"bench request `me`, development (no auth, local limits): p50={base:.0f} µs (n={n})")
     for name in ("JWT", "API key"):
-        m = _p(samples[name], 50)
+        m = percentile(samples[name], 50)
         print(
             f"bench request `me`, production with {name} + Redis limits: p50={m:.0f} µs "
             f"-> auth + rate limit overhead p50={m - base:.0f} µs"
@@ -175,7 +172,7 @@ async def _bombs(client: httpx.AsyncClient, token: str) -> None:
             samples.append((time.perf_counter() - t0) * 1000)
             status = response.status_code
         print(
-            f"bench rejection {name}: p50={_p(samples, 50):.1f} ms max={max(samples):.1f} ms "
+            f"bench rejection {name}: p50={percentile(samples, 50):.1f} ms max={max(samples):.1f} ms "
             f"(HTTP {status}; target < 50 ms)"
         )
 

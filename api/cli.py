@@ -10,6 +10,7 @@ import sys
 from pydantic import ValidationError
 
 from api.settings import Settings
+from domain.auth.apikeys import ROLES
 from domain.errors import StartupError
 
 
@@ -151,7 +152,7 @@ def _dev_token(settings: Settings, args: argparse.Namespace) -> None:
             "dev-token refuses to mint tokens in production: issue them from your identity provider, "
             "or create an API key with the createApiKey mutation"
         )
-    roles = sorted(set(args.role or ["reader"]), key=["reader", "editor", "admin"].index)
+    roles = sorted(set(args.role or ["reader"]), key=ROLES.index)
     token = JwtVerifier(jwt_config(settings)).issue(
         subject=args.subject, tenant=args.tenant, roles=roles, ttl_s=args.ttl
     )
@@ -179,9 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     bn.add_argument("--streams", type=int, default=0, metavar="N", help="N concurrent answerStream subscriptions")
     dt = sub.add_parser("dev-token", help="print a JWT for local use, signed with RAGQL_JWT_SECRET")
     dt.add_argument("--tenant", default="default", help="the tenant the token acts in")
-    dt.add_argument(
-        "--role", action="append", choices=["reader", "editor", "admin"], default=[], help="repeatable; default reader"
-    )
+    dt.add_argument("--role", action="append", choices=ROLES, default=[], help="repeatable; default reader")
     dt.add_argument("--subject", default="dev-user", help="the token's subject (sub)")
     dt.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
     rp = sub.add_parser("rebuild-profiles", help="recompute user profiles and co-engagement from feedback events")

@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 
 from strawberry.fastapi import BaseContext
 
+from domain.auth.apikeys import ROLES as ROLE_ORDER
 from domain.runtime import Services
-
-ROLE_ORDER = ("reader", "editor", "admin")
 
 
 @dataclass

@@ -25,6 +25,13 @@ def _code(error: GraphQLError, *, validation: bool) -> str | None:
     return None
 
 
+def mask(error: GraphQLError, request_id: str) -> None:
+    """An unexpected error: logged whole with the request id, sent as a bare code and that id."""
+    log.error("unexpected error request_id=%s path=%s", request_id, error.path, exc_info=error.original_error)
+    error.message = f"Internal server error. Quote request id {request_id} when reporting it."
+    error.extensions = {**(error.extensions or {}), "code": "INTERNAL_SERVER_ERROR", "requestId": request_id}
+
+
 class ErrorCodes(SchemaExtension):
     def on_operation(self) -> Iterator[None]:
         yield
@@ -45,20 +52,13 @@ class ErrorCodes(SchemaExtension):
                     continue
                 code = _code(error, validation=validation)
                 if code is None:
-                    log.error(
-                        "unexpected error request_id=%s path=%s",
-                        request_id,
-                        error.path,
-                        exc_info=error.original_error,
-                    )
-                    error.message = f"Internal server error. Quote request id {request_id} when reporting it."
-                    extensions["code"] = "INTERNAL_SERVER_ERROR"
-                else:
-                    extensions["code"] = code
-                    original = error.original_error
-                    if isinstance(original, DomainError) and original.field:
-                        extensions["field"] = original.field
-                    if isinstance(original, RateLimited):
-                        extensions["retryAfter"] = max(1, math.ceil(original.retry_after_s))
+                    mask(error, request_id)
+                    continue
+                extensions["code"] = code
+                original = error.original_error
+                if isinstance(original, DomainError) and original.field:
+                    extensions["field"] = original.field
+                if isinstance(original, RateLimited):
+                    extensions["retryAfter"] = max(1, math.ceil(original.retry_after_s))
                 extensions["requestId"] = request_id
                 error.extensions = extensions

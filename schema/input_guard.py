@@ -1,14 +1,11 @@
-"""Checks on the raw operation that must come before the rest.
+"""Checks on the raw operation that must come before validation, in one pass over it.
 
-`NoNulCharacters`: refuse text that PostgreSQL can't store, before any resolver sees it.
-
-PostgreSQL `text` and `jsonb` reject the NUL character, so a `\\u0000` in any string argument
-(a search query, a title, a filter value deep inside a JSON scalar) would surface as a database
-error halfway through an operation. One check over every variable and string literal turns that
-into a clear, coded error for all fields at once.
-
-`KnownFragments`: a spread of an undefined fragment makes Strawberry's depth limiter crash
-(a KeyError) while validating; naming the fragment first turns that into a validation error.
+- No NUL characters. PostgreSQL `text` and `jsonb` reject `\\u0000`, so one in any string argument
+  (a search query, a title, a filter value deep inside a JSON scalar) would surface as a database
+  error halfway through an operation. Checking every literal and variable here turns it into one
+  clear, coded error for all fields at once.
+- No spreads of undefined fragments. Strawberry's depth limiter crashes on one (a KeyError) while
+  validating; naming the fragment first turns that into a validation error.
 """
 
 from __future__ import annotations
@@ -21,7 +18,7 @@ from graphql.language import Visitor
 from strawberry.extensions import SchemaExtension
 
 NUL = "\x00"
-MESSAGE = "Text arguments can't contain the NUL character (\\u0000); remove it and retry."
+NUL_MESSAGE = "Text arguments can't contain the NUL character (\\u0000); remove it and retry."
 
 
 def _has_nul(value: Any) -> bool:
@@ -34,48 +31,36 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
-class _NulLiteralFinder(Visitor):
+class _Scan(Visitor):
     def __init__(self) -> None:
         super().__init__()
-        self.found = False
+        self.nul = False
+        self.spread: set[str] = set()
+        self.defined: set[str] = set()
 
     def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
-        if NUL in node.value:
-            self.found = True
-
-
-class NoNulCharacters(SchemaExtension):
-    def on_execute(self) -> Iterator[None]:
-        ctx = self.execution_context
-        finder = _NulLiteralFinder()
-        if ctx.graphql_document is not None:
-            visit(ctx.graphql_document, finder)
-        if finder.found or _has_nul(ctx.variables):
-            # Raised, not returned: for subscriptions Strawberry only stops on an exception.
-            raise GraphQLError(MESSAGE, extensions={"code": "INVALID_CHARACTER"})
-        yield
-
-
-class _SpreadFinder(Visitor):
-    def __init__(self) -> None:
-        super().__init__()
-        self.spread: list[str] = []
+        self.nul = self.nul or NUL in node.value
 
     def enter_fragment_spread(self, node: FragmentSpreadNode, *_: Any) -> None:
-        self.spread.append(node.name.value)
+        self.spread.add(node.name.value)
+
+    def enter_fragment_definition(self, node: FragmentDefinitionNode, *_: Any) -> None:
+        self.defined.add(node.name.value)
 
 
-class KnownFragments(SchemaExtension):
+class InputGuard(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
-        document = self.execution_context.graphql_document
-        if document is not None:
-            defined = {d.name.value for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-            finder = _SpreadFinder()
-            visit(document, finder)
-            unknown = sorted(set(finder.spread) - defined)
-            if unknown:
-                raise GraphQLError(
-                    f"Unknown fragment {unknown[0]!r}: define it or remove the spread.",
-                    extensions={"code": "GRAPHQL_VALIDATION_FAILED"},
-                )
+        # Raised, not returned: this is the one way to stop queries and subscriptions alike here.
+        ctx = self.execution_context
+        scan = _Scan()
+        if ctx.graphql_document is not None:
+            visit(ctx.graphql_document, scan)
+        unknown = sorted(scan.spread - scan.defined)
+        if unknown:
+            raise GraphQLError(
+                f"Unknown fragment {unknown[0]!r}: define it or remove the spread.",
+                extensions={"code": "GRAPHQL_VALIDATION_FAILED"},
+            )
+        if scan.nul or _has_nul(ctx.variables):
+            raise GraphQLError(NUL_MESSAGE, extensions={"code": "INVALID_CHARACTER"})
         yield

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
 from functools import partial
@@ -31,9 +30,9 @@ from schema.documents import (
     DocumentConnection,
     IngestDocumentsPayload,
 )
-from schema.errors import ErrorCodes
+from schema.errors import ErrorCodes, mask
 from schema.feedback import Feedback, SubmitFeedbackPayload
-from schema.input_guard import KnownFragments, NoNulCharacters
+from schema.input_guard import InputGuard
 from schema.permissions import IsAdmin, IsEditor, IsReader
 from schema.recommendations import RecommendationResult
 from schema.search import SearchHit, SearchResult
@@ -42,8 +41,6 @@ from schema.server import PrincipalInfo, ServerInfo
 READER: list[type[BasePermission]] = [IsReader]
 EDITOR: list[type[BasePermission]] = [IsEditor]
 ADMIN: list[type[BasePermission]] = [IsAdmin]
-
-log = logging.getLogger("ragql.errors")
 
 
 @strawberry.type
@@ -134,18 +131,15 @@ class RagqlSchema(strawberry.Schema):
 
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         # Errors normally get their code from ErrorCodes. One that escaped an extension hook skips
-        # it, so this is the safety net: such an error is masked here and logged with the request id.
+        # it, so this is the safety net: such an error is masked here, as ErrorCodes would have.
         request_id = getattr(getattr(execution_context, "context", None), "request_id", "-")
         for error in errors:
-            extensions = dict(error.extensions or {})
             original = error.original_error
             unexpected = original is not None and not isinstance(original, GraphQLError | DomainError)
-            if "code" not in extensions and unexpected:
-                log.error("unexpected error request_id=%s", request_id, exc_info=error.original_error)
-                error.message = f"Internal server error. Quote request id {request_id} when reporting it."
-                extensions["code"] = "INTERNAL_SERVER_ERROR"
-            extensions.setdefault("requestId", request_id)
-            error.extensions = extensions
+            if "code" not in (error.extensions or {}) and unexpected:
+                mask(error, request_id)
+            else:
+                error.extensions = {"requestId": request_id, **(error.extensions or {})}
 
 
 @dataclass(frozen=True)
@@ -163,14 +157,13 @@ def build_schema(limits: QueryLimits | None = None) -> RagqlSchema:
     limits = limits or QueryLimits()
     extensions: list[Any] = [
         ErrorCodes,
-        KnownFragments,
+        InputGuard,
         # Tokens first: it runs on the raw text, so a huge document is refused before parsing.
         MaxTokensLimiter(max_token_count=limits.max_tokens),
         QueryDepthLimiter(max_depth=limits.max_depth),
         MaxAliasesLimiter(max_alias_count=limits.max_aliases),
         # A factory, not an instance: Strawberry shares instances across concurrent requests,
         # and the cost reported is per request.
-        NoNulCharacters,
         partial(QueryCost, max_cost=limits.max_cost),
     ]
     if not limits.introspection:

@@ -21,6 +21,7 @@ from sqlalchemy.engine import RowMapping
 from domain.errors import InvalidInput, NotFound
 from domain.persistence.database import Database
 
+# Ordered: each role includes the ones before it (an admin is also an editor and a reader).
 ROLES = ("reader", "editor", "admin")
 MAX_NAME_CHARS = 100
 MAX_LIFETIME = timedelta(days=3 * 366)
