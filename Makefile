@@ -42,21 +42,21 @@ pytest: install
 test: lint typecheck pytest
 
 eval: install
-	$(BIN)/ragql eval --split test
+	$(BIN)/python -m bench eval --split test
 
 eval-train: install
-	$(BIN)/ragql eval --split train --sweep
+	$(BIN)/python -m bench eval --split train --sweep
 
 # Simulated users through the GraphQL API: hit@10 and nDCG@10 per recommendation strategy.
 eval-recs: install
-	$(BIN)/ragql eval-recs
+	$(BIN)/python -m bench eval-recs
 
 bench: install
-	$(BIN)/ragql bench
+	$(BIN)/python -m bench latency
 
 # 200 concurrent answerStream subscriptions against a real server process (takes about a minute).
 bench-streams: install
-	$(BIN)/ragql bench --streams 200
+	$(BIN)/python -m bench streams 200
 
 clean:
 	rm -rf $(VENV) .ragql-runtime .mypy_cache .ruff_cache .pytest_cache

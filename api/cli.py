@@ -1,4 +1,5 @@
-"""The `ragql` command: serve, migrate, eval, eval-recs, reindex."""
+"""The `ragql` command: what an operator runs on a server (serve, migrate, reindex, rebuild-profiles,
+schema, dev-token). Benches and evaluations are `python -m bench` in a checkout."""
 
 from __future__ import annotations
 
@@ -75,32 +76,6 @@ def _reindex(settings: Settings, args: argparse.Namespace) -> None:
     asyncio.run(run())
 
 
-def _eval(settings: Settings, args: argparse.Namespace) -> None:
-    from pathlib import Path
-
-    from api import embedded
-    from domain.evaluation.run import run_eval
-
-    dataset = Path(args.dataset).resolve()
-    if not (dataset / "corpus.jsonl").exists():
-        raise StartupError(
-            f"no BEIR corpus at {dataset}; pass --dataset DIR (with corpus.jsonl, queries.jsonl, qrels/)"
-        )
-    # One cached store per chunking setting, so tuning runs never mix chunk sizes.
-    tag = f"c{settings.chunk_tokens}o{settings.chunk_overlap_tokens}"
-    url = embedded.start(Path(args.data_dir).resolve() / f"pgdata-{tag}")
-    asyncio.run(
-        run_eval(
-            database_url=url,
-            dataset=dataset,
-            split=args.split,
-            sweep=args.sweep,
-            chunk_tokens=settings.chunk_tokens,
-            overlap_tokens=settings.chunk_overlap_tokens,
-        )
-    )
-
-
 def _rebuild_profiles(settings: Settings, args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
@@ -124,23 +99,6 @@ def _rebuild_profiles(settings: Settings, args: argparse.Namespace) -> None:
             await db.dispose()
 
     asyncio.run(run())
-
-
-def _bench(_settings: Settings, args: argparse.Namespace) -> None:
-    if args.streams > 0:
-        from api.bench_streams import run_stream_bench
-
-        run_stream_bench(args.streams)
-        return
-    from api.bench import run_bench
-
-    run_bench()
-
-
-def _eval_recs(_settings: Settings, args: argparse.Namespace) -> None:
-    from api.eval_recs import run_recs_eval
-
-    run_recs_eval(users=args.users, seed=args.seed, sweep=args.sweep)
 
 
 def _dev_token(settings: Settings, args: argparse.Namespace) -> None:
@@ -176,8 +134,6 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("serve", help="serve /graphql on RAGQL_HOST:RAGQL_PORT")
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("schema", help="print the GraphQL schema (SDL)")
-    bn = sub.add_parser("bench", help="print ingest and search latency figures (temporary store)")
-    bn.add_argument("--streams", type=int, default=0, metavar="N", help="N concurrent answerStream subscriptions")
     dt = sub.add_parser("dev-token", help="print a JWT for local use, signed with RAGQL_JWT_SECRET")
     dt.add_argument("--tenant", default="default", help="the tenant the token acts in")
     dt.add_argument("--role", action="append", choices=ROLES, default=[], help="repeatable; default reader")
@@ -187,15 +143,6 @@ def main(argv: list[str] | None = None) -> None:
     rp.add_argument("--tenant", help="only this tenant (default: every tenant)")
     rx = sub.add_parser("reindex", help="rebuild the BM25 and HNSW indexes (after heavy updates or deletes)")
     rx.add_argument("--check", action="store_true", help="only probe the BM25 index; exit 1 if it has drifted")
-    ev = sub.add_parser("eval", help="BEIR SciFact retrieval quality (nDCG@10, Recall@100)")
-    ev.add_argument("--dataset", default="../shared/data/beir/scifact")
-    ev.add_argument("--split", choices=["train", "test"], default="test")
-    ev.add_argument("--data-dir", default=".ragql-eval", help="cached embedded store for the eval corpus")
-    ev.add_argument("--sweep", action="store_true", help="grid over fusion settings (use on train)")
-    er = sub.add_parser("eval-recs", help="simulated users: hit@10 and nDCG@10 per recommendation strategy")
-    er.add_argument("--users", type=int, default=300, help="simulated users")
-    er.add_argument("--seed", type=int, default=7, help="seed of the simulation (tune on 1, report on 7)")
-    er.add_argument("--sweep", action="store_true", help="grid over the blend weights (use on the tuning seed)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -205,11 +152,8 @@ def main(argv: list[str] | None = None) -> None:
             "migrate": _migrate,
             "reindex": _reindex,
             "rebuild-profiles": _rebuild_profiles,
-            "eval": _eval,
-            "eval-recs": _eval_recs,
             "schema": _schema,
             "dev-token": _dev_token,
-            "bench": _bench,
         }
         handlers[args.command](settings, args)
     except StartupError as exc:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from api.eval_recs import (
+from bench.eval_recs import (
     Film,
     SimUser,
     feedback_input,

@@ -5,7 +5,7 @@ Blending, per candidate (each source's score scaled to 0..1 over the candidates)
     profile × w_content + context × w_context + co-engagement × w_co + popular × w_popular(history)
 Popularity carries a user with no history and fades as their likes accumulate. A dislike acts
 through the profile, which it pushes away from the disliked document's neighbourhood. The weights
-were chosen on the simulation's tuning seed (`ragql eval-recs --seed 1 --sweep`), not on the
+were chosen on the simulation's tuning seed (`python -m bench eval-recs --seed 1 --sweep`), not on the
 reported one; see README, "Recommendation quality"."""
 
 from __future__ import annotations

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 from contextlib import aclosing
 
 from api import embedded
-from api.bench_recs import bench_feedback_and_recs
 from api.bootstrap import DEFAULT_TENANT
+from bench.recs import bench_feedback_and_recs
+from bench.stats import percentile
 from domain.answers.extractive import ExtractiveGenerator
 from domain.answers.service import Answering, AnswerRequest, Delta
 from domain.demo.loader import demo_documents
@@ -31,11 +31,6 @@ QUERIES = [
     "animated film about friendship",
     "space exploration survival",
 ]
-
-
-def percentile(values: list[float], q: int) -> float:
-    """Inclusive method: with few samples, p95 stays within what was measured."""
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
 async def _run(url: str) -> None:
@@ -130,6 +125,6 @@ async def _bench_answers(db: Database, embedder: LocalEmbedder, backend: str, ti
 def run_bench() -> None:
     with embedded.temporary("ragql-bench-") as (_, url):
         asyncio.run(_run(url))
-    from api.bench_security import run_security_bench
+    from bench.security import run_security_bench
 
     run_security_bench()

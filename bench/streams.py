@@ -1,4 +1,4 @@
-"""`ragql bench --streams N`: how many concurrent `answerStream` subscriptions one server process holds.
+"""`make bench-streams`: how many concurrent `answerStream` subscriptions one server process holds.
 
 Figures, not assertions. The real server runs as a subprocess on a temporary embedded store (loopback
 only) with the default extractive generator, so its memory is measured alone. N websocket clients speak
@@ -26,7 +26,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from api import embedded
-from api.bench import percentile
+from bench.stats import percentile
 
 STREAM = (
     "subscription($q: String!) { answerStream(question: $q) { __typename ... on AnswerDelta { text } "

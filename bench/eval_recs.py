@@ -23,7 +23,7 @@ import httpx
 from tqdm import tqdm
 
 from api import embedded
-from api.bench import percentile
+from bench.stats import percentile
 
 K = 10
 PAGE = 100

@@ -1,0 +1,92 @@
+"""`python -m bench COMMAND`: the benches and evaluations behind `make bench|bench-streams|eval|eval-train|eval-recs`.
+
+They read the same settings as the server (RAGQL_*), but they are tools for a checkout, not for an
+operator's server, so they live outside the `ragql` command and outside the wheel."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from api.settings import Settings
+from domain.errors import StartupError
+
+
+def _latency(_args: argparse.Namespace) -> None:
+    from bench.latency import run_bench
+
+    run_bench()
+
+
+def _streams(args: argparse.Namespace) -> None:
+    from bench.streams import run_stream_bench
+
+    run_stream_bench(args.subscriptions)
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from api import embedded
+    from bench.beir import run_eval
+
+    settings = Settings()
+    dataset = Path(args.dataset).resolve()
+    if not (dataset / "corpus.jsonl").exists():
+        raise StartupError(
+            f"no BEIR corpus at {dataset}; pass --dataset DIR (with corpus.jsonl, queries.jsonl, qrels/)"
+        )
+    # One cached store per chunking setting, so tuning runs never mix chunk sizes.
+    tag = f"c{settings.chunk_tokens}o{settings.chunk_overlap_tokens}"
+    url = embedded.start(Path(args.data_dir).resolve() / f"pgdata-{tag}")
+    asyncio.run(
+        run_eval(
+            database_url=url,
+            dataset=dataset,
+            split=args.split,
+            sweep=args.sweep,
+            chunk_tokens=settings.chunk_tokens,
+            overlap_tokens=settings.chunk_overlap_tokens,
+        )
+    )
+
+
+def _eval_recs(args: argparse.Namespace) -> None:
+    from bench.eval_recs import run_recs_eval
+
+    run_recs_eval(users=args.users, seed=args.seed, sweep=args.sweep)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description="ragql benches and evaluations")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("latency", help="print ingest, search, answer, auth and rate-limit figures (temporary store)")
+    st = sub.add_parser("streams", help="N concurrent answerStream subscriptions against a real server process")
+    st.add_argument("subscriptions", type=int, nargs="?", default=200, metavar="N")
+    ev = sub.add_parser("eval", help="BEIR SciFact retrieval quality (nDCG@10, Recall@100)")
+    ev.add_argument("--dataset", default="../shared/data/beir/scifact")
+    ev.add_argument("--split", choices=["train", "test"], default="test")
+    ev.add_argument("--data-dir", default=".ragql-eval", help="cached embedded store for the eval corpus")
+    ev.add_argument("--sweep", action="store_true", help="grid over fusion settings (use on train)")
+    er = sub.add_parser("eval-recs", help="simulated users: hit@10 and nDCG@10 per recommendation strategy")
+    er.add_argument("--users", type=int, default=300, help="simulated users")
+    er.add_argument("--seed", type=int, default=7, help="seed of the simulation (tune on 1, report on 7)")
+    er.add_argument("--sweep", action="store_true", help="grid over the blend weights (use on the tuning seed)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handlers = {"latency": _latency, "streams": _streams, "eval": _eval, "eval-recs": _eval_recs}
+    try:
+        handlers[args.command](args)
+    except StartupError as exc:
+        print(f"bench: {exc.message}", file=sys.stderr)
+        sys.exit(2)
+    except ValidationError as exc:
+        print(f"bench: invalid configuration: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
