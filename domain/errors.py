@@ -1,10 +1,17 @@
-"""Typed domain errors. They carry a stable code and a message that says what to fix; no HTTP."""
+"""Typed domain errors. They carry a stable code and a message that says what to fix; no HTTP.
+
+Codes are Enum members, never bare strings: each area owns its Enum (`<area>/error_codes.py`), and
+tests/test_error_codes.py fails when one the domain can raise has no GraphQL member."""
 
 from __future__ import annotations
 
+from enum import StrEnum
+
+from domain.error_codes import CommonErrorCode, RequestErrorCode, StartupErrorCode
+
 
 class DomainError(Exception):
-    code = "INTERNAL"
+    code: StrEnum = CommonErrorCode.INTERNAL
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
@@ -13,33 +20,33 @@ class DomainError(Exception):
 
 
 class InvalidInput(DomainError):
-    """Expected, user-fixable input problems. `code` is set per instance."""
+    """Expected, user-fixable input problems. `code` is set per instance, from its area's Enum."""
 
-    def __init__(self, code: str, message: str, *, field: str | None = None) -> None:
+    def __init__(self, code: StrEnum, message: str, *, field: str | None = None) -> None:
         super().__init__(message, field=field)
         self.code = code
 
 
 class NotFound(DomainError):
-    code = "NOT_FOUND"
+    code = CommonErrorCode.NOT_FOUND
 
 
 class Unauthenticated(DomainError):
     """No credentials where they are required, or credentials that do not verify."""
 
-    code = "UNAUTHENTICATED"
+    code = RequestErrorCode.UNAUTHENTICATED
 
 
 class Forbidden(DomainError):
     """A verified caller whose roles do not allow the operation."""
 
-    code = "FORBIDDEN"
+    code = RequestErrorCode.FORBIDDEN
 
 
 class RateLimited(DomainError):
     """Over a rate limit or quota. `retry_after_s` says when the caller may try again."""
 
-    code = "RATE_LIMITED"
+    code = RequestErrorCode.RATE_LIMITED
 
     def __init__(self, message: str, *, retry_after_s: float) -> None:
         super().__init__(message)
@@ -49,12 +56,12 @@ class RateLimited(DomainError):
 class StartupError(DomainError):
     """The service cannot start as configured; the message names the fix."""
 
-    code = "STARTUP"
+    code = StartupErrorCode.STARTUP
 
 
 class MissingExtension(StartupError):
-    code = "MISSING_EXTENSION"
+    code = StartupErrorCode.MISSING_EXTENSION
 
 
 class EmbeddingModelMismatch(StartupError):
-    code = "EMBEDDING_MODEL_MISMATCH"
+    code = StartupErrorCode.EMBEDDING_MODEL_MISMATCH

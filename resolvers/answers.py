@@ -25,9 +25,10 @@ from schema.answers import (
     Citation,
     Usage,
 )
-from schema.common import ErrorCode, from_global_id, to_global_id
+from schema.common import from_global_id, to_global_id
 from schema.context import Context
 from schema.documents import Document
+from schema.error_codes import to_graphql
 from schema.search import SearchHit
 
 
@@ -68,13 +69,6 @@ def _usage(usage: DomainUsage | None) -> Usage | None:
     return Usage(
         prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens, total_tokens=usage.total_tokens
     )
-
-
-def _error_code(code: str) -> ErrorCode:
-    try:
-        return ErrorCode(code)
-    except ValueError:
-        return ErrorCode.INTERNAL
 
 
 async def answer(info: strawberry.Info[Context], question: str, options: AnswerOptions | None = None) -> Answer:
@@ -118,7 +112,7 @@ async def answer_stream(
         prepared = await s.answering.prepare(tenant, _request(question, options))
     except DomainError as exc:
         attempt = to_global_id("Answer", uuid.uuid4())
-        yield AnswerError(answer_id=attempt, code=_error_code(exc.code), message=exc.message, field=exc.field)
+        yield AnswerError(answer_id=attempt, code=to_graphql(exc.code), message=exc.message, field=exc.field)
         return
     answer_id = to_global_id("Answer", prepared.answer_id)
     # aclosing: when the client goes away, the domain stream (and any provider stream) closes now.
@@ -149,4 +143,4 @@ async def answer_stream(
                     first_token_ms=event.first_token_ms,
                 )
             else:
-                yield AnswerError(answer_id=answer_id, code=_error_code(event.code), message=event.message, field=None)
+                yield AnswerError(answer_id=answer_id, code=to_graphql(event.code), message=event.message, field=None)

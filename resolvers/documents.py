@@ -8,6 +8,7 @@ import strawberry
 from starlette.datastructures import UploadFile
 
 from domain.documents import service as documents
+from domain.documents.error_codes import DocumentErrorCode
 from domain.documents.parsing import parse_upload
 from domain.documents.validation import DocumentInput as DomainDocumentInput
 from domain.documents.validation import normalize_metadata
@@ -88,7 +89,7 @@ async def upload_documents(info: strawberry.Info[Context], input: UploadDocument
         return IngestDocumentsPayload(documents=[], results=[], chunks_embedded=0, errors=[UserError.from_domain(exc)])
     if len(input.files) > limits.max_documents_per_batch:
         err = InvalidInput(
-            "BATCH_TOO_LARGE",
+            DocumentErrorCode.BATCH_TOO_LARGE,
             f"upload at most {limits.max_documents_per_batch} files per call",
             field="files",
         )
@@ -99,7 +100,7 @@ async def upload_documents(info: strawberry.Info[Context], input: UploadDocument
             if not hasattr(upload, "read"):
                 # The Upload scalar also accepts a literal in the query text; only real parts are files.
                 raise InvalidInput(
-                    "INVALID_UPLOAD",
+                    DocumentErrorCode.INVALID_UPLOAD,
                     "files must be parts of a multipart request (GraphQL multipart request spec), not literals",
                     field=f"files.{i}",
                 )

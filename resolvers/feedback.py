@@ -7,6 +7,7 @@ import uuid
 import strawberry
 
 from domain.documents import service as documents
+from domain.error_codes import CommonErrorCode
 from domain.errors import DomainError, InvalidInput
 from domain.feedback import service as feedback
 from schema.common import UserError, from_global_id, to_global_id
@@ -21,7 +22,9 @@ def _query_id(raw: str | None) -> uuid.UUID | None:
     try:
         return uuid.UUID(str(raw))
     except ValueError as exc:
-        raise InvalidInput("INVALID_ID", "queryId must be the queryId a search returned", field="queryId") from exc
+        raise InvalidInput(
+            CommonErrorCode.INVALID_ID, "queryId must be the queryId a search returned", field="queryId"
+        ) from exc
 
 
 def _request(input: FeedbackInput, subject: str) -> feedback.FeedbackRequest:

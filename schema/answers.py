@@ -7,8 +7,8 @@ from typing import Annotated
 
 import strawberry
 
-from schema.common import ErrorCode
 from schema.documents import Document
+from schema.error_codes import ErrorCode
 from schema.search import MetadataFilter, RerankInfo, RerankStrategy, SearchHit
 
 
@@ -102,7 +102,7 @@ class AnswerDone:
 )
 class AnswerError:
     answer_id: strawberry.ID
-    code: ErrorCode
+    code: Enum = strawberry.field(graphql_type=ErrorCode)
     message: str
     field: str | None
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import text
 
+from domain.analytics.error_codes import AnalyticsErrorCode
 from domain.errors import InvalidInput
 from domain.feedback.kinds import KINDS, Kind
 from domain.persistence.database import Database
@@ -170,24 +171,28 @@ def resolve_window(
         # Dates near year 1 or 9999 overflow once shifted to UTC or by the default 30 days.
         if value is not None and not EARLIEST.year <= value.year <= LATEST.year:
             raise InvalidInput(
-                "INVALID_RANGE", f"`{name}` must be between {EARLIEST.year} and {LATEST.year}", field=name
+                AnalyticsErrorCode.INVALID_RANGE,
+                f"`{name}` must be between {EARLIEST.year} and {LATEST.year}",
+                field=name,
             )
     resolved_end = _aware(end) if end is not None else _aware(now or datetime.now(UTC))
     resolved_start = _aware(start) if start is not None else resolved_end - timedelta(days=DEFAULT_DAYS)
     if resolved_start >= resolved_end:
         raise InvalidInput(
-            "INVALID_RANGE",
+            AnalyticsErrorCode.INVALID_RANGE,
             f"`from` ({resolved_start.isoformat()}) must be earlier than `to` ({resolved_end.isoformat()})",
             field="from",
         )
     if resolved_end - resolved_start > timedelta(days=MAX_DAYS):
         raise InvalidInput(
-            "INVALID_RANGE",
+            AnalyticsErrorCode.INVALID_RANGE,
             f"the range spans {(resolved_end - resolved_start).days} days; ask for at most {MAX_DAYS} at a time",
             field="from",
         )
     if not 1 <= top <= MAX_TOP:
-        raise InvalidInput("INVALID_RANGE", f"top must be between 1 and {MAX_TOP}, got {top}", field="top")
+        raise InvalidInput(
+            AnalyticsErrorCode.INVALID_RANGE, f"top must be between 1 and {MAX_TOP}, got {top}", field="top"
+        )
     return resolved_start, resolved_end
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from domain.answers import store
 from domain.answers.citations import CitationFilter
+from domain.answers.error_codes import AnswerErrorCode
 from domain.answers.extractive import ExtractiveGenerator
 from domain.answers.generators import Generator, LLMGenerator
 from domain.answers.prompt import Audience, Turn, condense_messages
@@ -140,29 +141,29 @@ class Answering:
         question = request.question.strip()
         limits = self.limits
         if not question:
-            raise InvalidInput("EMPTY_QUESTION", "the question is empty; ask something", field="question")
+            raise InvalidInput(AnswerErrorCode.EMPTY_QUESTION, "the question is empty; ask something", field="question")
         if len(question) > limits.max_question_chars:
             raise InvalidInput(
-                "QUESTION_TOO_LONG",
+                AnswerErrorCode.QUESTION_TOO_LONG,
                 f"the question is {len(question)} characters; shorten it to at most {limits.max_question_chars}",
                 field="question",
             )
         if not 1 <= request.sources <= limits.max_sources:
             raise InvalidInput(
-                "INVALID_SOURCES",
+                AnswerErrorCode.INVALID_SOURCES,
                 f"sources must be between 1 and {limits.max_sources}, got {request.sources}",
                 field="options.sources",
             )
         if request.selected_text is not None:
             if not request.selected_text.strip():
                 raise InvalidInput(
-                    "EMPTY_SELECTED_TEXT",
+                    AnswerErrorCode.EMPTY_SELECTED_TEXT,
                     "selectedText is empty; pass the passage the user selected, or omit it to search",
                     field="options.selectedText",
                 )
             if len(request.selected_text) > limits.max_selected_chars:
                 raise InvalidInput(
-                    "SELECTED_TEXT_TOO_LONG",
+                    AnswerErrorCode.SELECTED_TEXT_TOO_LONG,
                     f"selectedText is {len(request.selected_text)} characters; the limit is "
                     f"{limits.max_selected_chars}",
                     field="options.selectedText",
@@ -273,10 +274,10 @@ class Answering:
                 except ProviderFailure as exc:
                     log.warning("generation failed answer_id=%s: %s", prepared.answer_id, exc)
                     if generator is self.extractive or (parts and not restart_on_failure):
-                        status, error_code = "error", "PROVIDER_ERROR"
+                        status, error_code = "error", AnswerErrorCode.PROVIDER_ERROR
                         yield Failed(
                             prepared.answer_id,
-                            "PROVIDER_ERROR",
+                            AnswerErrorCode.PROVIDER_ERROR,
                             f"the answer stopped part-way: {exc.provider} {exc.kind}. Ask again to retry.",
                         )
                         return

@@ -6,6 +6,7 @@ import uuid
 
 from sqlmodel import col, select
 
+from domain.answers.error_codes import AnswerErrorCode
 from domain.answers.prompt import Turn
 from domain.errors import InvalidInput
 from domain.persistence.database import Database
@@ -26,7 +27,7 @@ async def session_history(db: Database, tenant_id: str, session_id: uuid.UUID, *
         ).all()
     if not rows:
         raise InvalidInput(
-            "SESSION_NOT_FOUND",
+            AnswerErrorCode.SESSION_NOT_FOUND,
             f"no answer session {session_id} here; omit sessionId to start one, then pass the sessionId it returns",
             field="options.sessionId",
         )

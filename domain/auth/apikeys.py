@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.engine import RowMapping
 
+from domain.auth.error_codes import ApiKeyErrorCode
 from domain.errors import InvalidInput, NotFound
 from domain.persistence.database import Database
 
@@ -74,22 +75,28 @@ def new_secret(prefix: str) -> str:
 def validate(name: str, roles: list[str], expires_at: datetime | None, *, now: datetime) -> str:
     name = name.strip()
     if not name or len(name) > MAX_NAME_CHARS:
-        raise InvalidInput("INVALID_NAME", f"name must be 1..{MAX_NAME_CHARS} characters", field="name")
+        raise InvalidInput(ApiKeyErrorCode.INVALID_NAME, f"name must be 1..{MAX_NAME_CHARS} characters", field="name")
     if not roles:
-        raise InvalidInput("INVALID_ROLES", "give the key at least one role: READER, EDITOR or ADMIN", field="roles")
+        raise InvalidInput(
+            ApiKeyErrorCode.INVALID_ROLES, "give the key at least one role: READER, EDITOR or ADMIN", field="roles"
+        )
     unknown = sorted(set(roles) - set(ROLES))
     if unknown:
-        raise InvalidInput("INVALID_ROLES", f"unknown roles {unknown}; use reader, editor or admin", field="roles")
+        raise InvalidInput(
+            ApiKeyErrorCode.INVALID_ROLES, f"unknown roles {unknown}; use reader, editor or admin", field="roles"
+        )
     if expires_at is not None:
         if expires_at.tzinfo is None:
             raise InvalidInput(
-                "INVALID_EXPIRY", "expiresAt needs a time zone, e.g. 2027-01-01T00:00:00Z", field="expiresAt"
+                ApiKeyErrorCode.INVALID_EXPIRY,
+                "expiresAt needs a time zone, e.g. 2027-01-01T00:00:00Z",
+                field="expiresAt",
             )
         if expires_at <= now:
-            raise InvalidInput("INVALID_EXPIRY", "expiresAt must be in the future", field="expiresAt")
+            raise InvalidInput(ApiKeyErrorCode.INVALID_EXPIRY, "expiresAt must be in the future", field="expiresAt")
         if expires_at > now + MAX_LIFETIME:
             raise InvalidInput(
-                "INVALID_EXPIRY", "expiresAt may be at most 3 years ahead; rotate keys", field="expiresAt"
+                ApiKeyErrorCode.INVALID_EXPIRY, "expiresAt may be at most 3 years ahead; rotate keys", field="expiresAt"
             )
     return name
 

@@ -6,6 +6,7 @@ import io
 import re
 from pathlib import PurePath
 
+from domain.documents.error_codes import DocumentErrorCode
 from domain.errors import InvalidInput
 
 SUPPORTED = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
@@ -17,7 +18,7 @@ def _decode(data: bytes, path: str) -> str:
             return data.decode(encoding)
         except UnicodeDecodeError:
             continue
-    raise InvalidInput("UNREADABLE_FILE", "the file is not UTF-8 text; re-save it as UTF-8", field=path)
+    raise InvalidInput(DocumentErrorCode.UNREADABLE_FILE, "the file is not UTF-8 text; re-save it as UTF-8", field=path)
 
 
 def _markdown(text: str, fallback: str) -> tuple[str, str]:
@@ -50,7 +51,9 @@ def _pdf(data: bytes, fallback: str, path: str) -> tuple[str, str]:
         pages = [page.extract_text() or "" for page in reader.pages]
         title = (reader.metadata.title if reader.metadata else None) or fallback
     except (PdfReadError, ValueError, KeyError) as exc:
-        raise InvalidInput("UNREADABLE_FILE", f"the PDF could not be read ({exc}); is it damaged?", field=path) from exc
+        raise InvalidInput(
+            DocumentErrorCode.UNREADABLE_FILE, f"the PDF could not be read ({exc}); is it damaged?", field=path
+        ) from exc
     return str(title), "\n\n".join(pages)
 
 
@@ -58,13 +61,13 @@ def parse_upload(filename: str, data: bytes, *, max_bytes: int, path: str) -> tu
     suffix = PurePath(filename).suffix.lower()
     if suffix not in SUPPORTED:
         raise InvalidInput(
-            "UNSUPPORTED_FILE_TYPE",
+            DocumentErrorCode.UNSUPPORTED_FILE_TYPE,
             f"{filename!r} has type {suffix or '(none)'}; upload one of {', '.join(SUPPORTED)}",
             field=path,
         )
     if len(data) > max_bytes:
         raise InvalidInput(
-            "FILE_TOO_LARGE",
+            DocumentErrorCode.FILE_TOO_LARGE,
             f"{filename!r} is {len(data)} bytes; the limit is {max_bytes} (RAGQL_MAX_UPLOAD_BYTES)",
             field=path,
         )
@@ -82,5 +85,5 @@ def parse_upload(filename: str, data: bytes, *, max_bytes: int, path: str) -> tu
     # PostgreSQL text can't hold NUL; extracted text (PDFs, odd encodings) sometimes carries some.
     title, text = title.replace("\x00", ""), text.replace("\x00", "")
     if not text.strip():
-        raise InvalidInput("EMPTY_FILE", f"{filename!r} contains no text to index", field=path)
+        raise InvalidInput(DocumentErrorCode.EMPTY_FILE, f"{filename!r} contains no text to index", field=path)
     return title, text

@@ -21,7 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, func, select
 
 from domain.documents.chunking import ChunkText, chunk_document
+from domain.documents.error_codes import DocumentErrorCode
 from domain.documents.validation import DocumentInput, NormalizedDocument, normalize
+from domain.error_codes import CommonErrorCode
 from domain.errors import DomainError, InvalidInput, NotFound
 from domain.paging import check_first
 from domain.persistence.database import Database
@@ -122,7 +124,7 @@ async def _write_one(
         if chunks is None and previous != doc.content_hash:
             # Another writer changed the text after we decided no embedding was needed.
             raise InvalidInput(
-                "CONFLICT",
+                CommonErrorCode.CONFLICT,
                 "the document changed while this batch was being processed; send it again",
                 field="externalId",
             )
@@ -186,10 +188,10 @@ async def ingest(
     field_prefix: str = "documents",
 ) -> IngestOutcome:
     if not inputs:
-        raise InvalidInput("EMPTY_BATCH", "send at least one document", field=field_prefix)
+        raise InvalidInput(DocumentErrorCode.EMPTY_BATCH, "send at least one document", field=field_prefix)
     if len(inputs) > max_batch:
         raise InvalidInput(
-            "BATCH_TOO_LARGE",
+            DocumentErrorCode.BATCH_TOO_LARGE,
             f"{len(inputs)} documents in one call; send at most {max_batch} per call (RAGQL_MAX_DOCUMENTS_PER_BATCH)",
             field=field_prefix,
         )
@@ -207,7 +209,7 @@ async def ingest(
             if doc.external_id in seen_ids:
                 errors.append(
                     InvalidInput(
-                        "DUPLICATE_EXTERNAL_ID",
+                        DocumentErrorCode.DUPLICATE_EXTERNAL_ID,
                         "externalId appears twice in this batch",
                         field=f"{path}.externalId",
                     )
@@ -300,7 +302,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         created, ident = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
         return datetime.fromisoformat(created), uuid.UUID(ident)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput("INVALID_CURSOR", "`after` is not a cursor returned by this API", field="after") from exc
+        raise InvalidInput(
+            CommonErrorCode.INVALID_CURSOR, "`after` is not a cursor returned by this API", field="after"
+        ) from exc
 
 
 async def list_page(

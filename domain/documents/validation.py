@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from domain.documents.error_codes import DocumentErrorCode
 from domain.errors import InvalidInput
 
 METADATA_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -56,7 +57,7 @@ def content_hash(title: str, text: str) -> str:
     return hashlib.sha256(f"{title}\x00{text}".encode()).hexdigest()
 
 
-def _bad(field_path: str, message: str, code: str = "INVALID_METADATA") -> InvalidInput:
+def _bad(field_path: str, message: str, code: DocumentErrorCode = DocumentErrorCode.INVALID_METADATA) -> InvalidInput:
     return InvalidInput(code, message, field=field_path)
 
 
@@ -90,21 +91,25 @@ def normalize_metadata(raw: Any, path: str) -> dict[str, Any]:
 def normalize(doc: DocumentInput, path: str, *, max_chars: int) -> NormalizedDocument:
     title = (doc.title or "").strip()
     if not title:
-        raise InvalidInput("INVALID_DOCUMENT", "title must not be empty", field=f"{path}.title")
+        raise InvalidInput(DocumentErrorCode.INVALID_DOCUMENT, "title must not be empty", field=f"{path}.title")
     if len(title) > MAX_TITLE_CHARS:
-        raise InvalidInput("INVALID_DOCUMENT", f"title is over {MAX_TITLE_CHARS} characters", field=f"{path}.title")
+        raise InvalidInput(
+            DocumentErrorCode.INVALID_DOCUMENT, f"title is over {MAX_TITLE_CHARS} characters", field=f"{path}.title"
+        )
     text = (doc.text or "").strip()
     if not text:
-        raise InvalidInput("INVALID_DOCUMENT", "text must not be empty", field=f"{path}.text")
+        raise InvalidInput(DocumentErrorCode.INVALID_DOCUMENT, "text must not be empty", field=f"{path}.text")
     if len(text) > max_chars:
         raise InvalidInput(
-            "DOCUMENT_TOO_LARGE",
+            DocumentErrorCode.DOCUMENT_TOO_LARGE,
             f"text is {len(text)} characters; the limit is {max_chars}",
             field=f"{path}.text",
         )
     external_id = doc.external_id.strip() if doc.external_id else None
     if external_id is not None and (not external_id or len(external_id) > 256):
-        raise InvalidInput("INVALID_DOCUMENT", "externalId must be 1-256 characters", field=f"{path}.externalId")
+        raise InvalidInput(
+            DocumentErrorCode.INVALID_DOCUMENT, "externalId must be 1-256 characters", field=f"{path}.externalId"
+        )
 
     meta = dict(normalize_metadata(doc.metadata, f"{path}.metadata"))
     out = NormalizedDocument(title=title, text=text, external_id=external_id, content_hash=content_hash(title, text))

@@ -18,8 +18,10 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.error_codes import CommonErrorCode
 from domain.errors import InvalidInput, NotFound
 from domain.feedback import coengagement, profiles
+from domain.feedback.error_codes import FeedbackErrorCode
 from domain.feedback.kinds import ANSWER_KINDS, KINDS, Kind, is_liked
 from domain.feedback.profiles import Event, LearningConfig
 from domain.persistence.database import Database
@@ -72,45 +74,55 @@ class Submitted:
 def validate(req: FeedbackRequest) -> None:
     """Checks that need no database. Each names the input field and the fix."""
     if not req.user_id.strip():
-        raise InvalidInput("INVALID_USER_ID", "userId is empty; pass your app's id for the end user", field="userId")
+        raise InvalidInput(
+            CommonErrorCode.INVALID_USER_ID, "userId is empty; pass your app's id for the end user", field="userId"
+        )
     if len(req.user_id) > MAX_USER_ID_CHARS:
-        raise InvalidInput("INVALID_USER_ID", f"userId is longer than {MAX_USER_ID_CHARS} characters", field="userId")
+        raise InvalidInput(
+            CommonErrorCode.INVALID_USER_ID, f"userId is longer than {MAX_USER_ID_CHARS} characters", field="userId"
+        )
     if req.kind not in KINDS:
-        raise InvalidInput("INVALID_FEEDBACK_KIND", f"unknown kind {req.kind!r}", field="kind")
+        raise InvalidInput(FeedbackErrorCode.INVALID_FEEDBACK_KIND, f"unknown kind {req.kind!r}", field="kind")
     if req.document_id is not None and req.answer_id is not None:
         raise InvalidInput(
-            "INVALID_FEEDBACK_TARGET",
+            FeedbackErrorCode.INVALID_FEEDBACK_TARGET,
             "give documentId or answerId, not both: one event has one target",
             field="answerId",
         )
     if req.kind in ANSWER_KINDS:
         if req.answer_id is None:
             raise InvalidInput(
-                "KIND_TARGET_MISMATCH",
+                FeedbackErrorCode.KIND_TARGET_MISMATCH,
                 f"{req.kind} rates an answer: pass answerId (documentId is for document feedback)",
                 field="answerId" if req.document_id is None else "documentId",
             )
     elif req.document_id is None:
         raise InvalidInput(
-            "KIND_TARGET_MISMATCH",
+            FeedbackErrorCode.KIND_TARGET_MISMATCH,
             f"{req.kind} is feedback on a document: pass documentId"
             + (" (answerId is only for ANSWER_HELPFUL / ANSWER_UNHELPFUL)" if req.answer_id else ""),
             field="documentId" if req.answer_id is None else "answerId",
         )
     if req.kind == "RATING":
         if req.rating is None:
-            raise InvalidInput("RATING_REQUIRED", "a RATING needs `rating`, from 0 to 5", field="rating")
+            raise InvalidInput(
+                FeedbackErrorCode.RATING_REQUIRED, "a RATING needs `rating`, from 0 to 5", field="rating"
+            )
         if not math.isfinite(req.rating) or not 0.0 <= req.rating <= 5.0:
             raise InvalidInput(
-                "RATING_OUT_OF_RANGE", f"rating must be between 0 and 5, got {req.rating}", field="rating"
+                FeedbackErrorCode.RATING_OUT_OF_RANGE,
+                f"rating must be between 0 and 5, got {req.rating}",
+                field="rating",
             )
     elif req.rating is not None:
         raise InvalidInput(
-            "RATING_NOT_ALLOWED", "`rating` is only for kind RATING; drop it or send kind RATING", field="rating"
+            FeedbackErrorCode.RATING_NOT_ALLOWED,
+            "`rating` is only for kind RATING; drop it or send kind RATING",
+            field="rating",
         )
     if req.idempotency_key is not None and not 1 <= len(req.idempotency_key) <= MAX_KEY_CHARS:
         raise InvalidInput(
-            "INVALID_IDEMPOTENCY_KEY",
+            FeedbackErrorCode.INVALID_IDEMPOTENCY_KEY,
             f"idempotencyKey must be 1 to {MAX_KEY_CHARS} characters (a UUID works well)",
             field="idempotencyKey",
         )
@@ -163,7 +175,7 @@ async def submit(db: Database, tenant_id: str, req: FeedbackRequest, config: Lea
                 event, stored_hash = found
                 if stored_hash != fingerprint:
                     raise InvalidInput(
-                        "IDEMPOTENCY_KEY_REUSED",
+                        FeedbackErrorCode.IDEMPOTENCY_KEY_REUSED,
                         "this idempotencyKey was already used for a different feedback event; use a new key",
                         field="idempotencyKey",
                     )

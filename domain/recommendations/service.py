@@ -20,6 +20,7 @@ import numpy.typing as npt
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from domain.error_codes import CommonErrorCode
 from domain.errors import InvalidInput
 from domain.feedback import profiles
 from domain.feedback.profiles import LearningConfig, Vector, unit
@@ -28,6 +29,7 @@ from domain.persistence.database import Database
 from domain.persistence.tables import Document, QueryLog
 from domain.providers.embedding import Embedder
 from domain.recommendations import candidates, reasons
+from domain.recommendations.error_codes import RecommendationErrorCode
 from domain.recommendations.mmr import mmr
 from domain.rerank.service import Reranking, RerankOutcome
 from domain.rerank.service import Strategy as RerankStrategy
@@ -119,21 +121,21 @@ class Recommender:
         user = req.user_id.strip()
         if not user or len(user) > MAX_USER_ID_CHARS:
             raise InvalidInput(
-                "INVALID_USER_ID",
+                CommonErrorCode.INVALID_USER_ID,
                 f"userId must be 1 to {MAX_USER_ID_CHARS} characters of your app's user id",
                 field="userId",
             )
         check_first(req.first)
         if not 0.0 <= req.diversity <= 1.0:
             raise InvalidInput(
-                "INVALID_DIVERSITY",
+                RecommendationErrorCode.INVALID_DIVERSITY,
                 f"diversity must be between 0 (pure relevance) and 1 (most diverse), got {req.diversity}",
                 field="options.diversity",
             )
         context = (req.context or "").strip() or None
         if context is not None and len(context) > self.max_context_chars:
             raise InvalidInput(
-                "CONTEXT_TOO_LONG",
+                RecommendationErrorCode.CONTEXT_TOO_LONG,
                 f"context is {len(context)} characters; keep it under {self.max_context_chars}",
                 field="context",
             )

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.errors import InvalidInput
+from domain.retrieval.error_codes import SearchErrorCode
 
 OPS = ("EQ", "NE", "IN", "GT", "GTE", "LT", "LTE", "CONTAINS", "EXISTS")
 _CMP = {"EQ": "=", "NE": "<>", "GT": ">", "GTE": ">=", "LT": "<", "LTE": "<="}
@@ -69,7 +70,7 @@ class _Compiler:
         return f":{name}"
 
     def bad(self, where: str, message: str) -> InvalidInput:
-        return InvalidInput("INVALID_FILTER_VALUE", message, field=f"{self.path}.{where}")
+        return InvalidInput(SearchErrorCode.INVALID_FILTER_VALUE, message, field=f"{self.path}.{where}")
 
     def scalar(self, kind: str, value: Any, where: str, cond: Condition) -> Any:
         ok: bool
@@ -146,7 +147,7 @@ class _Compiler:
     def metadata(self, cond: Condition, where: str) -> str:
         if not _META_KEY.match(cond.field):
             raise InvalidInput(
-                "INVALID_FILTER_FIELD",
+                SearchErrorCode.INVALID_FILTER_FIELD,
                 f"filter field {cond.field!r} is not a built-in field ({', '.join(_BUILTIN)}) nor a metadata key "
                 f"matching {_META_KEY.pattern}",
                 field=f"{self.path}.{where.rsplit('.', 1)[0]}.field",
@@ -183,7 +184,7 @@ class _Compiler:
     def condition(self, cond: Condition, where: str) -> str:
         if cond.op not in OPS:
             raise InvalidInput(
-                "UNKNOWN_FILTER_OPERATOR",
+                SearchErrorCode.UNKNOWN_FILTER_OPERATOR,
                 f"unknown operator {cond.op!r}; use one of {', '.join(OPS)}",
                 field=f"{self.path}.{where.rsplit('.', 1)[0]}.op",
             )
@@ -196,7 +197,7 @@ def compile_filter(flt: MetadataFilter | None, *, alias: str, path: str = "filte
     if flt is None or (not flt.all and not flt.any):
         return CompiledFilter()
     if len(flt.all) + len(flt.any) > MAX_CONDITIONS:
-        raise InvalidInput("FILTER_TOO_COMPLEX", f"use at most {MAX_CONDITIONS} conditions", field=path)
+        raise InvalidInput(SearchErrorCode.FILTER_TOO_COMPLEX, f"use at most {MAX_CONDITIONS} conditions", field=path)
     c = _Compiler(alias, path)
     parts = [c.condition(cond, f"all.{i}.value") for i, cond in enumerate(flt.all)]
     if flt.any:

@@ -19,6 +19,7 @@ from domain.persistence.database import Database
 from domain.persistence.tables import Document, QueryLog
 from domain.rerank.service import Reranking, RerankOutcome, Strategy
 from domain.retrieval.cache import SearchCache
+from domain.retrieval.error_codes import SearchErrorCode
 from domain.retrieval.filters import MetadataFilter, compile_filter
 from domain.retrieval.fusion import FusionMethod, fuse, ranks
 from domain.retrieval.snippets import highlight
@@ -75,21 +76,21 @@ class SearchResult:
 def validate(query: str, first: int, options: SearchOptions, *, max_query_chars: int) -> str:
     q = query.strip()
     if not q:
-        raise InvalidInput("EMPTY_QUERY", "query is empty; type some words to search for", field="query")
+        raise InvalidInput(SearchErrorCode.EMPTY_QUERY, "query is empty; type some words to search for", field="query")
     if len(q) > max_query_chars:
         raise InvalidInput(
-            "QUERY_TOO_LONG",
+            SearchErrorCode.QUERY_TOO_LONG,
             f"query is {len(q)} characters; shorten it to at most {max_query_chars}",
             field="query",
         )
     check_first(first, hint="; page with `after`")
     if options.alpha is not None and not 0.0 <= options.alpha <= 1.0:
         raise InvalidInput(
-            "INVALID_ALPHA", f"alpha must be between 0 and 1, got {options.alpha}", field="options.alpha"
+            SearchErrorCode.INVALID_ALPHA, f"alpha must be between 0 and 1, got {options.alpha}", field="options.alpha"
         )
     if not 1 <= options.candidates <= MAX_CANDIDATES:
         raise InvalidInput(
-            "INVALID_CANDIDATES",
+            SearchErrorCode.INVALID_CANDIDATES,
             f"candidates must be between 1 and {MAX_CANDIDATES}",
             field="options.candidates",
         )

@@ -1,0 +1,19 @@
+"""Codes an ingest, an upload or a document write can fail with."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class DocumentErrorCode(StrEnum):
+    INVALID_METADATA = "INVALID_METADATA"
+    INVALID_DOCUMENT = "INVALID_DOCUMENT"
+    DOCUMENT_TOO_LARGE = "DOCUMENT_TOO_LARGE"
+    DUPLICATE_EXTERNAL_ID = "DUPLICATE_EXTERNAL_ID"
+    EMPTY_BATCH = "EMPTY_BATCH"
+    BATCH_TOO_LARGE = "BATCH_TOO_LARGE"
+    UNSUPPORTED_FILE_TYPE = "UNSUPPORTED_FILE_TYPE"
+    FILE_TOO_LARGE = "FILE_TOO_LARGE"
+    UNREADABLE_FILE = "UNREADABLE_FILE"
+    EMPTY_FILE = "EMPTY_FILE"
+    INVALID_UPLOAD = "INVALID_UPLOAD"
