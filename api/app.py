@@ -16,12 +16,12 @@ from strawberry.subscriptions import (
 )
 
 from api.bootstrap import build_gate, build_services, describe_auth
-from api.graphql_router import RagqlRouter, get_context
-from api.guard import GraphQLGuard
+from api.graphql_router import RagqlRouter, RagqlState, get_context
+from api.guard import STATE_KEY, GraphQLGuard
 from api.ratelimit import Rate, RateLimiter
 from api.settings import Settings
 from domain.providers.embedding import Embedder
-from domain.runtime import Services
+from domain.runtime import ServerFacts, Services
 from schema.root import QueryLimits, build_schema
 
 log = logging.getLogger("ragql")
@@ -31,13 +31,16 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     settings = settings or Settings()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, RagqlState]]:
         services, close = await build_services(settings, embedder=embedder)
+        gate = build_gate(settings, services)
+        facts = ServerFacts(
+            auth_description=describe_auth(settings),
+            introspection=settings.introspection_enabled,
+            rate_limiter=gate.limiter,
+        )
+        # app.state too: /readyz and operators' probes look there; requests read the lifespan state.
         app.state.services = services
-        app.state.gate = gate = build_gate(settings, services)
-        services.rate_limit_backend = lambda: gate.limiter.backend
-        services.introspection = settings.introspection_enabled
-        services.auth_description = describe_auth(settings)
         if settings.env == "development":
             log.warning(
                 "development mode: requests without credentials act as an admin of tenant %r "
@@ -48,9 +51,9 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
             log.warning("RAGQL_REDIS_URL is not set: rate limits are kept per process, not shared by replicas")
         log.info("rate limits: %s", gate.limiter.backend)
         try:
-            yield
+            yield {STATE_KEY: RagqlState(services=services, gate=gate, facts=facts)}
         finally:
-            await app.state.gate.limiter.aclose()
+            await gate.limiter.aclose()
             await close()
 
     app = FastAPI(title="ragql", lifespan=lifespan)
@@ -76,7 +79,6 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     app.include_router(router, prefix="/graphql")
     app.add_middleware(
         GraphQLGuard,
-        authenticator=lambda: app.state.gate.authenticator,
         admission=RateLimiter(None),
         admission_rate=Rate(max(1, round(settings.admission_per_ip_per_s)), 1.0),
         max_body_bytes=settings.max_request_bytes,

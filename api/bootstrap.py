@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from pydantic import SecretStr
 from sqlalchemy import text
@@ -20,7 +21,7 @@ from domain.answers.generators import LLMGenerator
 from domain.answers.service import Answering, AnswerLimits
 from domain.demo.loader import demo_documents
 from domain.documents import service as documents
-from domain.documents.service import ChunkingConfig
+from domain.documents.service import ChunkingConfig, Documents, IngestContext
 from domain.feedback.profiles import LearningConfig
 from domain.persistence.database import Database
 from domain.persistence.migrate import check_embedding_model, keyword_backend, migrate
@@ -31,6 +32,7 @@ from domain.recommendations.service import Recommender
 from domain.rerank.service import RerankConfig, Reranking
 from domain.retrieval.cache import SearchCache
 from domain.retrieval.index_health import ensure_bm25_healthy
+from domain.retrieval.searching import Searching
 from domain.runtime import Limits, Services
 from domain.tenancy import ensure_tenant
 
@@ -202,6 +204,8 @@ async def build_services(
     recommender = Recommender(
         db=db, embedder=emb, reranking=reranking, learning=learning, max_context_chars=settings.max_query_chars
     )
+    search_cache = SearchCache(ttl_s=settings.search_cache_ttl_s)
+    chunking = ChunkingConfig(max_tokens=settings.chunk_tokens, overlap_tokens=settings.chunk_overlap_tokens)
     services = Services(
         db=db,
         embedder=emb,
@@ -209,8 +213,14 @@ async def build_services(
         reranking=reranking,
         answering=answering,
         recommender=recommender,
+        searching=Searching(db, emb, backend, reranking, search_cache, max_query_chars=settings.max_query_chars),
+        documents=Documents(
+            IngestContext(db, emb, chunking, settings.max_documents_per_batch, settings.max_document_chars),
+            search_cache,
+            max_upload_bytes=settings.max_upload_bytes,
+        ),
         learning=learning,
-        search_cache=SearchCache(ttl_s=settings.search_cache_ttl_s),
+        search_cache=search_cache,
         dev_tenant=settings.dev_tenant,
         api_key_prefix=settings.api_key_prefix,
         database_kind=kind,
@@ -218,7 +228,7 @@ async def build_services(
         pgvector_version=str(vector_version),
         environment=settings.env,
         keyword_index=health,
-        chunking=ChunkingConfig(max_tokens=settings.chunk_tokens, overlap_tokens=settings.chunk_overlap_tokens),
+        chunking=chunking,
         limits=Limits(
             max_query_chars=settings.max_query_chars,
             max_documents_per_batch=settings.max_documents_per_batch,
@@ -229,14 +239,7 @@ async def build_services(
     await ensure_tenant(db, settings.dev_tenant)
     if settings.load_demo and await documents.count(db=db, tenant_id=settings.dev_tenant) == 0:
         demo = demo_documents()
-        outcome = await documents.ingest(
-            db=db,
-            embedder=emb,
-            tenant_id=settings.dev_tenant,
-            inputs=demo,
-            chunking=services.chunking,
-            max_batch=len(demo),
-            max_chars=settings.max_document_chars,
-        )
+        ctx = replace(services.documents.ingesting, max_batch=len(demo))
+        outcome = await documents.ingest(ctx, documents.IngestRequest(settings.dev_tenant, demo))
         log.info("loaded the demo catalogue: %d films into tenant %r", len(outcome.documents), settings.dev_tenant)
     return services, db.dispose

@@ -14,19 +14,22 @@ import logging
 import math
 import time
 from collections import Counter
+from dataclasses import dataclass
 
 from starlette.requests import HTTPConnection
+from starlette.types import Scope
 from starlette.websockets import WebSocket, WebSocketState
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
 from strawberry.types.unset import UnsetType
 
 from api.auth.authenticate import Authenticator, credential_from_headers, credential_from_params
-from api.guard import CLEANUP_KEY, PRINCIPAL_KEY, REQUEST_ID_KEY, client_ip
+from api.guard import CLEANUP_KEY, PRINCIPAL_KEY, REQUEST_ID_KEY, STATE_KEY, client_ip
 from api.ratelimit import Bucket, Rate, RateLimiter
+from domain.auth.principal import Principal
 from domain.errors import RateLimited, Unauthenticated
-from domain.runtime import Services
-from schema.context import Context, Principal, ThrottleStatus
+from domain.runtime import ServerFacts, Services
+from schema.context import Context, ThrottleStatus
 
 log = logging.getLogger("ragql.auth")
 EXPIRED_CLOSE_CODE = 4401
@@ -78,14 +81,30 @@ def principal_key(principal: Principal) -> str:
     return f"{principal.tenant_id}:{principal.method}:{who}"
 
 
+@dataclass(frozen=True)
+class RagqlState:
+    """What the lifespan yields (Starlette lifespan state): each request's scope["state"] carries it."""
+
+    services: Services
+    gate: Gatekeeping
+    facts: ServerFacts
+
+
+def ragql_state(scope: Scope) -> RagqlState:
+    state: RagqlState = scope["state"][STATE_KEY]
+    return state
+
+
 async def get_context(connection: HTTPConnection) -> Context:
     """One context getter for HTTP requests and websockets (both are HTTPConnections)."""
-    services: Services = connection.app.state.services
-    gate: Gatekeeping = connection.app.state.gate
+    app_state = ragql_state(connection.scope)
+    services, gate = app_state.services, app_state.gate
     state = connection.scope.get("state", {})
     # Websockets start with no roles; connection_init sets the real principal.
     principal: Principal = state.get(PRINCIPAL_KEY) or Principal(services.dev_tenant, "unidentified", [])
-    context = Context(services=services, principal=principal, request_id=state.get(REQUEST_ID_KEY, "-"))
+    context = Context(
+        services=services, principal=principal, request_id=state.get(REQUEST_ID_KEY, "-"), facts=app_state.facts
+    )
     ip = client_ip(connection.scope)
 
     async def charge(cost: int) -> ThrottleStatus:
@@ -100,7 +119,7 @@ class RagqlRouter(GraphQLRouter[Context, None]):
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         websocket = context.request
         assert isinstance(websocket, WebSocket)
-        gate: Gatekeeping = websocket.app.state.gate
+        gate = ragql_state(websocket.scope).gate
         try:
             credential = credential_from_params(context.connection_params) or credential_from_headers(websocket.headers)
             principal = await gate.authenticator.authenticate(credential)

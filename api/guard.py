@@ -28,6 +28,8 @@ log = logging.getLogger("ragql.auth")
 CLEANUP_KEY = "ragql_cleanup"
 PRINCIPAL_KEY = "ragql_principal"
 REQUEST_ID_KEY = "ragql_request_id"
+# The lifespan state (api.graphql_router.RagqlState) under this key: services, gate, server facts.
+STATE_KEY = "ragql"
 
 
 class GraphQLGuard:
@@ -35,7 +37,6 @@ class GraphQLGuard:
         self,
         app: ASGIApp,
         *,
-        authenticator: Callable[[], Authenticator],
         admission: RateLimiter,
         admission_rate: Rate,
         max_body_bytes: int,
@@ -43,7 +44,6 @@ class GraphQLGuard:
         path: str = "/graphql",
     ) -> None:
         self.app = app
-        self.authenticator = authenticator
         self.admission = admission
         self.admission_rate = admission_rate
         self.max_body_bytes = max_body_bytes
@@ -97,7 +97,8 @@ class GraphQLGuard:
             await _reject(send, 413, "REQUEST_TOO_LARGE", _too_large(limit), request_id)
             return
         try:
-            state[PRINCIPAL_KEY] = await self.authenticator().authenticate(credential_from_headers(headers))
+            authenticator: Authenticator = state[STATE_KEY].gate.authenticator
+            state[PRINCIPAL_KEY] = await authenticator.authenticate(credential_from_headers(headers))
         except Unauthenticated as exc:
             # Not the credential itself: only what was wrong with it.
             log.info("refused request_id=%s ip=%s: %s", request_id, ip, exc.message)

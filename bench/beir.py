@@ -50,15 +50,8 @@ async def ingest_corpus(
             DocumentInput(title=d["title"] or d["_id"], text=d["text"] or d["title"], external_id=d["_id"])
             for d in batch
         ]
-        out = await documents.ingest(
-            db=db,
-            embedder=embedder,
-            tenant_id=TENANT,
-            inputs=inputs,
-            chunking=chunking,
-            max_batch=BATCH,
-            max_chars=10**7,
-        )
+        ctx = documents.IngestContext(db, embedder, chunking, max_batch=BATCH, max_chars=10**7)
+        out = await documents.ingest(ctx, documents.IngestRequest(TENANT, inputs))
         if out.errors:
             raise RuntimeError(f"ingest errors: {[e.message for e in out.errors[:3]]}")
         embedded += out.chunks_embedded

@@ -43,15 +43,8 @@ async def _run(url: str) -> None:
 
         async def ingest_demo() -> tuple[int, float]:
             started = time.perf_counter()
-            out = await documents.ingest(
-                db=db,
-                embedder=embedder,
-                tenant_id=DEFAULT_TENANT,
-                inputs=demo,
-                chunking=ChunkingConfig(),
-                max_batch=len(demo),
-                max_chars=10**6,
-            )
+            ctx = documents.IngestContext(db, embedder, ChunkingConfig(), max_batch=len(demo), max_chars=10**6)
+            out = await documents.ingest(ctx, documents.IngestRequest(DEFAULT_TENANT, demo))
             return out.chunks_embedded, time.perf_counter() - started
 
         chunks, elapsed = await ingest_demo()

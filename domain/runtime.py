@@ -1,12 +1,13 @@
-"""The services a request needs, built once at start by the api layer and handed down."""
+"""The services a request needs, built once at start by the api layer and handed down. Frozen:
+nothing is patched in after start. What the API in front reports about itself is ServerFacts."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from domain.answers.service import Answering
-from domain.documents.service import ChunkingConfig
+from domain.documents.service import ChunkingConfig, Documents
 from domain.feedback.profiles import LearningConfig
 from domain.persistence.database import Database
 from domain.providers.embedding import Embedder
@@ -14,6 +15,7 @@ from domain.recommendations.service import Recommender
 from domain.rerank.service import Reranking
 from domain.retrieval.cache import SearchCache
 from domain.retrieval.index_health import IndexHealth
+from domain.retrieval.searching import Searching
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,7 @@ class Limits:
     max_upload_bytes: int = 10 * 1024 * 1024
 
 
-@dataclass
+@dataclass(frozen=True)
 class Services:
     db: Database
     embedder: Embedder
@@ -32,6 +34,8 @@ class Services:
     reranking: Reranking
     answering: Answering
     recommender: Recommender
+    searching: Searching
+    documents: Documents
     database_kind: str
     database_version: str = ""
     pgvector_version: str = ""
@@ -39,12 +43,29 @@ class Services:
     dev_tenant: str = "default"
     # New API keys start with this: "rgq_live_" in production, "rgq_dev_" elsewhere.
     api_key_prefix: str = "rgq_dev_"
-    # What serverInfo reports about identity and limits; set by the api layer at start.
-    auth_description: str = "development: requests without credentials act as the development tenant's admin"
-    introspection: bool = True
-    rate_limit_backend: Callable[[], str] = lambda: "local"
     keyword_index: IndexHealth | None = None
     chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
     limits: Limits = field(default_factory=Limits)
     learning: LearningConfig = field(default_factory=LearningConfig)
     search_cache: SearchCache = field(default_factory=SearchCache)
+
+
+class RateLimitBackend(Protocol):
+    """The api layer's rate limiter, as serverInfo sees it: its backend may change while serving
+    (Redis unreachable -> local), so it is read on each request, not copied at start."""
+
+    @property
+    def backend(self) -> str: ...
+
+
+class _LocalLimits:
+    backend = "local"
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    """What serverInfo reports about identity and limits; set by the api layer at start, once."""
+
+    auth_description: str = "development: requests without credentials act as the development tenant's admin"
+    introspection: bool = True
+    rate_limiter: RateLimitBackend = field(default_factory=_LocalLimits)

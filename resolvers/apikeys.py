@@ -7,9 +7,8 @@ from typing import Annotated
 import strawberry
 
 from domain.auth import apikeys
-from domain.errors import DomainError
 from schema.apikeys import ApiKey, CreateApiKeyInput, CreateApiKeyPayload, RevokeApiKeyInput, RevokeApiKeyPayload, Role
-from schema.common import UserError, from_global_id, to_global_id
+from schema.common import from_global_id, to_global_id
 from schema.context import Context
 
 
@@ -29,29 +28,23 @@ def to_api_key(key: apikeys.ApiKey) -> ApiKey:
 
 async def create_api_key(info: strawberry.Info[Context], input: CreateApiKeyInput) -> CreateApiKeyPayload:
     ctx = info.context
-    try:
-        created = await apikeys.create(
-            ctx.services.db,
-            ctx.tenant_id,
-            name=input.name,
-            roles=[r.value for r in input.roles],
-            expires_at=input.expires_at,
-            created_by=ctx.principal.subject,
-            prefix=ctx.services.api_key_prefix,
-        )
-    except DomainError as exc:
-        return CreateApiKeyPayload(api_key=None, secret=None, errors=[UserError.from_domain(exc)])
-    return CreateApiKeyPayload(api_key=to_api_key(created.key), secret=created.secret, errors=[])
+    created = await apikeys.create(
+        ctx.services.db,
+        ctx.tenant_id,
+        name=input.name,
+        roles=[r.value for r in input.roles],
+        expires_at=input.expires_at,
+        created_by=ctx.principal.subject,
+        prefix=ctx.services.api_key_prefix,
+    )
+    return CreateApiKeyPayload(api_key=to_api_key(created.key), secret=created.secret)
 
 
 async def revoke_api_key(info: strawberry.Info[Context], input: RevokeApiKeyInput) -> RevokeApiKeyPayload:
     ctx = info.context
-    try:
-        key_id = from_global_id(input.id, expected="ApiKey")[1]
-        key = await apikeys.revoke(ctx.services.db, ctx.tenant_id, key_id)
-    except DomainError as exc:
-        return RevokeApiKeyPayload(api_key=None, errors=[UserError.from_domain(exc)])
-    return RevokeApiKeyPayload(api_key=to_api_key(key), errors=[])
+    key_id = from_global_id(input.id, expected="ApiKey")[1]
+    key = await apikeys.revoke(ctx.services.db, ctx.tenant_id, key_id)
+    return RevokeApiKeyPayload(api_key=to_api_key(key))
 
 
 async def api_keys(

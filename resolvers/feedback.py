@@ -6,11 +6,10 @@ import uuid
 
 import strawberry
 
-from domain.documents import service as documents
 from domain.error_codes import CommonErrorCode
-from domain.errors import DomainError, InvalidInput
+from domain.errors import InvalidInput
 from domain.feedback import service as feedback
-from schema.common import UserError, from_global_id, to_global_id
+from schema.common import from_global_id, to_global_id
 from schema.context import Context
 from schema.documents import Document
 from schema.feedback import Feedback, FeedbackInput, FeedbackKind, SubmitFeedbackPayload
@@ -47,22 +46,14 @@ def _request(input: FeedbackInput, subject: str) -> feedback.FeedbackRequest:
 async def submit_feedback(info: strawberry.Info[Context], input: FeedbackInput) -> SubmitFeedbackPayload:
     s = info.context.services
     tenant = info.context.tenant_id
-    try:
-        request = _request(input, info.context.principal.subject)
-        submitted = await feedback.submit(s.db, tenant, request, s.learning)
-    except DomainError as exc:
-        return SubmitFeedbackPayload(feedback=None, duplicate=False, errors=[UserError.from_domain(exc)])
-    return SubmitFeedbackPayload(
-        feedback=await to_feedback(info, submitted.event), duplicate=submitted.duplicate, errors=[]
-    )
+    submitted = await feedback.submit(s.db, tenant, _request(input, info.context.principal.subject), s.learning)
+    return SubmitFeedbackPayload(feedback=await to_feedback(info, submitted.event), duplicate=submitted.duplicate)
 
 
 async def to_feedback(info: strawberry.Info[Context], event: feedback.FeedbackEvent) -> Feedback:
     document = None
     if event.document_id is not None:
-        row = await documents.get(
-            db=info.context.services.db, tenant_id=info.context.tenant_id, document_id=event.document_id
-        )
+        row = await info.context.services.documents.get(info.context.tenant_id, event.document_id)
         document = Document.from_row(row) if row else None
     return Feedback(
         id=to_global_id("Feedback", event.id),

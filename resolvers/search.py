@@ -66,19 +66,7 @@ async def search(
         filter=to_domain_filter(opts.filter),
         rerank=opts.rerank.value,
     )
-    q = retrieval.validate(query, first, domain_opts, max_query_chars=s.limits.max_query_chars)
-    vector = await s.embedder.embed_query(q) if domain_opts.mode != "KEYWORD" else None
-    result = await retrieval.search(
-        db=s.db,
-        tenant_id=info.context.tenant_id,
-        query_vector=vector,
-        query=q,
-        first=first,
-        options=domain_opts,
-        keyword_backend=s.keyword_backend,
-        reranking=s.reranking,
-        cache=s.search_cache,
-    )
+    result = await s.searching.search(info.context.tenant_id, query, first, domain_opts)
     return SearchResult(
         hits=[to_search_hit(h) for h in result.hits],
         total_candidates=result.total_candidates,

@@ -38,11 +38,12 @@ class CreateApiKeyInput:
 
 @strawberry.type
 class CreateApiKeyPayload:
-    api_key: ApiKey | None
+    api_key: ApiKey | None = None
     secret: str | None = strawberry.field(
-        description="The key to send as 'X-API-Key' or 'Authorization: Bearer'. Shown only here, only once."
+        default=None,
+        description="The key to send as 'X-API-Key' or 'Authorization: Bearer'. Shown only here, only once.",
     )
-    errors: list[UserError]
+    errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.input
@@ -52,5 +53,5 @@ class RevokeApiKeyInput:
 
 @strawberry.type
 class RevokeApiKeyPayload:
-    api_key: ApiKey | None
-    errors: list[UserError]
+    api_key: ApiKey | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)

@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from strawberry.fastapi import BaseContext
 
-from domain.auth.apikeys import ROLES as ROLE_ORDER
-from domain.runtime import Services
+from domain.auth.principal import Principal
+from domain.runtime import ServerFacts, Services
 
-
-@dataclass
-class Principal:
-    tenant_id: str
-    subject: str
-    roles: list[str] = field(default_factory=list)
-    authenticated: bool = False
-    # How the caller was identified: "jwt", "api_key" or "development" (no credentials, dev mode).
-    method: str = "development"
-    # The API key's id when method == "api_key", for per-key limits and audit.
-    api_key_id: str | None = None
-    # Unix time at which the credential stops being valid (JWT exp, key expiry); None = no expiry.
-    expires_at: float | None = None
-
-    def has_role(self, role: str) -> bool:
-        """Roles are ordered: an admin is also an editor and a reader."""
-        wanted = ROLE_ORDER.index(role)
-        return any(r in ROLE_ORDER and ROLE_ORDER.index(r) >= wanted for r in self.roles)
+__all__ = ["Charger", "Context", "Principal", "ThrottleStatus"]
 
 
 @dataclass(frozen=True)
@@ -53,9 +36,11 @@ class Context(BaseContext):
         principal: Principal,
         request_id: str,
         charge: Charger | None = None,
+        facts: ServerFacts | None = None,
     ) -> None:
         super().__init__()
         self.services = services
+        self.facts = facts or ServerFacts()
         self.principal = principal
         self.request_id = request_id
         self.charge = charge

@@ -113,10 +113,11 @@ class IngestedDocument:
 
 @strawberry.type
 class IngestDocumentsPayload:
-    documents: list[Document]
-    results: list[IngestedDocument]
-    chunks_embedded: int
-    errors: list[UserError]
+    # Defaults: a payload that failed as a whole is `IngestDocumentsPayload(errors=[...])`.
+    documents: list[Document] = strawberry.field(default_factory=list)
+    results: list[IngestedDocument] = strawberry.field(default_factory=list)
+    chunks_embedded: int = 0
+    errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.input
@@ -126,5 +127,5 @@ class DeleteDocumentInput:
 
 @strawberry.type
 class DeleteDocumentPayload:
-    deleted_id: strawberry.ID | None
-    errors: list[UserError]
+    deleted_id: strawberry.ID | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)

@@ -56,6 +56,8 @@ class Feedback(Node):
 
 @strawberry.type
 class SubmitFeedbackPayload:
-    feedback: Feedback | None
-    duplicate: bool = strawberry.field(description="True when the idempotency key had already stored this event.")
-    errors: list[UserError]
+    feedback: Feedback | None = None
+    duplicate: bool = strawberry.field(
+        default=False, description="True when the idempotency key had already stored this event."
+    )
+    errors: list[UserError] = strawberry.field(default_factory=list)

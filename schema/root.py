@@ -9,7 +9,13 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import DisableIntrospection, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import (
+    DisableIntrospection,
+    FieldExtension,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+)
 from strawberry.permission import BasePermission
 from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
 from strawberry.types import ExecutionContext, ExecutionResult
@@ -33,6 +39,7 @@ from schema.documents import (
 from schema.errors import ErrorCodes, mask
 from schema.feedback import Feedback, SubmitFeedbackPayload
 from schema.input_guard import InputGuard
+from schema.payload_errors import DomainErrorsToPayload
 from schema.permissions import IsAdmin, IsEditor, IsReader
 from schema.recommendations import RecommendationResult
 from schema.search import SearchHit, SearchResult
@@ -41,6 +48,11 @@ from schema.server import PrincipalInfo, ServerInfo
 READER: list[type[BasePermission]] = [IsReader]
 EDITOR: list[type[BasePermission]] = [IsEditor]
 ADMIN: list[type[BasePermission]] = [IsAdmin]
+
+
+def payload_errors() -> list[FieldExtension]:
+    """A fresh extension per mutation field: each keeps its own field's payload type."""
+    return [DomainErrorsToPayload()]
 
 
 @strawberry.type
@@ -77,28 +89,31 @@ class Query:
 @strawberry.type
 class Mutation:
     ingest_documents: IngestDocumentsPayload = strawberry.mutation(
-        resolver=documents.ingest_documents, permission_classes=EDITOR
+        resolver=documents.ingest_documents, permission_classes=EDITOR, extensions=payload_errors()
     )
     upload_documents: IngestDocumentsPayload = strawberry.mutation(
-        resolver=documents.upload_documents, permission_classes=EDITOR
+        resolver=documents.upload_documents, permission_classes=EDITOR, extensions=payload_errors()
     )
     delete_document: DeleteDocumentPayload = strawberry.mutation(
-        resolver=documents.delete_document, permission_classes=EDITOR
+        resolver=documents.delete_document, permission_classes=EDITOR, extensions=payload_errors()
     )
     submit_feedback: SubmitFeedbackPayload = strawberry.mutation(
         resolver=feedback.submit_feedback,
         description="Record one feedback event; with an idempotencyKey, retries are safe.",
         permission_classes=READER,
+        extensions=payload_errors(),
     )
     create_api_key: CreateApiKeyPayload = strawberry.mutation(
         resolver=apikeys.create_api_key,
         description="A new API key of this tenant. Its secret is in the payload, once. Admins only.",
         permission_classes=ADMIN,
+        extensions=payload_errors(),
     )
     revoke_api_key: RevokeApiKeyPayload = strawberry.mutation(
         resolver=apikeys.revoke_api_key,
         description="Revoke a key; it stops working on the next request, on every replica. Admins only.",
         permission_classes=ADMIN,
+        extensions=payload_errors(),
     )
 
 

@@ -161,15 +161,8 @@ async def ingest_docs(
     db: Database, embedder: Embedder, tenant: str, inputs: list[DocumentInput]
 ) -> documents.IngestOutcome:
     """Domain-level ingest with the default chunking, for tests that bypass HTTP."""
-    return await documents.ingest(
-        db=db,
-        embedder=embedder,
-        tenant_id=tenant,
-        inputs=inputs,
-        chunking=ChunkingConfig(),
-        max_batch=100,
-        max_chars=100_000,
-    )
+    ctx = documents.IngestContext(db, embedder, ChunkingConfig(), max_batch=100, max_chars=100_000)
+    return await documents.ingest(ctx, documents.IngestRequest(tenant, inputs))
 
 
 async def graphql(client: httpx.AsyncClient, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -16,10 +16,11 @@ from typing import Any
 
 from api.auth.tokens import JwtVerifier
 from domain.auth import apikeys
+from domain.auth.apikeys import ROLES as ROLE_ORDER
+from domain.auth.principal import Principal
 from domain.errors import Unauthenticated
 from domain.persistence.database import Database
 from domain.tenancy import ensure_tenant
-from schema.context import ROLE_ORDER, Principal
 
 API_KEY_MARK = "rgq_"
 TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

@@ -28,6 +28,7 @@ from domain.providers.llm import ChatModel, ProviderFailure, Usage
 from domain.rerank.service import Reranking, RerankOutcome, Strategy
 from domain.retrieval import search as retrieval
 from domain.retrieval.filters import MetadataFilter
+from domain.retrieval.searching import Searching
 
 log = logging.getLogger("ragql.answers")
 
@@ -128,6 +129,7 @@ class Answering:
         self.extractive = extractive
         self.llm = llm
         self.limits = limits or AnswerLimits()
+        self.searching = Searching(db, embedder, keyword_backend, reranking)
 
     @property
     def generator(self) -> Generator:
@@ -200,17 +202,11 @@ class Answering:
             prepared.sources = [Source(1, "Selected text", request.selected_text.strip())]
             return prepared
         prepared.retrieval_query = await self._condense(question, history, prepared)
-        vector = await self.embedder.embed_query(prepared.retrieval_query)
-        result = await retrieval.search(
-            db=self.db,
-            tenant_id=tenant_id,
-            query_vector=vector,
-            query=prepared.retrieval_query,
-            first=request.sources,
-            options=retrieval.SearchOptions(filter=request.filter, rerank=request.rerank),
-            keyword_backend=self.keyword_backend,
-            reranking=self.reranking,
-            log=False,
+        result = await self.searching.retrieve(
+            tenant_id,
+            prepared.retrieval_query,
+            request.sources,
+            retrieval.SearchOptions(filter=request.filter, rerank=request.rerank),
         )
         prepared.rerank = result.rerank
         if result.rerank is not None:

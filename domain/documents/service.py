@@ -22,13 +22,14 @@ from sqlmodel import col, func, select
 
 from domain.documents.chunking import ChunkText, chunk_document
 from domain.documents.error_codes import DocumentErrorCode
-from domain.documents.validation import DocumentInput, NormalizedDocument, normalize
+from domain.documents.validation import DocumentInput, NormalizedDocument, normalize, normalize_metadata
 from domain.error_codes import CommonErrorCode
 from domain.errors import DomainError, InvalidInput, NotFound
 from domain.paging import check_first
 from domain.persistence.database import Database
 from domain.persistence.tables import Document
 from domain.providers.embedding import Embedder
+from domain.retrieval.cache import SearchCache
 from domain.retrieval.filters import MetadataFilter, compile_filter
 
 Status = Literal["CREATED", "UPDATED", "UNCHANGED"]
@@ -176,25 +177,41 @@ async def _write_one(
     return doc_id, "UNCHANGED" if previous == doc.content_hash else "UPDATED"
 
 
-async def ingest(
-    *,
-    db: Database,
-    embedder: Embedder,
-    tenant_id: str,
-    inputs: Sequence[DocumentInput],
-    chunking: ChunkingConfig,
-    max_batch: int,
-    max_chars: int,
-    field_prefix: str = "documents",
-) -> IngestOutcome:
-    if not inputs:
-        raise InvalidInput(DocumentErrorCode.EMPTY_BATCH, "send at least one document", field=field_prefix)
-    if len(inputs) > max_batch:
+@dataclass(frozen=True)
+class IngestContext:
+    """What every ingest of a process shares: built once at start."""
+
+    db: Database
+    embedder: Embedder
+    chunking: ChunkingConfig = ChunkingConfig()
+    max_batch: int = 256
+    max_chars: int = 2_000_000
+
+
+@dataclass(frozen=True)
+class IngestRequest:
+    tenant_id: str
+    inputs: Sequence[DocumentInput]
+    # Where error fields point: "documents" for ingestDocuments, "files" for uploadDocuments.
+    field_prefix: str = "documents"
+
+
+def check_batch_size(count: int, max_batch: int, field: str) -> None:
+    """The one batch-size rule, for documents and for uploaded files (checked before any is read)."""
+    if count > max_batch:
         raise InvalidInput(
             DocumentErrorCode.BATCH_TOO_LARGE,
-            f"{len(inputs)} documents in one call; send at most {max_batch} per call (RAGQL_MAX_DOCUMENTS_PER_BATCH)",
-            field=field_prefix,
+            f"{count} documents in one call; send at most {max_batch} per call (RAGQL_MAX_DOCUMENTS_PER_BATCH)",
+            field=field,
         )
+
+
+async def ingest(ctx: IngestContext, request: IngestRequest) -> IngestOutcome:
+    db, embedder, chunking = ctx.db, ctx.embedder, ctx.chunking
+    tenant_id, inputs, field_prefix, max_chars = request.tenant_id, request.inputs, request.field_prefix, ctx.max_chars
+    if not inputs:
+        raise InvalidInput(DocumentErrorCode.EMPTY_BATCH, "send at least one document", field=field_prefix)
+    check_batch_size(len(inputs), ctx.max_batch, field_prefix)
     errors: list[DomainError] = []
     valid: list[tuple[int, NormalizedDocument]] = []
     seen_ids: set[str] = set()
@@ -343,3 +360,52 @@ async def count(*, db: Database, tenant_id: str) -> int:
                 await session.execute(select(func.count()).select_from(Document).where(Document.tenant_id == tenant_id))
             ).scalar_one()
         )
+
+
+@dataclass(frozen=True)
+class Documents:
+    """The documents area, built once at start: ingest, upload, delete, read, list. A write drops
+    the tenant's cached search results here, so no caller has to remember to."""
+
+    ingesting: IngestContext
+    search_cache: SearchCache
+    max_upload_bytes: int = 10 * 1024 * 1024
+
+    @property
+    def db(self) -> Database:
+        return self.ingesting.db
+
+    async def ingest(
+        self, tenant_id: str, inputs: Sequence[DocumentInput], *, early_errors: Sequence[DomainError] = ()
+    ) -> IngestOutcome:
+        return await self._ingest(IngestRequest(tenant_id, inputs), early_errors)
+
+    async def upload(self, tenant_id: str, files: Sequence[object], metadata: Any) -> IngestOutcome:
+        from domain.documents.uploads import read_uploads
+
+        normalized = normalize_metadata(metadata, "metadata")
+        check_batch_size(len(files), self.ingesting.max_batch, "files")
+        parsed, errors = await read_uploads(files, metadata=normalized, max_bytes=self.max_upload_bytes)
+        return await self._ingest(IngestRequest(tenant_id, parsed, field_prefix="files"), errors)
+
+    async def _ingest(self, request: IngestRequest, early_errors: Sequence[DomainError]) -> IngestOutcome:
+        if not request.inputs:
+            # Nothing left to write (no documents, or every file failed to read): report what failed.
+            return IngestOutcome(documents=[], errors=list(early_errors), chunks_embedded=0)
+        outcome = await ingest(self.ingesting, request)
+        self.search_cache.invalidate(request.tenant_id)
+        outcome.errors = [*early_errors, *outcome.errors]
+        return outcome
+
+    async def delete(self, tenant_id: str, document_id: uuid.UUID) -> Document:
+        deleted = await delete(db=self.db, tenant_id=tenant_id, document_id=document_id)
+        self.search_cache.invalidate(tenant_id)
+        return deleted
+
+    async def get(self, tenant_id: str, document_id: uuid.UUID) -> Document | None:
+        return await get(db=self.db, tenant_id=tenant_id, document_id=document_id)
+
+    async def list_page(
+        self, tenant_id: str, *, first: int, after: str | None, flt: MetadataFilter | None
+    ) -> DocumentPage:
+        return await list_page(db=self.db, tenant_id=tenant_id, first=first, after=after, flt=flt)

@@ -1,0 +1,46 @@
+"""Uploaded files read into documents, each one on its own: a bad file is an error for its index,
+and the others still go in."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from domain.documents.error_codes import DocumentErrorCode
+from domain.documents.parsing import parse_upload
+from domain.documents.validation import DocumentInput
+from domain.errors import DomainError, InvalidInput
+
+
+@runtime_checkable
+class UploadedFile(Protocol):
+    """What a multipart file part offers (Starlette's UploadFile is one); no HTTP import here."""
+
+    filename: str | None
+
+    async def read(self, size: int = -1) -> bytes: ...
+
+
+async def read_uploads(
+    files: Sequence[object], *, metadata: Any, max_bytes: int
+) -> tuple[list[DocumentInput], list[DomainError]]:
+    parsed: list[DocumentInput] = []
+    errors: list[DomainError] = []
+    for i, upload in enumerate(files):
+        path = f"files.{i}"
+        try:
+            if not isinstance(upload, UploadedFile):
+                # The Upload scalar also accepts a literal in the query text; only real parts are files.
+                raise InvalidInput(
+                    DocumentErrorCode.INVALID_UPLOAD,
+                    "files must be parts of a multipart request (GraphQL multipart request spec), not literals",
+                    field=path,
+                )
+            name = upload.filename or f"file-{i}"
+            # Read one byte past the limit: enough to know it is too large without buffering it all.
+            title, text = parse_upload(name, await upload.read(max_bytes + 1), max_bytes=max_bytes, path=path)
+        except DomainError as exc:
+            errors.append(exc)
+            continue
+        parsed.append(DocumentInput(title=title, text=text, external_id=f"upload:{name}", metadata=metadata))
+    return parsed, errors
