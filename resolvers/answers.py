@@ -29,6 +29,7 @@ from schema.common import from_global_id, to_global_id
 from schema.context import Context
 from schema.documents import Document
 from schema.error_codes import to_graphql
+from schema.payload_errors import first_error_as_event
 from schema.search import SearchHit
 
 
@@ -101,19 +102,22 @@ async def answer(info: strawberry.Info[Context], question: str, options: AnswerO
     )
 
 
+def _refused(exc: DomainError) -> AnswerError:
+    """Refused before it started: the answerId names an attempt that was not stored."""
+    attempt = to_global_id("Answer", uuid.uuid4())
+    return AnswerError(answer_id=attempt, code=to_graphql(exc.code), message=exc.message, field=exc.field)
+
+
+@first_error_as_event(_refused)
 async def answer_stream(
     info: strawberry.Info[Context], question: str, options: AnswerOptions | None = None
 ) -> AsyncGenerator[AnswerEvent, None]:
-    """Errors the client can fix arrive as an `AnswerError` event with a code, so every stream
-    ends with exactly one AnswerDone or AnswerError."""
+    """Errors the client can fix arrive as an `AnswerError` event with a code (bad input through
+    first_error_as_event, provider failures from the domain), so every stream ends with exactly
+    one AnswerDone or AnswerError."""
     s = info.context.services
     tenant = info.context.tenant_id
-    try:
-        prepared = await s.answering.prepare(tenant, _request(question, options))
-    except DomainError as exc:
-        attempt = to_global_id("Answer", uuid.uuid4())
-        yield AnswerError(answer_id=attempt, code=to_graphql(exc.code), message=exc.message, field=exc.field)
-        return
+    prepared = await s.answering.prepare(tenant, _request(question, options))
     answer_id = to_global_id("Answer", prepared.answer_id)
     # aclosing: when the client goes away, the domain stream (and any provider stream) closes now.
     async with aclosing(s.answering.events(tenant, prepared)) as events:

@@ -6,7 +6,9 @@ limited) stay GraphQL errors on mutations too: they are about the request, not t
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import functools
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
 from typing import Any
 
 import strawberry
@@ -37,3 +39,30 @@ class DomainErrorsToPayload(FieldExtension):
             raise
         except DomainError as exc:
             return self.payload(errors=[UserError.from_domain(exc)])
+
+
+def first_error_as_event(
+    on_error: Callable[[DomainError], Any],
+) -> Callable[[Callable[..., AsyncGenerator[Any, None]]], Callable[..., AsyncGenerator[Any, None]]]:
+    """The same path for a subscription: a DomainError raised before its first event (bad input)
+    becomes one final error event built by `on_error`, so every stream ends with an event."""
+
+    def wrap(resolver: Callable[..., AsyncGenerator[Any, None]]) -> Callable[..., AsyncGenerator[Any, None]]:
+        @functools.wraps(resolver)
+        async def stream(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
+            events = resolver(*args, **kwargs)
+            try:
+                first = await anext(events)
+            except StopAsyncIteration:
+                return
+            except DomainError as exc:
+                yield on_error(exc)
+                return
+            yield first
+            async with aclosing(events):
+                async for event in events:
+                    yield event
+
+        return stream
+
+    return wrap
