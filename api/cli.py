@@ -30,7 +30,7 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> None:
 
 
 def _migrate(settings: Settings, _args: argparse.Namespace) -> None:
-    from api.bootstrap import build_embedder, database_url
+    from api.bootstrap import database_url
     from domain.persistence.database import Database
     from domain.persistence.migrate import migrate
 
@@ -38,7 +38,9 @@ def _migrate(settings: Settings, _args: argparse.Namespace) -> None:
         url, _ = database_url(settings)
         db = Database(url)
         try:
-            await migrate(db, embedding_dim=build_embedder(settings).dim)
+            # From settings, not from loading the model: a migration job needs no model in memory.
+            # `ragql serve` checks the stored dimension against the model it loads.
+            await migrate(db, embedding_dim=settings.embedding_dim)
         finally:
             await db.dispose()
         print("migrations applied")

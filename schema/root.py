@@ -173,12 +173,12 @@ def build_schema(limits: QueryLimits | None = None) -> RagqlSchema:
     extensions: list[Any] = [
         ErrorCodes,
         InputGuard,
+        # Classes or factories, never instances: Strawberry builds each per request (it deprecates
+        # shared instances, and the cost reported is per request).
         # Tokens first: it runs on the raw text, so a huge document is refused before parsing.
-        MaxTokensLimiter(max_token_count=limits.max_tokens),
-        QueryDepthLimiter(max_depth=limits.max_depth),
-        MaxAliasesLimiter(max_alias_count=limits.max_aliases),
-        # A factory, not an instance: Strawberry shares instances across concurrent requests,
-        # and the cost reported is per request.
+        partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
+        partial(QueryDepthLimiter, max_depth=limits.max_depth),
+        partial(MaxAliasesLimiter, max_alias_count=limits.max_aliases),
         partial(QueryCost, max_cost=limits.max_cost),
     ]
     if not limits.introspection:

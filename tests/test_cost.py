@@ -225,8 +225,7 @@ def test_weights_match_the_real_schema() -> None:
     assert object_lists, "no object lists found: the check below would prove nothing"
     assert object_lists - {"errors"} <= DEFAULT_WEIGHTS.list_fields
 
-    pending = {"createApiKey", "revokeApiKey"}  # being added elsewhere; looked up by name only
-    assert set(DEFAULT_WEIGHTS.root_fields) - pending <= set(roots)
+    assert set(DEFAULT_WEIGHTS.root_fields) <= set(roots)
     assert DEFAULT_WEIGHTS.per_document_fields <= set(roots)
     assert DEFAULT_WEIGHTS.rerank_fields <= set(roots)
 
