@@ -47,18 +47,22 @@ def _postmaster_pid(pgdata: Path) -> int | None:
     return int(first[0]) if first and first[0].strip().isdigit() else None
 
 
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-4000:]
+
+
 def _wait_healthy(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"ragql serve exited during start-up ({proc.returncode}):\n{log.read_text()[-4000:]}")
+            raise AssertionError(f"ragql serve exited during start-up ({proc.returncode}):\n{_tail(log)}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2.0).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.5)
-    raise AssertionError(f"ragql serve did not answer /healthz in {STARTUP_TIMEOUT_S:.0f} s:\n{log.read_text()[-4000:]}")
+    raise AssertionError(f"ragql serve did not answer /healthz in {STARTUP_TIMEOUT_S:.0f} s:\n{_tail(log)}")
 
 
 def _wait_gone(pid: int, timeout_s: float) -> bool:
@@ -112,14 +116,14 @@ def test_serve_stops_the_embedded_postgres_on(sig: signal.Signals) -> None:
         try:
             returncode = proc.wait(timeout=GRACE_S)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"ragql serve did not exit within {GRACE_S:.0f} s of {sig.name}:\n{log.read_text()[-4000:]}")
+            pytest.fail(f"ragql serve did not exit within {GRACE_S:.0f} s of {sig.name}:\n{_tail(log)}")
         # `pg_ctl stop -w` has returned by the time the server exits; a little slack for the OS.
         assert _wait_gone(postmaster, 5.0), f"the embedded PostgreSQL (pid {postmaster}) outlived ragql serve"
         assert not (pgdata / "postmaster.pid").exists(), "PostgreSQL did not shut down cleanly"
         # A requested shutdown is a clean exit for SIGTERM; SIGINT keeps Python's KeyboardInterrupt
         # convention (uvicorn re-raises it): 130 from a shell, -2 from Popen.
         expected = {0} if sig is signal.SIGTERM else {0, -signal.SIGINT, 128 + signal.SIGINT}
-        assert returncode in expected, f"exit status {returncode} after {sig.name}:\n{log.read_text()[-4000:]}"
+        assert returncode in expected, f"exit status {returncode} after {sig.name}:\n{_tail(log)}"
     finally:
         if proc.poll() is None:
             proc.kill()
