@@ -23,6 +23,9 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 # A compiler is only needed if some dependency has no wheel for this platform.
 # It stays in this stage and never reaches the runtime image.
+# The compiler never reaches the runtime image and is rebuilt from the base image's own
+# release, so its version is not pinned (DL3008).
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential \
  && rm -rf /var/lib/apt/lists/*
@@ -49,6 +52,13 @@ COPY . .
 RUN pip install -c constraints.txt . \
  && pip check \
  && ragql --help > /dev/null
+
+# Step 3: the exported embedding model (ONNX int8, RAGQL_EMBEDDING_BACKEND=onnx-int8). Baked in at
+# build time, no pod exports at start and the root filesystem stays read-only. This step runs
+# `ragql export-model` (from the ingestion work) into RAGQL_MODEL_CACHE_DIR; enable these two
+# lines and the matching COPY in the runtime stage once that command is on main:
+# ENV RAGQL_MODEL_CACHE_DIR=/opt/ragql/models
+# RUN ragql export-model
 
 ###############################################################################
 # Runtime: slim image, venv only, non-root.
@@ -82,6 +92,9 @@ RUN groupadd --system --gid "${GID}" ragql \
  && install -d -o ragql -g ragql -m 0750 /var/lib/ragql
 
 COPY --from=builder /opt/venv /opt/venv
+# The exported model from step 3 of the builder (read-only, owned by root):
+# COPY --from=builder /opt/ragql/models /opt/ragql/models
+# ENV RAGQL_MODEL_CACHE_DIR=/opt/ragql/models
 
 USER ${UID}:${GID}
 WORKDIR /home/ragql

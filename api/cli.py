@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
+from types import FrameType
 
 from pydantic import ValidationError
 
@@ -130,6 +132,22 @@ def _schema(_settings: Settings, _args: argparse.Namespace) -> None:
     print(build_schema().as_str())
 
 
+def _exit_cleanly_on_sigterm() -> None:
+    """SIGTERM (what Docker, systemd and Kubernetes send) must leave through the interpreter's
+    normal exit, as SIGINT does, so that atexit hooks run: pgserver stops the embedded PostgreSQL
+    in one. Python's default for SIGTERM kills the process on the spot and skips them all. uvicorn
+    takes the signal over while it serves, shuts down gracefully, puts this handler back and
+    raises the signal again, so this is what finally ends `ragql serve`."""
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        # A second SIGTERM must not interrupt the cleanup it started (pg_ctl stop).
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # The shutdown was asked for and has completed: that is a success, not a crash.
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="ragql", description="GraphQL retrieval service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -147,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     rx.add_argument("--check", action="store_true", help="only probe the BM25 index; exit 1 if it has drifted")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _exit_cleanly_on_sigterm()
     try:
         settings = Settings()
         handlers = {
