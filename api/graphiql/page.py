@@ -14,11 +14,12 @@ from api.graphiql.assets import manifest, template_html
 
 # Opens in the editor: what ragql is for, on the demo film catalogue, runnable as is.
 DEFAULT_QUERY = """\
-# ragql: hybrid search (dense vectors + BM25 keywords, fused) over the demo film catalogue.
-# Press the run button above (or Ctrl-Enter). Development mode needs no token; in production
-# add {"Authorization": "Bearer <token>"} under Headers below (`ragql dev-token` makes one).
+# ragql: hybrid search (dense + BM25, fused) over the demo films.
+# Run it with the button (or Ctrl-Enter). Development mode needs
+# no token; in production add under Headers below:
+#   {"Authorization": "Bearer <token>"}   (see `ragql dev-token`)
 #
-# Answers stream over the websocket; replace this document with:
+# Answers stream over the websocket. Replace this with:
 #   subscription {
 #     answerStream(question: "Which films are about time travel?") {
 #       __typename
@@ -31,7 +32,10 @@ query FirstSearch {
   search(
     query: "I love sci-fi movies with time travel"
     first: 5
-    options: { mode: HYBRID, filter: { all: [{ field: "year", op: GTE, value: 1980 }] } }
+    options: {
+      mode: HYBRID
+      filter: { all: [{ field: "year", op: GTE, value: 1980 }] }
+    }
   ) {
     tookMs
     fusion
