@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ FOREIGN_HOST = "frontend.invalid"
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     report = yield
     setattr(item, f"report_{report.when}", report)
     return report
@@ -70,6 +70,9 @@ async def page(browser: Any, request: pytest.FixtureRequest) -> AsyncIterator[An
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.js_errors = errors
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
+    page.console = console
     yield page
     report = getattr(request.node, "report_call", None)
     if report is not None and report.failed:

@@ -22,7 +22,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's Chromium; another build can be named with RAGQL_TEST_CHROMIUM.
+CHROMIUM = Path(os.environ.get("RAGQL_TEST_CHROMIUM", "/usr/bin/chromium"))
 READY_TIMEOUT_S = 180.0
 ROOT = Path(__file__).resolve().parents[2]
 
