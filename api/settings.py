@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -146,6 +147,16 @@ class Settings(BaseSettings):
             return sorted(normalize_allowed_origins(value))
         except ValueError as exc:
             raise ValueError(f"RAGQL_CORS_ORIGINS: {exc}") from exc
+
+    @field_validator("cors_origin_regex")
+    @classmethod
+    def _regex_compiles(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"RAGQL_CORS_ORIGIN_REGEX is not a regular expression: {exc}") from exc
+        return value
 
     @model_validator(mode="after")
     def _no_wildcard_origin_in_production(self) -> Settings:

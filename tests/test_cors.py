@@ -100,6 +100,8 @@ def test_origin_settings_accept_lists_and_refuse_what_is_not_an_origin() -> None
     with pytest.raises(ValidationError, match="RAGQL_CORS_ORIGINS"):
         Settings(cors_origins=["https://a.example/app"])
     assert Settings().cors_regex is not None and Settings(cors_origin_regex="").cors_regex is None
+    with pytest.raises(ValidationError, match="RAGQL_CORS_ORIGIN_REGEX is not a regular expression"):
+        Settings(cors_origin_regex="https://(app|admin.example.com")
 
 
 def test_a_wildcard_origin_is_refused_in_production(pg_url: str, tmp_root: Path) -> None:
