@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 
 from tests.browser.harness import CHROMIUM, ROOT, missing_browser, only_loopback, ragql_server
 
-FAILURE_SHOTS = ROOT / ".ragql-browser-failures"
+BROWSER_OUT = ROOT / ".ragql-browser"
 # Chromium resolves this name to 127.0.0.1 (--host-resolver-rules): a page on an origin that
 # ragql does not allow, without leaving the machine.
 FOREIGN_HOST = "frontend.invalid"
@@ -76,14 +77,19 @@ async def page(browser: Any, request: pytest.FixtureRequest) -> AsyncIterator[An
     yield page
     report = getattr(request.node, "report_call", None)
     if report is not None and report.failed:
-        FAILURE_SHOTS.mkdir(exist_ok=True)
-        shot = FAILURE_SHOTS / f"{request.node.name}.png"
+        (BROWSER_OUT / "failures").mkdir(parents=True, exist_ok=True)
+        shot = BROWSER_OUT / "failures" / f"{request.node.name}.png"
         await page.screenshot(path=str(shot), full_page=True)
         print(f"\nscreenshot of the failed page: {shot}\nJS errors: {errors}\nblocked: {list(blocked)}")
     await context.close()
 
 
 def save_screenshot_path(name: str) -> Path:
-    path = ROOT / "docs" / "screenshots" / name
+    """Where a test saves a screenshot for the README: docs/screenshots/ when the file is missing or
+    RAGQL_UPDATE_SCREENSHOTS=1 (so `make test` does not rewrite committed images on every run),
+    otherwise .ragql-browser/latest/ for a look at this run's page."""
+    committed = ROOT / "docs" / "screenshots" / name
+    update = os.environ.get("RAGQL_UPDATE_SCREENSHOTS") == "1" or not committed.exists()
+    path = committed if update else BROWSER_OUT / "latest" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
