@@ -10,7 +10,7 @@ export XDG_RUNTIME_DIR ?= $(CURDIR)/.ragql-runtime
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run test lint typecheck pytest eval eval-train eval-recs bench bench-streams migrate clean
+.PHONY: install chromium graphiql-assets run test lint typecheck pytest eval eval-train eval-recs bench bench-streams migrate clean
 
 install: $(STAMP)
 
@@ -34,7 +34,22 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install
+# The browser tests (tests/browser/) drive Debian's Chromium. Installed here when we can (root with
+# apt-get); otherwise they skip, and pytest's summary says why.
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Chromium for the browser tests (apt-get install chromium)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	    || echo "could not install Chromium: the browser tests will skip"; \
+	else echo "no /usr/bin/chromium (and not root with apt-get): the browser tests will skip; apt-get install chromium to run them"; fi
+
+# GraphiQL's files are committed (api/graphiql/static/); after a strawberry-graphql upgrade,
+# fetch what its page now loads from the npm registry, checked against the page's SRI hashes.
+graphiql-assets: install
+	$(BIN)/python -m api.graphiql.refresh
+
+pytest: install chromium
 	@$(BIN)/pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose"; exit 1; fi; \
 	exit $$rc

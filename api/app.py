@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 from prometheus_fastapi_instrumentator import Instrumentator
 from sqlalchemy import text
 from strawberry.subscriptions import (
@@ -16,6 +18,7 @@ from strawberry.subscriptions import (
 )
 
 from api.bootstrap import build_gate, build_services, describe_auth
+from api.graphiql import assets as graphiql_assets
 from api.graphql_router import RagqlRouter, RagqlState, get_context
 from api.guard import STATE_KEY, GraphQLGuard
 from api.ratelimit import Rate, RateLimiter
@@ -70,19 +73,36 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         schema,
         context_getter=get_context,
         multipart_uploads_enabled=True,
-        # Strawberry refuses cross-origin websocket handshakes unless the page's origin is listed;
-        # same-origin pages and clients that send no Origin (servers, CLIs) are let in.
-        allowed_origins=settings.allowed_origins,
+        # Strawberry refuses cross-origin websocket handshakes unless the page's origin is allowed
+        # (the CORS settings below); same-origin pages and clients that send no Origin (servers,
+        # CLIs) are let in.
+        allowed_origins=settings.cors_origins,
+        origin_regex=settings.cors_regex,
         # Websockets first; multipart-over-HTTP streams subscriptions to clients without them.
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL, MULTIPART_SUBSCRIPTION_PROTOCOL),
     )
     app.include_router(router, prefix="/graphql")
+    app.mount(graphiql_assets.URL_PREFIX, StaticFiles(directory=graphiql_assets.STATIC_DIR), name="graphiql-assets")
     app.add_middleware(
         GraphQLGuard,
         admission=RateLimiter(None),
         admission_rate=Rate(max(1, round(settings.admission_per_ip_per_s)), 1.0),
         max_body_bytes=settings.max_request_bytes,
         max_upload_bytes=settings.max_upload_bytes,
+    )
+    # Added last, so it runs first: preflights are answered before the guard (which would ask an
+    # OPTIONS request for credentials), and the guard's 401/413/429 carry CORS headers a frontend
+    # can read. Always installed: with nothing allowed, a preflight gets a clear 400, not a 405.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_origin_regex=settings.cors_regex,
+        allow_credentials=True,
+        allow_methods=["GET", "POST", "OPTIONS"],
+        # `accept` carries the multipart subscription protocol (multipart/mixed;subscriptionSpec=1.0).
+        allow_headers=["authorization", "content-type", "accept", "x-request-id"],
+        expose_headers=["retry-after"],
+        max_age=600,
     )
 
     @app.get("/healthz")

@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import HTMLResponse
 from starlette.types import Scope
 from starlette.websockets import WebSocket, WebSocketState
 from strawberry.exceptions import ConnectionRejectionError
@@ -24,6 +27,7 @@ from strawberry.fastapi import GraphQLRouter
 from strawberry.types.unset import UnsetType
 
 from api.auth.authenticate import Authenticator, credential_from_headers, credential_from_params
+from api.graphiql.page import graphiql_html
 from api.guard import CLEANUP_KEY, PRINCIPAL_KEY, REQUEST_ID_KEY, STATE_KEY, client_ip
 from api.ratelimit import Bucket, Rate, RateLimiter
 from domain.auth.principal import Principal
@@ -116,6 +120,23 @@ async def get_context(connection: HTTPConnection) -> Context:
 
 
 class RagqlRouter(GraphQLRouter[Context, None]):
+    """Strawberry's router with ragql's GraphiQL page, websocket identity, and an Origin check
+    that reads the same allow-list and pattern as CORS (api/app.py)."""
+
+    def __init__(self, *args: Any, origin_regex: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.origin_pattern = re.compile(origin_regex) if origin_regex else None
+
+    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
+        # Assets from this server (api/graphiql/), not a CDN: GraphiQL loads without internet.
+        return HTMLResponse(graphiql_html())
+
+    def is_websocket_origin_allowed(self, request: WebSocket, origin: str) -> bool:
+        if super().is_websocket_origin_allowed(request, origin):
+            return True
+        # fullmatch, as Starlette's CORSMiddleware does, so both checks agree on every origin.
+        return self.origin_pattern is not None and self.origin_pattern.fullmatch(origin) is not None
+
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         websocket = context.request
         assert isinstance(websocket, WebSocket)

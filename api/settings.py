@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import re
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from strawberry.http.websocket_origin import normalize_allowed_origins
 
 DEFAULT_JWT_SECRET = "dev-only-change-me"
+# Development: a frontend dev server on any port of this machine may call ragql.
+LOOPBACK_ORIGINS = r"http://(localhost|127\.0\.0\.1)(:[0-9]+)?"
 
 
 class Settings(BaseSettings):
@@ -56,7 +61,12 @@ class Settings(BaseSettings):
     max_query_tokens: int = 2_000
     max_request_bytes: int = 1024 * 1024
     max_websockets_per_principal: int = 50
-    allowed_origins: list[str] = ["http://127.0.0.1:8000", "http://localhost:8000"]
+    # Browser origins allowed to call /graphql from another origin: CORS for HTTP and the Origin
+    # check on websockets read the same two settings. A list (JSON or comma-separated) of exact
+    # origins, and a regular expression matched against the whole Origin. Unset regex means
+    # LOOPBACK_ORIGINS in development and nothing in production.
+    cors_origins: Annotated[list[str], NoDecode] = []
+    cors_origin_regex: str | None = None
 
     embedding_provider: Literal["local", "openai"] = "local"
     embedding_model: str = "all-MiniLM-L6-v2"
@@ -122,6 +132,41 @@ class Settings(BaseSettings):
                 )
         return self
 
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origin_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [o.strip() for o in text.split(",") if o.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_are_origins(cls, value: list[str]) -> list[str]:
+        try:
+            return sorted(normalize_allowed_origins(value))
+        except ValueError as exc:
+            raise ValueError(f"RAGQL_CORS_ORIGINS: {exc}") from exc
+
+    @field_validator("cors_origin_regex")
+    @classmethod
+    def _regex_compiles(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"RAGQL_CORS_ORIGIN_REGEX is not a regular expression: {exc}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _no_wildcard_origin_in_production(self) -> Settings:
+        if self.env == "production" and "*" in self.cors_origins:
+            raise ValueError(
+                "RAGQL_CORS_ORIGINS=* is refused in production: list your frontends' origins "
+                '(for example ["https://app.example.com"])'
+            )
+        return self
+
     @model_validator(mode="after")
     def _rerank_window_moves(self) -> Settings:
         if not 0 < self.rerank_step < self.rerank_window:
@@ -131,6 +176,12 @@ class Settings(BaseSettings):
     @property
     def introspection_enabled(self) -> bool:
         return self.introspection if self.introspection is not None else self.env == "development"
+
+    @property
+    def cors_regex(self) -> str | None:
+        if self.cors_origin_regex is not None:
+            return self.cors_origin_regex or None  # set to "" to allow no pattern in development
+        return LOOPBACK_ORIGINS if self.env == "development" else None
 
     @property
     def api_key_prefix(self) -> str:

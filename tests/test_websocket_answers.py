@@ -38,7 +38,7 @@ subscription($q: String!, $o: AnswerOptions) {
 @pytest.fixture(scope="module")
 def ws_server(pg_url: str, tmp_root: Path, embedder: LocalEmbedder, app_client: httpx.AsyncClient) -> Iterator[str]:
     # app_client first: it has loaded the demo films this server answers from.
-    settings = Settings(database_url=pg_url, data_dir=tmp_root, load_demo=False, allowed_origins=[ALLOWED_ORIGIN])
+    settings = Settings(database_url=pg_url, data_dir=tmp_root, load_demo=False, cors_origins=[ALLOWED_ORIGIN])
     with serve_in_thread(create_app(settings, embedder=embedder)) as address:
         yield address
 

@@ -36,7 +36,7 @@ def signer(tmp_root: Path) -> Signer:
 def server(
     pg_url: str, tmp_root: Path, embedder: LocalEmbedder, signer: Signer, app_client: httpx.AsyncClient
 ) -> Iterator[str]:
-    settings = production_settings(pg_url, tmp_root, signer, allowed_origins=[ALLOWED], max_websockets_per_principal=2)
+    settings = production_settings(pg_url, tmp_root, signer, cors_origins=[ALLOWED], max_websockets_per_principal=2)
     with serve_in_thread(create_app(settings, embedder=embedder)) as address:
         yield address
 

@@ -1,0 +1,94 @@
+"""Fetch GraphiQL's files from the npm registry into api/graphiql/static/ and check their hashes.
+
+    python -m api.graphiql.refresh           # download what the installed Strawberry's page loads
+    python -m api.graphiql.refresh --check   # only verify the committed copies (no network)
+
+Run it after upgrading strawberry-graphql, then commit api/graphiql/static/. Each tarball is
+checked against the registry's sha512 `integrity`, and each file against the page's sha384 SRI;
+nothing is written unless every file matches. A maintainer tool: it is the only part of ragql
+that needs the network for GraphiQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import io
+import json
+import shutil
+import sys
+import tarfile
+import urllib.parse
+import urllib.request
+
+from api.graphiql.assets import STATIC_DIR, Asset, manifest, problems, sri
+
+REGISTRY = "https://registry.npmjs.org"
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=60) as response:
+        data: bytes = response.read()
+        return data
+
+
+def _tarball(package: str, version: str) -> tarfile.TarFile:
+    meta = json.loads(_get(f"{REGISTRY}/{urllib.parse.quote(package, safe='@')}/{version}"))
+    data = _get(meta["dist"]["tarball"])
+    algorithm, _, expected = meta["dist"]["integrity"].partition("-")
+    if algorithm != "sha512" or base64.b64encode(hashlib.sha512(data).digest()).decode() != expected:
+        raise SystemExit(f"{package}@{version}: tarball does not match the registry's integrity {algorithm}")
+    return tarfile.open(fileobj=io.BytesIO(data), mode="r:gz")
+
+
+def _member(archive: tarfile.TarFile, path: str) -> bytes | None:
+    try:
+        handle = archive.extractfile(f"package/{path}")
+    except KeyError:
+        return None
+    return handle.read() if handle else None
+
+
+def refresh() -> None:
+    staged: dict[str, bytes] = {}
+    by_package: dict[tuple[str, str], list[Asset]] = {}
+    for asset in manifest():
+        by_package.setdefault((asset.package, asset.version), []).append(asset)
+    for (package, version), assets in by_package.items():
+        with _tarball(package, version) as archive:
+            for asset in assets:
+                data = _member(archive, asset.path)
+                if data is None:
+                    raise SystemExit(f"{asset.relative}: not in the npm package")
+                if sri(data) != asset.integrity:
+                    raise SystemExit(f"{asset.relative}: hashes to {sri(data)}, the page expects {asset.integrity}")
+                staged[asset.relative] = data
+            licence = _member(archive, "LICENSE")
+            if licence is not None:
+                staged[f"{package}@{version}/LICENSE"] = licence
+        print(f"  {package}@{version}: {len(assets)} file(s) verified")
+    shutil.rmtree(STATIC_DIR, ignore_errors=True)
+    for relative, data in staged.items():
+        target = STATIC_DIR / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    print(f"wrote {len(staged)} files to {STATIC_DIR}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m api.graphiql.refresh", description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="verify the committed copies only")
+    args = parser.parse_args(argv)
+    if not args.check:
+        refresh()
+    wrong = problems()
+    for line in wrong:
+        print(line, file=sys.stderr)
+    if wrong:
+        raise SystemExit(1)
+    print(f"{len(manifest())} GraphiQL assets match the SRI hashes in Strawberry's page")
+
+
+if __name__ == "__main__":
+    main()
