@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@mkdir -p $(XDG_RUNTIME_DIR) && chmod 700 $(XDG_RUNTIME_DIR)
 	$(PIP) install -q -c constraints.txt torch==2.13.0
 	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/ragql export-model --all
 	@touch $@
 
 run: install

@@ -1,4 +1,4 @@
-"""The `ragql` command: serve, migrate, eval, eval-recs, reindex."""
+"""The `ragql` command: serve, migrate, eval, eval-recs, reindex, export-model."""
 
 from __future__ import annotations
 
@@ -86,11 +86,18 @@ def _eval(settings: Settings, args: argparse.Namespace) -> None:
         raise StartupError(
             f"no BEIR corpus at {dataset}; pass --dataset DIR (with corpus.jsonl, queries.jsonl, qrels/)"
         )
-    # One cached store per chunking setting, so tuning runs never mix chunk sizes.
-    tag = f"c{settings.chunk_tokens}o{settings.chunk_overlap_tokens}"
+    from api.bootstrap import build_embedder
+
+    if settings.embedding_provider != "local":
+        raise StartupError("ragql eval measures the local model: unset RAGQL_EMBEDDING_PROVIDER")
+    # One cached store per chunking setting and embedding backend, so tuning runs never mix chunk
+    # sizes and each backend's vectors are its own.
+    tag = f"c{settings.chunk_tokens}o{settings.chunk_overlap_tokens}-{settings.embedding_backend}"
     url = embedded.start(Path(args.data_dir).resolve() / f"pgdata-{tag}")
+    print(f"embedding backend: {settings.embedding_backend}", flush=True)
     asyncio.run(
         run_eval(
+            embedder=build_embedder(settings),
             database_url=url,
             dataset=dataset,
             split=args.split,
@@ -99,6 +106,21 @@ def _eval(settings: Settings, args: argparse.Namespace) -> None:
             overlap_tokens=settings.chunk_overlap_tokens,
         )
     )
+
+
+def _export_model(settings: Settings, args: argparse.Namespace) -> None:
+    """Run at install or image build so the first start loads the export instead of making it."""
+    from domain.providers.onnx_export import OnnxBackend, ensure_exported
+
+    backends: list[OnnxBackend] = ["onnx", "onnx-int8"] if args.all else []
+    if not backends:
+        if settings.embedding_backend == "torch":
+            print("RAGQL_EMBEDDING_BACKEND=torch needs no export")
+            return
+        backends = [settings.embedding_backend]
+    for backend in backends:
+        model = ensure_exported(settings.model_cache_dir, backend)
+        print(f"{backend}: {model.model_file}")
 
 
 def _rebuild_profiles(settings: Settings, args: argparse.Namespace) -> None:
@@ -126,7 +148,16 @@ def _rebuild_profiles(settings: Settings, args: argparse.Namespace) -> None:
     asyncio.run(run())
 
 
-def _bench(_settings: Settings, args: argparse.Namespace) -> None:
+def _bench(settings: Settings, args: argparse.Namespace) -> None:
+    if args.embedding:
+        from pathlib import Path
+
+        from api.bench_embedding import BACKENDS, run_embedding_bench
+
+        run_embedding_bench(
+            settings, Path(args.dataset).resolve(), chunks=args.chunks, backends=args.backend or list(BACKENDS)
+        )
+        return
     if args.streams > 0:
         from api.bench_streams import run_stream_bench
 
@@ -176,8 +207,14 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("serve", help="serve /graphql on RAGQL_HOST:RAGQL_PORT")
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("schema", help="print the GraphQL schema (SDL)")
+    ex = sub.add_parser("export-model", help="export the local embedding model to ONNX into RAGQL_MODEL_CACHE_DIR")
+    ex.add_argument("--all", action="store_true", help="every ONNX backend, not only RAGQL_EMBEDDING_BACKEND's")
     bn = sub.add_parser("bench", help="print ingest and search latency figures (temporary store)")
     bn.add_argument("--streams", type=int, default=0, metavar="N", help="N concurrent answerStream subscriptions")
+    bn.add_argument("--embedding", action="store_true", help="chunks/s and query p50 per local embedding backend")
+    bn.add_argument("--backend", action="append", choices=["torch", "onnx", "onnx-int8"], help="repeatable")
+    bn.add_argument("--chunks", type=int, default=2000, help="SciFact chunks for --embedding")
+    bn.add_argument("--dataset", default="../shared/data/beir/scifact", help="BEIR corpus for --embedding")
     dt = sub.add_parser("dev-token", help="print a JWT for local use, signed with RAGQL_JWT_SECRET")
     dt.add_argument("--tenant", default="default", help="the tenant the token acts in")
     dt.add_argument("--role", action="append", choices=ROLES, default=[], help="repeatable; default reader")
@@ -210,6 +247,7 @@ def main(argv: list[str] | None = None) -> None:
             "schema": _schema,
             "dev-token": _dev_token,
             "bench": _bench,
+            "export-model": _export_model,
         }
         handlers[args.command](settings, args)
     except StartupError as exc:
