@@ -58,7 +58,7 @@ class OnnxEmbedder:
     name = MODEL_NAME
     dim = 384
 
-    def __init__(self, model: ExportedModel, *, threads: int = 0, max_batch_tokens: int = 8192) -> None:
+    def __init__(self, model: ExportedModel, *, threads: int = 0, max_batch_tokens: int = 2048) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
