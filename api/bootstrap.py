@@ -49,7 +49,16 @@ def build_embedder(settings: Settings) -> Embedder:
             api_key=key,
             base_url=settings.openai_base_url,
         )
-    return LocalEmbedder(batch_size=settings.embedding_batch_size)
+    if settings.embedding_backend == "torch":
+        return LocalEmbedder(batch_size=settings.embedding_batch_size)
+    from domain.providers.onnx_embedder import OnnxEmbedder
+    from domain.providers.onnx_export import ensure_exported
+
+    return OnnxEmbedder(
+        ensure_exported(settings.model_cache_dir, settings.embedding_backend),
+        threads=settings.embedding_threads,
+        max_batch_tokens=settings.embedding_max_batch_tokens,
+    )
 
 
 def _secret(value: SecretStr | None) -> str | None:

@@ -1,5 +1,5 @@
 """The `ragql` command: what an operator runs on a server (serve, migrate, reindex, rebuild-profiles,
-schema, dev-token). Benches and evaluations are `python -m bench` in a checkout."""
+schema, dev-token, export-model). Benches and evaluations are `python -m bench` in a checkout."""
 
 from __future__ import annotations
 
@@ -80,6 +80,21 @@ def _reindex(settings: Settings, args: argparse.Namespace) -> None:
     asyncio.run(run())
 
 
+def _export_model(settings: Settings, args: argparse.Namespace) -> None:
+    """Run at install or image build so the first start loads the export instead of making it."""
+    from domain.providers.onnx_export import OnnxBackend, ensure_exported
+
+    backends: list[OnnxBackend] = ["onnx", "onnx-int8"] if args.all else []
+    if not backends:
+        if settings.embedding_backend == "torch":
+            print("RAGQL_EMBEDDING_BACKEND=torch needs no export")
+            return
+        backends = [settings.embedding_backend]
+    for backend in backends:
+        model = ensure_exported(settings.model_cache_dir, backend)
+        print(f"{backend}: {model.model_file}")
+
+
 def _rebuild_profiles(settings: Settings, args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
@@ -154,6 +169,8 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("serve", help="serve /graphql on RAGQL_HOST:RAGQL_PORT")
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("schema", help="print the GraphQL schema (SDL)")
+    ex = sub.add_parser("export-model", help="export the local embedding model to ONNX into RAGQL_MODEL_CACHE_DIR")
+    ex.add_argument("--all", action="store_true", help="every ONNX backend, not only RAGQL_EMBEDDING_BACKEND's")
     dt = sub.add_parser("dev-token", help="print a JWT for local use, signed with RAGQL_JWT_SECRET")
     dt.add_argument("--tenant", default="default", help="the tenant the token acts in")
     dt.add_argument("--role", action="append", choices=ROLES, default=[], help="repeatable; default reader")
@@ -175,6 +192,7 @@ def main(argv: list[str] | None = None) -> None:
             "rebuild-profiles": _rebuild_profiles,
             "schema": _schema,
             "dev-token": _dev_token,
+            "export-model": _export_model,
         }
         handlers[args.command](settings, args)
     except StartupError as exc:

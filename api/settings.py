@@ -72,6 +72,16 @@ class Settings(BaseSettings):
     embedding_model: str = "all-MiniLM-L6-v2"
     embedding_dim: int = 384
     embedding_batch_size: int = 64
+    # The local model's runtime. onnx-int8 (dynamically quantised, per-channel) embeds SciFact about
+    # 5x faster than torch fp32 with a mean cosine of 0.994 to it; torch stays for reference.
+    embedding_backend: Literal["torch", "onnx", "onnx-int8"] = "onnx-int8"
+    # onnxruntime intra-op threads (0 = every core this process may use).
+    embedding_threads: int = 0
+    # Texts are sorted by length and batched up to this many (padded) tokens: smaller batches stay in
+    # cache (SciFact, int8: 160 chunks/s at 2048, 151 at 8192, 84 at 16384).
+    embedding_max_batch_tokens: int = 2048
+    # Where ONNX exports are cached (`ragql export-model` fills it at install or image build).
+    model_cache_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_cache_dir("ragql")) / "models")
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
     openai_embedding_model: str = "text-embedding-3-small"

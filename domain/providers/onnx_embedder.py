@@ -1,0 +1,176 @@
+"""all-MiniLM-L6-v2 on onnxruntime (fp32 or int8), fed by the model's own `tokenizers` tokenizer.
+
+One encoder thread owns the session. Every `embed` call, from any event loop or ingest job, is a
+request on its queue; the thread pools the texts of all waiting requests, sorts them by length and
+runs batches capped in tokens (so padding stays small and memory bounded). Small requests (search
+queries) go first, so a query never waits behind a large ingest for more than one batch.
+onnxruntime releases the GIL and uses its own intra-op threads, so the event loop stays free."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import queue
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from domain.providers.embedding import Vectors
+from domain.providers.onnx_export import MODEL_NAME, ExportedModel
+
+# A request of at most this many texts counts as interactive and is served first.
+_SMALL_REQUEST = 4
+
+
+@dataclass
+class _Request:
+    texts: list[str]
+    future: concurrent.futures.Future[Vectors]
+    ids: list[list[int]] = field(default_factory=list)
+    left: int = 0
+    out: Vectors = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+
+    @property
+    def small(self) -> bool:
+        return len(self.texts) <= _SMALL_REQUEST
+
+
+def _settle(future: concurrent.futures.Future[Vectors], result: Vectors | None, error: BaseException | None) -> None:
+    """The caller may have cancelled meanwhile (a dropped request); that is not the encoder's error."""
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+    except concurrent.futures.InvalidStateError:
+        pass
+
+
+def default_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+class OnnxEmbedder:
+    name = MODEL_NAME
+    dim = 384
+
+    def __init__(self, model: ExportedModel, *, threads: int = 0, max_batch_tokens: int = 2048) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.backend = model.backend
+        self.max_tokens = model.max_tokens
+        self._max_batch_tokens = max(max_batch_tokens, self.max_tokens)
+        tokenizer = Tokenizer.from_file(str(model.tokenizer_file))
+        # The shipped tokenizer.json pads every input to 128: pad per batch instead.
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(max_length=self.max_tokens)
+        self._tokenizer: Any = tokenizer
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or default_threads()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session: Any = ort.InferenceSession(str(model.model_file), options, providers=["CPUExecutionProvider"])
+        self._queue: queue.SimpleQueue[_Request] = queue.SimpleQueue()
+        self._query_cache: OrderedDict[str, Vectors] = OrderedDict()
+        self._thread = threading.Thread(target=self._serve, name="ragql-embedder", daemon=True)
+        self._thread.start()
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def submit(self, texts: list[str]) -> concurrent.futures.Future[Vectors]:
+        """Thread-safe and loop-free: the future resolves on the encoder thread."""
+        future: concurrent.futures.Future[Vectors] = concurrent.futures.Future()
+        if not texts:
+            future.set_result(np.zeros((0, self.dim), dtype=np.float32))
+            return future
+        self._queue.put(_Request(texts=list(texts), future=future))
+        return future
+
+    def encode(self, texts: list[str]) -> Vectors:
+        return self.submit(texts).result()
+
+    async def embed(self, texts: list[str]) -> Vectors:
+        if len(texts) == 1:
+            return (await self.embed_query(texts[0]))[None, :]
+        return await asyncio.wrap_future(self.submit(texts))
+
+    async def embed_query(self, text: str) -> Vectors:
+        """Queries repeat a lot (paging, refinement), so keep a small LRU of their vectors."""
+        hit = self._query_cache.get(text)
+        if hit is not None:
+            self._query_cache.move_to_end(text)
+            return hit
+        vec = (await asyncio.wrap_future(self.submit([text])))[0]
+        self._query_cache[text] = vec
+        if len(self._query_cache) > 2048:
+            self._query_cache.popitem(last=False)
+        return vec
+
+    # -- the encoder thread --------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        pending: list[tuple[_Request, int]] = []
+        while True:
+            if not pending:
+                pending.extend(self._intake(self._queue.get()))
+            while not self._queue.empty():
+                pending.extend(self._intake(self._queue.get_nowait()))
+            pending = [p for p in pending if not p[0].future.done()]
+            if not pending:
+                continue
+            batch = self._next_batch(pending)
+            taken = set(map(id, batch))
+            pending = [p for p in pending if id(p) not in taken]
+            self._run(batch)
+
+    def _intake(self, request: _Request) -> list[tuple[_Request, int]]:
+        """Tokenised here, not in submit(): submit runs on the event loop."""
+        try:
+            request.ids = [e.ids for e in self._tokenizer.encode_batch(request.texts)]
+        except Exception as exc:  # a bad input fails its own request, not the encoder
+            _settle(request.future, None, exc)
+            return []
+        request.left = len(request.ids)
+        request.out = np.zeros((len(request.ids), self.dim), dtype=np.float32)
+        return [(request, i) for i in range(len(request.ids))]
+
+    def _next_batch(self, pending: list[tuple[_Request, int]]) -> list[tuple[_Request, int]]:
+        """Small requests first, then the shortest texts, as many as fit the token cap once padded."""
+        pending.sort(key=lambda p: (not p[0].small, len(p[0].ids[p[1]])))
+        batch: list[tuple[_Request, int]] = []
+        longest = 0
+        for item in pending:
+            length = len(item[0].ids[item[1]])
+            if batch and max(longest, length) * (len(batch) + 1) > self._max_batch_tokens:
+                break
+            batch.append(item)
+            longest = max(longest, length)
+        return batch
+
+    def _run(self, batch: list[tuple[_Request, int]]) -> None:
+        width = max(len(r.ids[i]) for r, i in batch)
+        input_ids = np.zeros((len(batch), width), dtype=np.int64)
+        mask = np.zeros_like(input_ids)
+        for row, (request, i) in enumerate(batch):
+            tokens = request.ids[i]
+            input_ids[row, : len(tokens)] = tokens
+            mask[row, : len(tokens)] = 1
+        try:
+            vectors = self._session.run(
+                None, {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
+            )[0]
+        except Exception as exc:
+            for request, _ in batch:
+                _settle(request.future, None, exc)
+            return
+        for row, (request, i) in enumerate(batch):
+            request.out[i] = vectors[row]
+            request.left -= 1
+            if request.left == 0:
+                _settle(request.future, request.out, None)

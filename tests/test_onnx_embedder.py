@@ -1,0 +1,155 @@
+"""The ONNX embedding backends: chosen by settings, close to torch fp32, exported robustly, and the
+encoder thread's batching hands every request its own rows. The real model files throughout.
+
+The exports live in the configured model cache (RAGQL_MODEL_CACHE_DIR, else the user cache), which
+`make install` fills with `ragql export-model --all`; a test that breaks an export works on a copy."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from api.bootstrap import build_embedder
+from api.settings import Settings
+from domain.providers.embedding import LocalEmbedder
+from domain.providers.onnx_embedder import OnnxEmbedder, _Request
+from domain.providers.onnx_export import (
+    MODEL_FILE,
+    ModelExportError,
+    OnnxBackend,
+    ensure_exported,
+    export_dir,
+    verify,
+)
+
+SENTENCES = [
+    "Vitamin D deficiency is associated with an increased risk of fractures in older adults.",
+    "The mitochondrial membrane potential drops before apoptosis.",
+    "A heist goes wrong.",
+    "CRISPR-Cas9 editing of T cells improved the response to the tumour in mice, but not in every trial "
+    "arm; the authors call for a larger randomised study before any clinical use.",
+    "x",
+]
+
+
+@pytest.fixture(scope="module")
+def cache_root() -> Path:
+    return Settings().model_cache_dir
+
+
+@pytest.fixture(scope="module")
+def onnx_embedders(cache_root: Path) -> dict[str, OnnxEmbedder]:
+    return {
+        backend: OnnxEmbedder(ensure_exported(cache_root, backend), max_batch_tokens=512)
+        for backend in ("onnx", "onnx-int8")
+    }
+
+
+def test_settings_choose_the_backend(cache_root: Path) -> None:
+    assert Settings().embedding_backend == "onnx-int8"
+    torch_model = build_embedder(Settings(embedding_backend="torch"))
+    assert isinstance(torch_model, LocalEmbedder) and torch_model.backend == "torch"
+    for backend in ("onnx", "onnx-int8"):
+        model = build_embedder(Settings(embedding_backend=backend, model_cache_dir=cache_root))
+        assert isinstance(model, OnnxEmbedder)
+        assert model.backend == backend
+        assert (model.name, model.dim) == (torch_model.name, torch_model.dim)
+
+
+# int8 loses most on the shortest inputs (one token: 0.979); on SciFact chunks the mean is 0.994.
+@pytest.mark.parametrize(("backend", "mean_floor", "min_floor"), [("onnx", 0.9999, 0.9999), ("onnx-int8", 0.99, 0.97)])
+async def test_vectors_stay_close_to_torch(
+    embedder: LocalEmbedder,
+    onnx_embedders: dict[str, OnnxEmbedder],
+    backend: str,
+    mean_floor: float,
+    min_floor: float,
+) -> None:
+    reference = await embedder.embed(SENTENCES)
+    vectors = await onnx_embedders[backend].embed(SENTENCES)
+    assert vectors.shape == reference.shape == (len(SENTENCES), 384)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    cosine = np.sum(vectors * reference, axis=1)
+    assert cosine.mean() > mean_floor and cosine.min() > min_floor, cosine
+    # Different texts must still be told apart as torch tells them apart.
+    assert np.argmax(vectors @ reference.T, axis=1).tolist() == list(range(len(SENTENCES)))
+
+
+def test_token_counts_match_torch(embedder: LocalEmbedder, onnx_embedders: dict[str, OnnxEmbedder]) -> None:
+    # Chunk boundaries come from count_tokens: switching backend must not re-chunk anything.
+    for text in SENTENCES:
+        assert onnx_embedders["onnx-int8"].count_tokens(text) == embedder.count_tokens(text)
+
+
+async def test_concurrent_requests_get_their_own_rows(onnx_embedders: dict[str, OnnxEmbedder]) -> None:
+    model = onnx_embedders["onnx"]
+    one_by_one = np.stack([model.encode([s])[0] for s in SENTENCES])
+    # Overlapping requests of different sizes at once: the encoder pools, sorts and splits them
+    # across several capped batches (max_batch_tokens=512), then hands each its own rows back.
+    requests = [SENTENCES, SENTENCES[::-1], SENTENCES[1:3], SENTENCES * 8]
+    results = await asyncio.gather(*(asyncio.wrap_future(model.submit(r)) for r in requests))
+    for texts, got in zip(requests, results, strict=True):
+        want = one_by_one[[SENTENCES.index(t) for t in texts]]
+        np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_small_requests_go_first_and_batches_respect_the_token_cap(
+    onnx_embedders: dict[str, OnnxEmbedder],
+) -> None:
+    model = onnx_embedders["onnx"]
+    bulk = _Request(texts=["long"] * 40, future=concurrent.futures.Future())
+    bulk.ids = [[1] * (20 + i) for i in range(40)]
+    query = _Request(texts=["query"], future=concurrent.futures.Future())
+    query.ids = [[1] * 30]
+    pending = [(bulk, i) for i in range(40)] + [(query, 0)]
+    batch = model._next_batch(pending)
+    assert batch[0] == (query, 0)
+    assert 1 < len(batch) < len(pending)
+    assert max(len(r.ids[i]) for r, i in batch) * len(batch) <= 512
+    # The rest of the batch is the shortest bulk texts.
+    assert [i for r, i in batch[1:]] == list(range(len(batch) - 1))
+
+
+async def test_a_cancelled_request_does_not_stop_the_encoder(onnx_embedders: dict[str, OnnxEmbedder]) -> None:
+    model = onnx_embedders["onnx-int8"]
+    model.submit(SENTENCES * 20).cancel()
+    vectors = await model.embed(SENTENCES[:2])
+    assert vectors.shape == (2, 384)
+
+
+def _copy_export(cache_root: Path, tmp_path: Path, backend: OnnxBackend) -> Path:
+    source = ensure_exported(cache_root, backend).directory
+    target = export_dir(tmp_path, backend)
+    shutil.copytree(source, target)
+    return target
+
+
+def test_a_corrupt_export_is_detected_and_re_exported(cache_root: Path, tmp_path: Path) -> None:
+    target = _copy_export(cache_root, tmp_path, "onnx")
+    good = (target / MODEL_FILE).read_bytes()
+    (target / MODEL_FILE).write_bytes(good[: len(good) // 2])  # an interrupted copy
+    with pytest.raises(ModelExportError, match="does not match its manifest"):
+        verify(target, "onnx")
+    model = ensure_exported(tmp_path, "onnx")
+    assert model.directory == target
+    assert (target / MODEL_FILE).stat().st_size == len(good)
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(".")], "no temporary directory left"
+
+
+def test_a_missing_manifest_is_a_clear_error(cache_root: Path, tmp_path: Path) -> None:
+    target = _copy_export(cache_root, tmp_path, "onnx-int8")
+    (target / "manifest.json").unlink()
+    with pytest.raises(ModelExportError, match=r"manifest\.json is missing"):
+        verify(target, "onnx-int8")
+
+
+def test_an_unwritable_cache_names_the_fix(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    with pytest.raises(ModelExportError, match="RAGQL_MODEL_CACHE_DIR"):
+        ensure_exported(blocker, "onnx")
