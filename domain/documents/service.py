@@ -152,7 +152,10 @@ async def _write_one(
             )
         ).scalar_one()
         if replace and chunks is not None:
-            await session.execute(text("DELETE FROM chunks WHERE document_id = :d"), {"d": doc_id})
+            # Naming the tenant lets the planner look in its partition only (migration 0005).
+            await session.execute(
+                text("DELETE FROM chunks WHERE tenant_id = :t AND document_id = :d"), {"t": tenant_id, "d": doc_id}
+            )
             await session.execute(
                 _INSERT_CHUNK,
                 [

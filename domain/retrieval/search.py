@@ -23,6 +23,7 @@ from domain.retrieval.error_codes import SearchErrorCode
 from domain.retrieval.filters import MetadataFilter, compile_filter
 from domain.retrieval.fusion import FusionMethod, fuse, ranks
 from domain.retrieval.snippets import highlight
+from domain.retrieval.tenant_index import chunk_partition, keyword_index
 
 Mode = Literal["HYBRID", "DENSE", "KEYWORD"]
 MAX_CANDIDATES = 1000
@@ -97,24 +98,30 @@ def validate(query: str, first: int, options: SearchOptions, *, max_query_chars:
     return q
 
 
-def _keyword_leg(backend: str, join: str, flt: str) -> str:
+def _keyword_leg(backend: str, join: str, flt: str, tenant_id: str) -> str:
     if backend == "bm25":
         # pg_textsearch returns negative BM25: ascending order is best first, and the index is
         # used only with ORDER BY ... LIMIT. Bind the query through to_bm25query (notes, trap 4).
-        score = "(c.search_text <@> to_bm25query(:qt, 'chunks_bm25_idx'))"
+        # The tenant's own partition and BM25 index (migration 0005): their statistics count
+        # this tenant's chunks only, so no other tenant's writes move these scores.
+        partition, index = chunk_partition(tenant_id), keyword_index(tenant_id)
+        score = f"(c.search_text <@> to_bm25query(:qt, '{index}'))"
         return (
-            f"SELECT c.id, c.document_id, -{score} AS s FROM chunks c {join} "
+            f"SELECT c.id, c.document_id, -{score} AS s FROM {partition} c {join} "
             f"WHERE c.tenant_id = :tenant{flt} ORDER BY {score} LIMIT :k"
         )
     # Built-in full text has no IDF; OR the terms (plainto_tsquery ANDs them) and use ts_rank.
-    tsq = "to_tsquery('english', replace(plainto_tsquery('english', :qt)::text, ' & ', ' | '))"
+    # ts_rank reads only the chunk and the query, never corpus statistics, so it cannot leak.
+    # The OR form is cast back as is: to_tsquery would stem the stems again ('icefall' ->
+    # 'icefal' -> 'icef') and miss them.
+    tsq = "CAST(replace(CAST(plainto_tsquery('english', :qt) AS text), ' & ', ' | ') AS tsquery)"
     return (
         f"SELECT c.id, c.document_id, ts_rank(c.search_tsv, {tsq}, 1) AS s FROM chunks c {join} "
         f"WHERE c.tenant_id = :tenant AND c.search_tsv @@ {tsq}{flt} ORDER BY s DESC LIMIT :k"
     )
 
 
-def build_sql(mode: Mode, backend: str, flt_sql: str) -> str:
+def build_sql(mode: Mode, backend: str, flt_sql: str, tenant_id: str) -> str:
     join = "JOIN documents d ON d.id = c.document_id" if flt_sql else ""
     dense = (
         f"SELECT c.id, c.document_id, 1 - (c.embedding <=> CAST(:qv AS vector)) AS s FROM chunks c {join} "
@@ -124,9 +131,12 @@ def build_sql(mode: Mode, backend: str, flt_sql: str) -> str:
     if mode in ("HYBRID", "DENSE"):
         legs.append(f"SELECT 'dense' AS leg, * FROM ({dense}) dn")
     if mode in ("HYBRID", "KEYWORD"):
-        legs.append(f"SELECT 'keyword' AS leg, * FROM ({_keyword_leg(backend, join, flt_sql)}) kw")
+        legs.append(f"SELECT 'keyword' AS leg, * FROM ({_keyword_leg(backend, join, flt_sql, tenant_id)}) kw")
     union = " UNION ALL ".join(f"({leg})" for leg in legs)
-    return f"SELECT l.leg, l.id, l.document_id, l.s, c.text, c.ordinal FROM ({union}) l JOIN chunks c ON c.id = l.id"
+    return (
+        f"SELECT l.leg, l.id, l.document_id, l.s, c.text, c.ordinal FROM ({union}) l "
+        "JOIN chunks c ON c.tenant_id = :tenant AND c.id = l.id"
+    )
 
 
 @dataclass
@@ -166,7 +176,7 @@ def leg_query(
         params["qv"] = query_vector
     if mode != "DENSE":
         params["qt"] = query
-    return text(build_sql(mode, keyword_backend, compiled.sql)), params
+    return text(build_sql(mode, keyword_backend, compiled.sql, tenant_id)), params
 
 
 async def search(
