@@ -1,4 +1,5 @@
-"""`python -m bench COMMAND`: the benches and evaluations behind `make bench|bench-streams|eval|eval-train|eval-recs`.
+"""`python -m bench COMMAND`: the benches and evaluations behind
+`make bench|bench-streams|bench-embedding|bench-tenants|eval|eval-train|eval-recs`.
 
 They read the same settings as the server (RAGQL_*), but they are tools for a checkout, not for an
 operator's server, so they live outside the `ragql` command and outside the wheel."""
@@ -73,6 +74,12 @@ def _eval_recs(args: argparse.Namespace) -> None:
     run_recs_eval(users=args.users, seed=args.seed, sweep=args.sweep)
 
 
+def _bm25_tenants(args: argparse.Namespace) -> None:
+    from bench.bm25_tenants import run_tenant_bench
+
+    run_tenant_bench(args.tenants, args.small, args.big)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description="ragql benches and evaluations")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -92,6 +99,10 @@ def main(argv: list[str] | None = None) -> None:
     er.add_argument("--users", type=int, default=300, help="simulated users")
     er.add_argument("--seed", type=int, default=7, help="seed of the simulation (tune on 1, report on 7)")
     er.add_argument("--sweep", action="store_true", help="grid over the blend weights (use on the tuning seed)")
+    bt = sub.add_parser("bm25-tenants", help="cost of one BM25 index per tenant: sizes, catalog, search p50")
+    bt.add_argument("--tenants", type=int, default=1000)
+    bt.add_argument("--small", type=int, default=20, help="chunks per small tenant")
+    bt.add_argument("--big", type=int, default=2000, help="chunks of the one big tenant")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     handlers = {
@@ -100,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         "eval": _eval,
         "eval-recs": _eval_recs,
         "embedding": _embedding,
+        "bm25-tenants": _bm25_tenants,
     }
     try:
         handlers[args.command](args)

@@ -116,15 +116,18 @@ def _keyword_leg(backend: str, join: str, flt: str, tenant_id: str) -> str:
     # 'icefal' -> 'icef') and miss them.
     tsq = "CAST(replace(CAST(plainto_tsquery('english', :qt) AS text), ' & ', ' | ') AS tsquery)"
     return (
-        f"SELECT c.id, c.document_id, ts_rank(c.search_tsv, {tsq}, 1) AS s FROM chunks c {join} "
+        f"SELECT c.id, c.document_id, ts_rank(c.search_tsv, {tsq}, 1) AS s FROM {chunk_partition(tenant_id)} c {join} "
         f"WHERE c.tenant_id = :tenant AND c.search_tsv @@ {tsq}{flt} ORDER BY s DESC LIMIT :k"
     )
 
 
 def build_sql(mode: Mode, backend: str, flt_sql: str, tenant_id: str) -> str:
+    # Every leg reads the tenant's partition by name, never the parent `chunks`: a cached generic
+    # plan over the parent would open and lock all partitions (one per tenant) on each execution.
+    partition = chunk_partition(tenant_id)
     join = "JOIN documents d ON d.id = c.document_id" if flt_sql else ""
     dense = (
-        f"SELECT c.id, c.document_id, 1 - (c.embedding <=> CAST(:qv AS vector)) AS s FROM chunks c {join} "
+        f"SELECT c.id, c.document_id, 1 - (c.embedding <=> CAST(:qv AS vector)) AS s FROM {partition} c {join} "
         f"WHERE c.tenant_id = :tenant{flt_sql} ORDER BY c.embedding <=> CAST(:qv AS vector) LIMIT :k"
     )
     legs = []
@@ -135,7 +138,7 @@ def build_sql(mode: Mode, backend: str, flt_sql: str, tenant_id: str) -> str:
     union = " UNION ALL ".join(f"({leg})" for leg in legs)
     return (
         f"SELECT l.leg, l.id, l.document_id, l.s, c.text, c.ordinal FROM ({union}) l "
-        "JOIN chunks c ON c.tenant_id = :tenant AND c.id = l.id"
+        f"JOIN {partition} c ON c.tenant_id = :tenant AND c.id = l.id"
     )
 
 
