@@ -23,9 +23,10 @@ async def check_pgvector(db: Database) -> None:
     if row is None:
         raise MissingExtension(
             f"The PostgreSQL server at {db.engine.url.render_as_string(hide_password=True)} (version {version}) "
-            "does not have the pgvector extension ('vector'). Install it on that server (Debian/Ubuntu: "
-            "apt install postgresql-<major>-pgvector; Docker: image pgvector/pgvector), or unset "
-            "RAGQL_DATABASE_URL to use the embedded server, which bundles it."
+            "has no pgvector extension ('vector'): use the embedded default (unset RAGQL_DATABASE_URL; it "
+            "bundles pgvector and pg_textsearch), or install pgvector 0.8+ on that server (Debian/Ubuntu: "
+            "apt install postgresql-<major>-pgvector; Docker: the timescale/timescaledb-ha image that "
+            "compose.yaml uses, which has pg_textsearch for BM25 too)."
         )
 
 

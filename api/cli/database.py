@@ -1,0 +1,116 @@
+"""`ragql migrate`, `ragql reindex` and `ragql rebuild-profiles`: maintenance on the configured database."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+
+from api.cli.core import err, out, run, settings
+
+
+def migrate(ctx: typer.Context) -> None:
+    """Apply the database migrations."""
+    from api.bootstrap import database_url
+    from domain.persistence.database import Database
+    from domain.persistence.migrate import migrate as apply
+
+    s = settings(ctx)
+
+    async def go() -> None:
+        db = Database(database_url(s)[0])
+        try:
+            # From settings, not from loading the model: a migration job needs no model in memory.
+            # `ragql serve` checks the stored dimension against the model it loads.
+            await apply(db, embedding_dim=s.embedding_dim)
+        finally:
+            await db.dispose()
+
+    run(go())
+    out().print("migrations applied")
+
+
+def reindex(
+    ctx: typer.Context,
+    check: Annotated[bool, typer.Option(help="only probe the BM25 index; exit 1 if it has drifted")] = False,
+) -> None:
+    """Rebuild the BM25 and HNSW indexes (after heavy updates or deletes)."""
+    from sqlalchemy import text
+
+    from api.bootstrap import database_url
+    from domain.persistence.database import Database
+    from domain.persistence.migrate import keyword_backend
+    from domain.retrieval.index_health import ensure_bm25_healthy
+
+    s = settings(ctx)
+
+    async def go() -> bool:
+        db = Database(database_url(s)[0])
+        try:
+            backend = await keyword_backend(db)
+            if check:
+                health = await ensure_bm25_healthy(db, backend, repair=False)
+                out().print(f"keyword backend {backend}: healthy={health.healthy} (probed {health.probed} chunks)")
+                if not health.healthy:
+                    err().print("the BM25 index has drifted: run `ragql reindex` to rebuild it", markup=False)
+                return health.healthy
+            async with db.engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                for index in ("chunks_bm25_idx", "chunks_embedding_hnsw"):
+                    if (await conn.execute(text("SELECT to_regclass(:i)"), {"i": index})).scalar():
+                        with err().status(f"reindexing {index} …"):
+                            await conn.execute(text(f"REINDEX INDEX {index}"))
+                        out().print(f"reindexed {index}")
+            return True
+        finally:
+            await db.dispose()
+
+    if not run(go()):
+        raise typer.Exit(1)
+
+
+def rebuild_profiles(
+    ctx: typer.Context,
+    tenant: Annotated[str | None, typer.Option(help="only this tenant (default: every tenant)")] = None,
+) -> None:
+    """Recompute user profiles and co-engagement from the feedback events."""
+    from api.bootstrap import build_learning, database_url
+    from domain.feedback.rebuild import rebuild_tenant, tenant_ids, users_of
+    from domain.persistence.database import Database
+
+    s = settings(ctx)
+    learning = build_learning(s)
+
+    async def go() -> None:
+        db = Database(database_url(s)[0])
+        try:
+            await db.enable_vector_codec()
+            tenants = [tenant] if tenant else await tenant_ids(db)
+            for t in tenants:
+                total = len(await users_of(db, t))
+                with Progress(
+                    TextColumn("tenant {task.description}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TextColumn("users"),
+                    TimeRemainingColumn(),
+                    console=err(),
+                ) as progress:
+                    task = progress.add_task(t, total=total)
+
+                    def advance(n: int, task: TaskID = task, progress: Progress = progress) -> None:
+                        progress.advance(task, n)
+
+                    report = await rebuild_tenant(db, t, learning, progress=advance)
+                out().print(f"tenant {t}: {report.users} profiles, {report.pairs} co-engagement pairs rebuilt")
+        finally:
+            await db.dispose()
+
+    run(go())
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(migrate)
+    app.command()(reindex)
+    app.command()(rebuild_profiles)
