@@ -10,7 +10,7 @@ export XDG_RUNTIME_DIR ?= $(CURDIR)/.ragql-runtime
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install chromium graphiql-assets run test lint typecheck pytest eval eval-train eval-recs bench bench-streams bench-embedding bench-tenants migrate clean
+.PHONY: install chromium graphiql-assets run test lint typecheck pytest eval eval-train eval-recs bench bench-streams bench-embedding bench-tenants bench-jobs migrate clean
 
 install: $(STAMP)
 
@@ -81,6 +81,10 @@ bench-streams: install
 # One BM25 index per tenant: index sizes, catalog growth and keyword-search p50 at 1 and 1,000 tenants (~2.5 min).
 bench-tenants: install
 	$(BIN)/python -m bench bm25-tenants --tenants 1000
+
+# Two real workers; one is SIGKILLed mid-job: how soon the other takes the job over (~30 s).
+bench-jobs: install
+	$(BIN)/python -m bench jobs
 
 clean:
 	rm -rf $(VENV) .ragql-runtime .mypy_cache .ruff_cache .pytest_cache

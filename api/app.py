@@ -17,12 +17,20 @@ from strawberry.subscriptions import (
     MULTIPART_SUBSCRIPTION_PROTOCOL,
 )
 
-from api.bootstrap import build_gate, build_services, describe_auth
+from api.bootstrap import (
+    build_gate,
+    build_services,
+    describe_auth,
+    runs_worker_in_process,
+    worker_config,
+    worker_deps,
+)
 from api.graphiql import assets as graphiql_assets
 from api.graphql_router import RagqlRouter, RagqlState, get_context
 from api.guard import STATE_KEY, GraphQLGuard
 from api.ratelimit import Rate, RateLimiter
 from api.settings import Settings
+from api.worker import BackgroundWorker, Worker
 from domain.providers.embedding import Embedder
 from domain.runtime import ServerFacts, Services
 from schema.root import QueryLimits, build_schema
@@ -41,6 +49,7 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
             auth_description=describe_auth(settings),
             introspection=settings.introspection_enabled,
             rate_limiter=gate.limiter,
+            in_process_worker=runs_worker_in_process(settings),
         )
         # app.state too: /readyz and operators' probes look there; requests read the lifespan state.
         app.state.services = services
@@ -53,9 +62,16 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         if settings.env == "production" and not settings.redis_url:
             log.warning("RAGQL_REDIS_URL is not set: rate limits are kept per process, not shared by replicas")
         log.info("rate limits: %s", gate.limiter.backend)
+        background = None
+        if facts.in_process_worker:
+            background = BackgroundWorker(Worker(worker_deps(settings, services), worker_config(settings)))
+            background.start()
+            log.info("ingestion jobs: running an in-process worker (RAGQL_WORKER_IN_PROCESS=false to turn it off)")
         try:
             yield {STATE_KEY: RagqlState(services=services, gate=gate, facts=facts)}
         finally:
+            if background is not None:
+                await background.stop()
             await gate.limiter.aclose()
             await close()
 

@@ -16,6 +16,7 @@ from api.auth.tokens import JwtConfig, JwtVerifier
 from api.graphql_router import Gatekeeping
 from api.ratelimit import Rate, RateLimiter, redis_client
 from api.settings import Settings
+from api.worker import WorkerConfig, WorkerDeps
 from domain.answers.extractive import ExtractiveGenerator
 from domain.answers.generators import LLMGenerator
 from domain.answers.service import Answering, AnswerLimits
@@ -165,6 +166,56 @@ def jwt_config(settings: Settings) -> JwtConfig:
     )
 
 
+def worker_config(settings: Settings) -> WorkerConfig:
+    return WorkerConfig(
+        concurrency=settings.worker_concurrency,
+        heartbeat_timeout_s=settings.job_heartbeat_timeout_s,
+        poll_s=settings.job_poll_s,
+        batch_size=settings.job_batch_size,
+        max_attempts=settings.job_max_attempts,
+    )
+
+
+def worker_deps(settings: Settings, services: Services) -> WorkerDeps:
+    """The in-process worker shares the API's pool and model, and drops cached searches as it writes."""
+    return WorkerDeps(
+        db=services.db,
+        embedder=services.embedder,
+        chunking=services.chunking,
+        max_chars=settings.max_document_chars,
+        learning=services.learning,
+        on_progress=lambda job: services.search_cache.invalidate(job.tenant_id),
+    )
+
+
+def runs_worker_in_process(settings: Settings) -> bool:
+    if settings.worker_in_process is not None:
+        return settings.worker_in_process
+    return settings.database_url is None
+
+
+async def open_worker_deps(
+    settings: Settings, *, embedder: Embedder | None = None
+) -> tuple[WorkerDeps, Callable[[], Awaitable[None]]]:
+    """What a standalone worker (or `ragql ingest`) needs: the database, migrated, and the model."""
+    db = Database(database_url(settings)[0])
+    try:
+        emb = embedder or build_embedder(settings)
+        await migrate(db, embedding_dim=emb.dim, keyword_backend=settings.keyword_backend)
+        await check_embedding_model(db, model=emb.name, dim=emb.dim)
+    except BaseException:
+        await db.dispose()
+        raise
+    deps = WorkerDeps(
+        db=db,
+        embedder=emb,
+        chunking=ChunkingConfig(max_tokens=settings.chunk_tokens, overlap_tokens=settings.chunk_overlap_tokens),
+        max_chars=settings.max_document_chars,
+        learning=build_learning(settings),
+    )
+    return deps, db.dispose
+
+
 def database_url(settings: Settings) -> tuple[str, str]:
     if settings.database_url:
         return settings.database_url, "external"
@@ -227,6 +278,7 @@ async def build_services(
             IngestContext(db, emb, chunking, settings.max_documents_per_batch, settings.max_document_chars),
             search_cache,
             max_upload_bytes=settings.max_upload_bytes,
+            async_threshold=settings.async_ingest_threshold,
         ),
         learning=learning,
         search_cache=search_cache,

@@ -116,6 +116,21 @@ class Settings(BaseSettings):
     max_documents_per_batch: int = 256
     max_document_chars: int = 2_000_000
     max_upload_bytes: int = 10 * 1024 * 1024
+    # Ingest calls without `mode` run synchronously up to this many documents, as a job above it.
+    async_ingest_threshold: int = 256
+    # Jobs: a worker runs this many at once; the in-process worker (None: on with the embedded
+    # database, as under `make run`) saves starting `ragql worker` in development.
+    worker_concurrency: int = 2
+    worker_in_process: bool | None = None
+    # Documents written per transaction; SIGTERM finishes the batch in hand, then exits.
+    job_batch_size: int = 16
+    # A job whose heartbeat is older than this is taken over by another worker, which looks at
+    # least every job_poll_s: a killed worker's job resumes within their sum.
+    job_heartbeat_timeout_s: float = 10.0
+    job_poll_s: float = 5.0
+    job_max_attempts: int = 5
+    # `ragql worker` serves /metrics here (0: any free port).
+    metrics_port: int = 9100
     load_demo: bool = True
     # The tenant that unauthenticated requests act as in development mode (and that gets the demo).
     dev_tenant: str = "default"

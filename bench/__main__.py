@@ -80,6 +80,12 @@ def _bm25_tenants(args: argparse.Namespace) -> None:
     run_tenant_bench(args.tenants, args.small, args.big)
 
 
+def _jobs(args: argparse.Namespace) -> None:
+    from bench.jobs import run_jobs_bench
+
+    run_jobs_bench(args.documents)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description="ragql benches and evaluations")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -103,6 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     bt.add_argument("--tenants", type=int, default=1000)
     bt.add_argument("--small", type=int, default=20, help="chunks per small tenant")
     bt.add_argument("--big", type=int, default=2000, help="chunks of the one big tenant")
+    jb = sub.add_parser("jobs", help="how soon a SIGKILLed worker's job is taken over (two real workers)")
+    jb.add_argument("--documents", type=int, default=600, help="documents in the job")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     handlers = {
@@ -112,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         "eval-recs": _eval_recs,
         "embedding": _embedding,
         "bm25-tenants": _bm25_tenants,
+        "jobs": _jobs,
     }
     try:
         handlers[args.command](args)

@@ -69,3 +69,5 @@ class ServerFacts:
     auth_description: str = "development: requests without credentials act as the development tenant's admin"
     introspection: bool = True
     rate_limiter: RateLimitBackend = field(default_factory=_LocalLimits)
+    # Whether this process runs ingestion jobs itself (else `ragql worker` processes do).
+    in_process_worker: bool = False

@@ -19,9 +19,11 @@ from schema.documents import (
     IngestDocumentsInput,
     IngestDocumentsPayload,
     IngestedDocument,
+    IngestMode,
     IngestStatus,
     UploadDocumentsInput,
 )
+from schema.jobs import IngestionJob
 from schema.search import MetadataFilter
 
 
@@ -35,7 +37,12 @@ def to_payload(outcome: documents.IngestOutcome) -> IngestDocumentsPayload:
         results=results,
         chunks_embedded=outcome.chunks_embedded,
         errors=[UserError.from_domain(e) for e in outcome.errors],
+        job=IngestionJob.from_row(outcome.job) if outcome.job else None,
     )
+
+
+def _mode(mode: IngestMode | None) -> documents.IngestMode | None:
+    return None if mode is None else ("ASYNC" if mode is IngestMode.ASYNC else "SYNC")
 
 
 async def ingest_documents(info: strawberry.Info[Context], input: IngestDocumentsInput) -> IngestDocumentsPayload:
@@ -43,11 +50,20 @@ async def ingest_documents(info: strawberry.Info[Context], input: IngestDocument
         DomainDocumentInput(title=d.title, text=d.text, external_id=d.external_id, metadata=d.metadata)
         for d in input.documents
     ]
-    return to_payload(await info.context.services.documents.ingest(info.context.tenant_id, inputs))
+    outcome = await info.context.services.documents.ingest(
+        info.context.tenant_id, inputs, mode=_mode(input.mode), created_by=info.context.principal.subject
+    )
+    return to_payload(outcome)
 
 
 async def upload_documents(info: strawberry.Info[Context], input: UploadDocumentsInput) -> IngestDocumentsPayload:
-    outcome = await info.context.services.documents.upload(info.context.tenant_id, input.files, input.metadata)
+    outcome = await info.context.services.documents.upload(
+        info.context.tenant_id,
+        input.files,
+        input.metadata,
+        mode=_mode(input.mode),
+        created_by=info.context.principal.subject,
+    )
     return to_payload(outcome)
 
 

@@ -49,6 +49,8 @@ def server_info(info: strawberry.Info[Context]) -> ServerInfo:
         providers=_providers(info.context),
         generator=s.answering.generator.name,
         rerankers=[RerankStrategy(r) for r in s.reranking.available()],
+        job_queue="pgqueuer",
+        in_process_worker=info.context.facts.in_process_worker,
     )
 
 

@@ -28,11 +28,24 @@ Rules, with the default weights (`DEFAULT_WEIGHTS`):
                                            recommendations 10, similarDocuments 5, analytics 20,
                                            uploadDocuments 50, deleteDocument 5,
                                            submitFeedback 2, createApiKey 5, revokeApiKey 5
-    ingestDocuments                        5 per document in `input.documents`; 256 (the
+    ingestDocuments (SYNC)                 5 per document in `input.documents`; 256 (the
                                            default batch maximum) when the count is unknown
+    uploadDocuments (SYNC)                 5 per file in `input.files`, on top of the 50
+    job-creating calls (deferred)          ingestDocuments ASYNC: 1 per document + 1 per 4 KiB of
+                                           title and text; uploadDocuments ASYNC: 1 per file;
+                                           importFeedback: 1 per event (10,000 when unknown).
+                                           A call without `mode` is ASYNC above 256 documents.
+    ingestionJobs                          paged like documents (edges, default 20); surcharges:
+                                           ingestionJob 1, ingestionProgress 10,
+                                           cancelIngestionJob 5, importFeedback 20
     `options.rerank` other than NONE       20, on search, answer, answerStream, recommendations
     whole operation                        at least 1
     =====================================  =====================================================
+
+Deferred cost is the work a job does later, in a worker. It is charged to the caller's rate limits
+with the rest (so a tenant cannot queue more work than its quota allows) but does not count
+against the per-operation maximum, which bounds what one request costs to answer: a 10,000
+document job returns at once.
 
 Fragments and inline fragments count wherever they are spread (all branches of a type condition
 count: an upper bound). Fields skipped with `@skip`/`@include` do not count. Arguments come from
@@ -99,6 +112,14 @@ class CostWeights:
     max_first: int = MAX_FIRST
     rerank: int = 20
     per_document: int = 5
+    per_upload_file: int = 5
+    # Job-creating calls: charged to rate limits as deferred cost (see the module docstring).
+    per_async_document: int = 1
+    per_async_kib: int = 4  # one unit per this many KiB of title and text
+    per_async_file: int = 1
+    per_import_event: int = 1
+    async_threshold: int = 256
+    assumed_job_size: int = 10_000
     # RAGQL_MAX_DOCUMENTS_PER_BATCH's default: the most one ingest call can carry.
     assumed_batch_size: int = 256
     minimum: int = 1
@@ -109,6 +130,7 @@ class CostWeights:
                 "search": Paged(10, "hits"),
                 "recommendations": Paged(10, "items"),
                 "similarDocuments": Paged(10, None),
+                "ingestionJobs": Paged(20, "edges"),
             }
         )
     )
@@ -141,6 +163,10 @@ class CostWeights:
                 "submitFeedback": 2,
                 "createApiKey": 5,
                 "revokeApiKey": 5,
+                "ingestionJob": 1,
+                "ingestionProgress": 10,
+                "cancelIngestionJob": 5,
+                "importFeedback": 20,
             }
         )
     )
@@ -165,6 +191,34 @@ _ROOT = _Scope(root=True)
 _NESTED = _Scope()
 
 
+class Estimate(NamedTuple):
+    immediate: int
+    # Work queued for a worker: charged, but not checked against the per-operation maximum.
+    deferred: int
+
+    @property
+    def total(self) -> int:
+        return self.immediate + self.deferred
+
+
+def estimate(
+    document: DocumentNode,
+    operation_name: str | None,
+    variables: dict[str, Any] | None,
+    *,
+    weights: CostWeights = DEFAULT_WEIGHTS,
+) -> Estimate:
+    """The cost of the selected operation; linear in the size of the document."""
+    operation = get_operation_ast(document, operation_name)
+    if operation is None:
+        # Unknown or ambiguous operation name: execution rejects it with its own error.
+        return Estimate(weights.minimum, 0)
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    walker = _Walker(fragments, _variable_values(operation, variables), weights)
+    immediate = max(weights.minimum, walker.selections(operation.selection_set, _ROOT))
+    return Estimate(immediate, walker.deferred)
+
+
 def estimate_cost(
     document: DocumentNode,
     operation_name: str | None,
@@ -172,14 +226,8 @@ def estimate_cost(
     *,
     weights: CostWeights = DEFAULT_WEIGHTS,
 ) -> int:
-    """The cost of the selected operation; linear in the size of the document."""
-    operation = get_operation_ast(document, operation_name)
-    if operation is None:
-        # Unknown or ambiguous operation name: execution rejects it with its own error.
-        return weights.minimum
-    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-    walker = _Walker(fragments, _variable_values(operation, variables), weights)
-    return max(weights.minimum, walker.selections(operation.selection_set, _ROOT))
+    """Everything the operation is charged: its immediate and its deferred cost."""
+    return estimate(document, operation_name, variables, weights=weights).total
 
 
 def _variable_values(operation: OperationDefinitionNode, variables: dict[str, Any] | None) -> dict[str, Any]:
@@ -209,6 +257,9 @@ class _Walker:
         # once: fragments that spread each other several times stay linear, not exponential.
         self._memo: dict[tuple[str, _Scope], int] = {}
         self._in_progress: set[str] = set()
+        self.deferred = 0
+        # Root fields already charged their deferred cost (a fragment may spread one twice).
+        self._deferred_seen: set[int] = set()
 
     def selections(self, selection_set: SelectionSetNode, scope: _Scope) -> int:
         total = 0
@@ -276,10 +327,50 @@ class _Walker:
         weights = self._weights
         cost = weights.root_fields.get(name, 0)
         if name in weights.per_document_fields:
-            cost += weights.per_document * self._document_count(node)
+            count = self._document_count(node)
+            if self._runs_async(node, count):
+                self._defer(node, weights.per_async_document * count + self._async_text_units(node))
+            else:
+                cost += weights.per_document * count
+        elif name == "uploadDocuments":
+            files = self._list_length(node, "files", weights.assumed_batch_size)
+            if self._runs_async(node, files):
+                self._defer(node, weights.per_async_file * files)
+            else:
+                cost += weights.per_upload_file * files
+        elif name == "importFeedback":
+            self._defer(node, weights.per_import_event * self._list_length(node, "events", weights.assumed_job_size))
         if name in weights.rerank_fields and self._reranks(node):
             cost += weights.rerank
         return cost
+
+    def _defer(self, node: FieldNode, units: int) -> None:
+        if id(node) not in self._deferred_seen:
+            self._deferred_seen.add(id(node))
+            self.deferred += units
+
+    def _runs_async(self, node: FieldNode, count: int) -> bool:
+        mode = _member(self._argument(node, "input"), "mode")
+        if isinstance(mode, str):
+            return mode == "ASYNC"
+        return count > self._weights.async_threshold
+
+    def _list_length(self, node: FieldNode, key: str, unknown: int) -> int:
+        value = _member(self._argument(node, "input"), key)
+        if isinstance(value, list):
+            return len(value)
+        return 1 if isinstance(value, dict) else unknown
+
+    def _async_text_units(self, node: FieldNode) -> int:
+        documents = _member(self._argument(node, "input"), "documents")
+        if not isinstance(documents, list):
+            return 0
+        chars = 0
+        for doc in documents:
+            for key in ("title", "text"):
+                value = _member(doc, key)
+                chars += len(value) if isinstance(value, str) else 0
+        return chars // (self._weights.per_async_kib * 1024)
 
     def _document_count(self, node: FieldNode) -> int:
         documents = _member(self._argument(node, "input"), "documents")
@@ -389,10 +480,13 @@ class QueryCost(SchemaExtension):
         """The error to answer with instead of executing, or None to go ahead."""
         # on_execute runs only after parsing and validation succeeded, so there is a document.
         assert ctx.graphql_document is not None
-        cost = estimate_cost(ctx.graphql_document, ctx.operation_name, ctx.variables, weights=self.weights)
+        est = estimate(ctx.graphql_document, ctx.operation_name, ctx.variables, weights=self.weights)
+        cost = est.total
         self._report = {"requestedQueryCost": cost, "maximumQueryCost": self.max_cost}
-        if cost > self.max_cost:
-            return too_costly_error(cost, self.max_cost, ctx.operation_type.value)
+        if est.deferred:
+            self._report["deferredCost"] = est.deferred
+        if est.immediate > self.max_cost:
+            return too_costly_error(est.immediate, self.max_cost, ctx.operation_type.value)
         charge = getattr(ctx.context, "charge", None)
         if charge is None:
             return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import Enum
-from typing import cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 import strawberry
 from strawberry.file_uploads import Upload
@@ -13,6 +13,21 @@ from strawberry.scalars import JSON
 
 from domain.persistence.tables import Document as DocumentRow
 from schema.common import Node, PageInfo, UserError, to_global_id
+
+if TYPE_CHECKING:
+    from schema.jobs import IngestionJob
+
+
+@strawberry.enum(description="SYNC embeds inside the request; ASYNC returns a queued job at once.")
+class IngestMode(Enum):
+    SYNC = "SYNC"
+    ASYNC = "ASYNC"
+
+
+_MODE = (
+    "SYNC: stored before the call returns (up to RAGQL_MAX_DOCUMENTS_PER_BATCH). ASYNC: a job, returned at once "
+    "(up to 10,000). Left out: SYNC up to RAGQL_ASYNC_INGEST_THRESHOLD documents, ASYNC above."
+)
 
 
 @strawberry.type
@@ -89,12 +104,14 @@ class DocumentInput:
 @strawberry.input
 class IngestDocumentsInput:
     documents: list[DocumentInput]
+    mode: IngestMode | None = strawberry.field(default=None, description=_MODE)
 
 
 @strawberry.input
 class UploadDocumentsInput:
     files: list[Upload]
     metadata: JSON | None = strawberry.field(default=None, description="Applied to every uploaded file.")
+    mode: IngestMode | None = strawberry.field(default=None, description=_MODE)
 
 
 @strawberry.enum
@@ -118,6 +135,9 @@ class IngestDocumentsPayload:
     results: list[IngestedDocument] = strawberry.field(default_factory=list)
     chunks_embedded: int = 0
     errors: list[UserError] = strawberry.field(default_factory=list)
+    job: Annotated[IngestionJob, strawberry.lazy("schema.jobs")] | None = strawberry.field(
+        default=None, description="The job, when the call ran ASYNC; its documents are stored by a worker."
+    )
 
 
 @strawberry.input

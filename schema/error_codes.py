@@ -15,6 +15,7 @@ from domain.auth.error_codes import ApiKeyErrorCode
 from domain.documents.error_codes import DocumentErrorCode
 from domain.error_codes import CommonErrorCode
 from domain.feedback.error_codes import FeedbackErrorCode
+from domain.jobs.error_codes import JobErrorCode
 from domain.recommendations.error_codes import RecommendationErrorCode
 from domain.retrieval.error_codes import SearchErrorCode
 
@@ -28,6 +29,7 @@ PAYLOAD_AREAS: tuple[type[StrEnum], ...] = (
     RecommendationErrorCode,
     AnalyticsErrorCode,
     ApiKeyErrorCode,
+    JobErrorCode,
     CommonErrorCode,
 )
 

@@ -22,7 +22,7 @@ from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from domain.errors import DomainError
-from resolvers import analytics, answers, apikeys, documents, feedback, search, server
+from resolvers import analytics, answers, apikeys, documents, feedback, jobs, search, server
 from resolvers import recommendations as recs
 from schema.analytics import Analytics
 from schema.answers import Answer, AnswerEvent
@@ -39,6 +39,7 @@ from schema.documents import (
 from schema.errors import ErrorCodes, mask
 from schema.feedback import Feedback, SubmitFeedbackPayload
 from schema.input_guard import InputGuard
+from schema.jobs import CancelIngestionJobPayload, ImportFeedbackPayload, IngestionJob, IngestionJobConnection
 from schema.payload_errors import DomainErrorsToPayload
 from schema.permissions import IsAdmin, IsEditor, IsReader
 from schema.recommendations import RecommendationResult
@@ -84,6 +85,16 @@ class Query:
     api_keys: list[ApiKey] = strawberry.field(
         resolver=apikeys.api_keys, description="This tenant's API keys. Admins only.", permission_classes=ADMIN
     )
+    ingestion_job: IngestionJob = strawberry.field(
+        resolver=jobs.ingestion_job,
+        description="One ingestion job of this tenant; NOT_FOUND for an unknown id or another tenant's.",
+        permission_classes=READER,
+    )
+    ingestion_jobs: IngestionJobConnection = strawberry.field(
+        resolver=jobs.ingestion_jobs,
+        description="This tenant's ingestion jobs, newest first.",
+        permission_classes=READER,
+    )
 
 
 @strawberry.type
@@ -101,6 +112,18 @@ class Mutation:
         resolver=feedback.submit_feedback,
         description="Record one feedback event; with an idempotencyKey, retries are safe.",
         permission_classes=READER,
+        extensions=payload_errors(),
+    )
+    cancel_ingestion_job: CancelIngestionJobPayload = strawberry.mutation(
+        resolver=jobs.cancel_ingestion_job,
+        description="Stop a QUEUED or RUNNING job. Documents already stored stay; nothing more is stored.",
+        permission_classes=EDITOR,
+        extensions=payload_errors(),
+    )
+    import_feedback: ImportFeedbackPayload = strawberry.mutation(
+        resolver=jobs.import_feedback,
+        description="Load up to 10,000 historical feedback events as a job; each keeps its occurredAt. Admins only.",
+        permission_classes=ADMIN,
         extensions=payload_errors(),
     )
     create_api_key: CreateApiKeyPayload = strawberry.mutation(
@@ -122,6 +145,11 @@ class Subscription:
     answer_stream: AsyncGenerator[AnswerEvent, None] = strawberry.subscription(
         resolver=answers.answer_stream,
         description="AnswerSources first, then AnswerDelta events as text arrives, then AnswerDone or AnswerError.",
+        permission_classes=READER,
+    )
+    ingestion_progress: AsyncGenerator[IngestionJob, None] = strawberry.subscription(
+        resolver=jobs.ingestion_progress,
+        description="The job now, then on every change of its counts or state; the last event is its final state.",
         permission_classes=READER,
     )
 

@@ -36,6 +36,10 @@ class ServerInfo:
     providers: list[str]
     generator: str = strawberry.field(description="What writes answers: `extractive` (offline) or `llm:<model>`.")
     rerankers: list[RerankStrategy] = strawberry.field(description="Re-rank strategies configured here.")
+    job_queue: str = strawberry.field(description="Where ingestion jobs wait: `pgqueuer` (PostgreSQL).")
+    in_process_worker: bool = strawberry.field(
+        description="Whether this server runs ingestion jobs itself; else `ragql worker` processes do."
+    )
 
 
 @strawberry.type

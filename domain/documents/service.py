@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 import numpy as np
@@ -25,6 +26,9 @@ from domain.documents.error_codes import DocumentErrorCode
 from domain.documents.validation import DocumentInput, NormalizedDocument, normalize, normalize_metadata
 from domain.error_codes import CommonErrorCode
 from domain.errors import DomainError, InvalidInput, NotFound
+from domain.jobs import store as job_store
+from domain.jobs.items import document_items
+from domain.jobs.model import ItemError, Job, JobKind
 from domain.paging import check_first
 from domain.persistence.database import Database
 from domain.persistence.tables import Document
@@ -53,6 +57,12 @@ class IngestOutcome:
     documents: list[Ingested]
     errors: list[DomainError]
     chunks_embedded: int
+    # Set when the ingest ran as a job (ASYNC): `documents` is empty, a worker stores them.
+    job: Job | None = None
+
+
+# SYNC embeds in the call; ASYNC queues a job; None picks by size (Documents.async_threshold).
+IngestMode = Literal["SYNC", "ASYNC"]
 
 
 ProgressHook = Callable[[int], None]
@@ -373,23 +383,61 @@ class Documents:
     ingesting: IngestContext
     search_cache: SearchCache
     max_upload_bytes: int = 10 * 1024 * 1024
+    # Calls that leave out `mode` run as a job above this many documents.
+    async_threshold: int = 256
 
     @property
     def db(self) -> Database:
         return self.ingesting.db
 
     async def ingest(
-        self, tenant_id: str, inputs: Sequence[DocumentInput], *, early_errors: Sequence[DomainError] = ()
+        self,
+        tenant_id: str,
+        inputs: Sequence[DocumentInput],
+        *,
+        early_errors: Sequence[DomainError] = (),
+        mode: IngestMode | None = None,
+        created_by: str = "",
     ) -> IngestOutcome:
+        if self._runs_async(mode, len(inputs)):
+            return await self._enqueue(tenant_id, list(inputs), "documents", created_by)
         return await self._ingest(IngestRequest(tenant_id, inputs), early_errors)
 
-    async def upload(self, tenant_id: str, files: Sequence[object], metadata: Any) -> IngestOutcome:
+    async def upload(
+        self,
+        tenant_id: str,
+        files: Sequence[object],
+        metadata: Any,
+        *,
+        mode: IngestMode | None = None,
+        created_by: str = "",
+    ) -> IngestOutcome:
         from domain.documents.uploads import read_uploads
 
         normalized = normalize_metadata(metadata, "metadata")
-        check_batch_size(len(files), self.ingesting.max_batch, "files")
+        asynchronous = self._runs_async(mode, len(files))
+        if not asynchronous:
+            check_batch_size(len(files), self.ingesting.max_batch, "files")
+        job_store.check_size(len(files), "files")
         parsed, errors = await read_uploads(files, metadata=normalized, max_bytes=self.max_upload_bytes)
+        if asynchronous:
+            return await self._enqueue(tenant_id, _in_file_order(len(files), parsed, errors), "files", created_by)
         return await self._ingest(IngestRequest(tenant_id, parsed, field_prefix="files"), errors)
+
+    def _runs_async(self, mode: IngestMode | None, count: int) -> bool:
+        return mode == "ASYNC" if mode is not None else count > self.async_threshold
+
+    async def _enqueue(
+        self, tenant_id: str, entries: list[DocumentInput | ItemError], prefix: str, created_by: str
+    ) -> IngestOutcome:
+        """Validate now, store later: on return the job, its inputs and its queue entry are durable.
+        Inputs refused now are in the outcome's errors and in the job's."""
+        items = document_items(entries, prefix, max_chars=self.ingesting.max_chars)
+        job = await job_store.create(
+            self.db, tenant_id, JobKind.DOCUMENTS, items, created_by=created_by, field_prefix=prefix
+        )
+        refused: list[DomainError] = [_refused(i.error) for i in items if i.error is not None]
+        return IngestOutcome(documents=[], errors=refused, chunks_embedded=0, job=job)
 
     async def _ingest(self, request: IngestRequest, early_errors: Sequence[DomainError]) -> IngestOutcome:
         if not request.inputs:
@@ -412,3 +460,22 @@ class Documents:
         self, tenant_id: str, *, first: int, after: str | None, flt: MetadataFilter | None
     ) -> DocumentPage:
         return await list_page(db=self.db, tenant_id=tenant_id, first=first, after=after, flt=flt)
+
+
+def _in_file_order(
+    count: int, parsed: list[DocumentInput], errors: list[DomainError]
+) -> list[DocumentInput | ItemError]:
+    """Each file's document, or why it could not be read, at the file's position (upload errors
+    name their file as `files.<i>`)."""
+    failed = {int((e.field or "").split(".")[1]): e for e in errors if (e.field or "").startswith("files.")}
+    documents = iter(parsed)
+    return [
+        ItemError(i, failed[i].field, failed[i].code, failed[i].message) if i in failed else next(documents)
+        for i in range(count)
+    ]
+
+
+def _refused(error: ItemError) -> InvalidInput:
+    # Items refused at creation keep the Enum member their validation raised.
+    code = error.code if isinstance(error.code, StrEnum) else CommonErrorCode.INTERNAL
+    return InvalidInput(code, error.message, field=error.field)

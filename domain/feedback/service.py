@@ -39,6 +39,8 @@ class FeedbackRequest:
     query_id: uuid.UUID | None = None
     rating: float | None = None
     idempotency_key: str | None = None
+    # When the event happened, for imported history; live events take the time they arrive.
+    occurred_at: datetime | None = None
 
     def fingerprint(self) -> str:
         body = {
@@ -49,6 +51,8 @@ class FeedbackRequest:
             "query": str(self.query_id) if self.query_id else None,
             "rating": self.rating,
         }
+        if self.occurred_at is not None:
+            body["at"] = self.occurred_at.isoformat()
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
@@ -163,59 +167,66 @@ async def _check_targets(session: AsyncSession, tenant_id: str, req: FeedbackReq
 
 async def submit(db: Database, tenant_id: str, req: FeedbackRequest, config: LearningConfig) -> Submitted:
     validate(req)
-    fingerprint = req.fingerprint()
     async with db.session(tenant_id) as session:
-        if req.idempotency_key is not None:
-            await session.execute(
-                text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 2))"),
-                {"k": f"{tenant_id}\x1f{req.idempotency_key}"},
-            )
-            found = await _by_key(session, tenant_id, req.idempotency_key)
-            if found is not None:
-                event, stored_hash = found
-                if stored_hash != fingerprint:
-                    raise InvalidInput(
-                        FeedbackErrorCode.IDEMPOTENCY_KEY_REUSED,
-                        "this idempotencyKey was already used for a different feedback event; use a new key",
-                        field="idempotencyKey",
-                    )
-                return Submitted(event, duplicate=True)
-        await _check_targets(session, tenant_id, req)
-        if req.document_id is not None:
-            # Events of one user are applied to the profile in the order they are inserted.
-            await profiles.lock_user(session, tenant_id, req.user_id)
-            first_like = is_liked(req.kind, req.rating) and not await coengagement.already_liked(
-                session, tenant_id, req.user_id, req.document_id
-            )
-            if first_like:
-                await coengagement.add_like(session, tenant_id, req.user_id, req.document_id)
-        row = (
-            await session.execute(
-                text(
-                    f"""
-                    INSERT INTO feedback (id, tenant_id, user_id, kind, document_id, answer_id, query_id, rating,
-                                          idempotency_key, request_hash)
-                    VALUES (:id, :t, :u, :kind, :d, :a, :q, :r, :k, :h)
-                    RETURNING {_COLUMNS}
-                    """
-                ),
-                {
-                    "id": uuid.uuid4(),
-                    "t": tenant_id,
-                    "u": req.user_id,
-                    "kind": req.kind,
-                    "d": req.document_id,
-                    "a": req.answer_id,
-                    "q": req.query_id,
-                    "r": req.rating,
-                    "k": req.idempotency_key,
-                    "h": fingerprint,
-                },
-            )
-        ).one()
-        event = _event(row)
-        if req.document_id is not None:
-            await _learn(session, tenant_id, event, config)
+        return await record(session, tenant_id, req, config)
+
+
+async def record(session: AsyncSession, tenant_id: str, req: FeedbackRequest, config: LearningConfig) -> Submitted:
+    """Store one validated event and learn from it inside the caller's transaction (a live submit,
+    or one event of an import job: the same steps in the same order, so the two end alike)."""
+    fingerprint = req.fingerprint()
+    if req.idempotency_key is not None:
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 2))"),
+            {"k": f"{tenant_id}\x1f{req.idempotency_key}"},
+        )
+        found = await _by_key(session, tenant_id, req.idempotency_key)
+        if found is not None:
+            event, stored_hash = found
+            if stored_hash != fingerprint:
+                raise InvalidInput(
+                    FeedbackErrorCode.IDEMPOTENCY_KEY_REUSED,
+                    "this idempotencyKey was already used for a different feedback event; use a new key",
+                    field="idempotencyKey",
+                )
+            return Submitted(event, duplicate=True)
+    await _check_targets(session, tenant_id, req)
+    if req.document_id is not None:
+        # Events of one user are applied to the profile in the order they are inserted.
+        await profiles.lock_user(session, tenant_id, req.user_id)
+        first_like = is_liked(req.kind, req.rating) and not await coengagement.already_liked(
+            session, tenant_id, req.user_id, req.document_id
+        )
+        if first_like:
+            await coengagement.add_like(session, tenant_id, req.user_id, req.document_id)
+    row = (
+        await session.execute(
+            text(
+                f"""
+                INSERT INTO feedback (id, tenant_id, user_id, kind, document_id, answer_id, query_id, rating,
+                                      idempotency_key, request_hash, created_at)
+                VALUES (:id, :t, :u, :kind, :d, :a, :q, :r, :k, :h, coalesce(:at, clock_timestamp()))
+                RETURNING {_COLUMNS}
+                """
+            ),
+            {
+                "id": uuid.uuid4(),
+                "t": tenant_id,
+                "u": req.user_id,
+                "kind": req.kind,
+                "d": req.document_id,
+                "a": req.answer_id,
+                "q": req.query_id,
+                "r": req.rating,
+                "k": req.idempotency_key,
+                "h": fingerprint,
+                "at": req.occurred_at,
+            },
+        )
+    ).one()
+    event = _event(row)
+    if req.document_id is not None:
+        await _learn(session, tenant_id, event, config)
     return Submitted(event, duplicate=False)
 
 
