@@ -173,7 +173,7 @@ class Worker:
                 return
             depth = asyncio.create_task(self._watch_queue_depth(pool), name="ragql-queue-depth")
             log.info(
-                "worker ready: %d concurrent jobs, heartbeat timeout %.0f s, poll %.0f s",
+                "worker ready: %d concurrent jobs, heartbeat timeout %g s, poll %g s",
                 self.config.concurrency,
                 self.config.heartbeat_timeout_s,
                 self.config.poll_s,

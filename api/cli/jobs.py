@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli.core import err, out, run, settings
+from api.cli.core import err, run, settings
 
 
 def worker(
@@ -63,7 +63,8 @@ def ingest(
     from api.ingest_command import ingest_path
 
     totals = run(ingest_path(settings(ctx), path, tenant, err()))
-    out().print(totals.last_line(), markup=False)
+    # Plain print: one unwrapped line, whatever the terminal width (scripts read it).
+    print(totals.last_line())
     _exit_for(totals.interrupted, totals.items > 0 and totals.failed == totals.items)
 
 
@@ -79,7 +80,7 @@ def import_feedback(
     from api.ingest_command import import_feedback_file, imported_line
 
     totals = run(import_feedback_file(settings(ctx), file, tenant, err()))
-    out().print(imported_line(totals), markup=False)
+    print(imported_line(totals))
     _exit_for(totals.interrupted, totals.items > 0 and totals.failed == totals.items)
 
 
