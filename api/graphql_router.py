@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import re
 import time
 from collections import Counter
@@ -31,7 +30,7 @@ from api.graphiql.page import graphiql_html
 from api.guard import CLEANUP_KEY, PRINCIPAL_KEY, REQUEST_ID_KEY, STATE_KEY, client_ip
 from api.ratelimit import Bucket, Rate, RateLimiter
 from domain.auth.principal import Principal
-from domain.errors import RateLimited, Unauthenticated
+from domain.errors import RateLimited, Unauthenticated, retry_after_seconds
 from domain.runtime import ServerFacts, Services
 from schema.context import Context, ThrottleStatus
 
@@ -67,8 +66,9 @@ class Gatekeeping:
     async def charge(self, principal: Principal, ip: str, cost: int) -> ThrottleStatus:
         decision = await self.limiter.check(self.buckets(principal, ip), cost)
         if not decision.allowed:
+            wait = retry_after_seconds(decision.retry_after_s)
             raise RateLimited(
-                f"rate limit reached: this operation costs {cost}; retry in {math.ceil(decision.retry_after_s)} s "
+                f"rate limit reached: this operation costs {cost}; retry in {wait} s "
                 "(see extensions.cost on responses for what each operation costs)",
                 retry_after_s=decision.retry_after_s,
             )

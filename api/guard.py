@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth.authenticate import Authenticator, credential_from_headers
 from api.ratelimit import Bucket, Rate, RateLimiter
-from domain.errors import Unauthenticated
+from domain.errors import Unauthenticated, retry_after_seconds
 
 log = logging.getLogger("ragql.auth")
 CLEANUP_KEY = "ragql_cleanup"
@@ -189,7 +188,7 @@ async def _reject(
     extensions: dict[str, Any] = {"code": code, "requestId": request_id}
     headers = [(b"content-type", b"application/json")]
     if retry_after is not None:
-        seconds = max(1, math.ceil(retry_after))
+        seconds = retry_after_seconds(retry_after)
         extensions["retryAfter"] = seconds
         headers.append((b"retry-after", str(seconds).encode()))
     body = json.dumps({"data": None, "errors": [{"message": message, "extensions": extensions}]}).encode()

@@ -5,6 +5,7 @@ tests/test_error_codes.py fails when one the domain can raise has no GraphQL mem
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 
 from domain.error_codes import CommonErrorCode, RequestErrorCode, StartupErrorCode
@@ -51,6 +52,14 @@ class RateLimited(DomainError):
     def __init__(self, message: str, *, retry_after_s: float) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+def retry_after_seconds(seconds: float) -> int:
+    """A wait as the whole seconds a client is told (Retry-After, extensions.retryAfter): rounded
+    up, never 0 (a client told 0 would retry at once and fail again), 1 when not finite."""
+    if not math.isfinite(seconds):
+        return 1
+    return max(1, math.ceil(seconds))
 
 
 class StartupError(DomainError):

@@ -4,13 +4,12 @@ field; anything else is masked, and carries the request id that the log line als
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator
 
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
-from domain.errors import DomainError, RateLimited
+from domain.errors import DomainError, RateLimited, retry_after_seconds
 
 log = logging.getLogger("ragql.errors")
 
@@ -59,6 +58,6 @@ class ErrorCodes(SchemaExtension):
                 if isinstance(original, DomainError) and original.field:
                     extensions["field"] = original.field
                 if isinstance(original, RateLimited):
-                    extensions["retryAfter"] = max(1, math.ceil(original.retry_after_s))
+                    extensions["retryAfter"] = retry_after_seconds(original.retry_after_s)
                 extensions["requestId"] = request_id
                 error.extensions = extensions

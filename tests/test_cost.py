@@ -20,7 +20,7 @@ from strawberry.types import ExecutionResult
 
 from domain.errors import RateLimited
 from schema.context import Charger, ThrottleStatus
-from schema.cost import DEFAULT_WEIGHTS, QueryCost, estimate_cost
+from schema.cost import DEFAULT_WEIGHTS, QueryCost, estimate_cost, ingest_cost
 from schema.errors import ErrorCodes
 from schema.root import build_schema
 
@@ -141,18 +141,58 @@ mutation Ingest($input: IngestDocumentsInput!) {
 
 
 def test_ingest_counts_documents_from_variables_and_literals() -> None:
+    # Each small document: 5, plus 1 for its first (started) 1,000 characters.
     docs = [{"title": f"t{i}", "text": "body"} for i in range(3)]
-    assert cost(INGEST, {"input": {"documents": docs}}) == 5 * 3 + 1 + 1
+    assert cost(INGEST, {"input": {"documents": docs}}) == 6 * 3 + 1 + 1
     nested = "mutation($d: [DocumentInput!]!) { ingestDocuments(input: {documents: $d}) { chunksEmbedded } }"
-    assert cost(nested, {"d": docs[:2]}) == 5 * 2 + 1
+    assert cost(nested, {"d": docs[:2]}) == 6 * 2 + 1
     literal = """mutation { ingestDocuments(input: {documents: [{title: "a", text: "b"}, {title: "c", text: "d"}]})
                  { chunksEmbedded } }"""
-    assert cost(literal) == 5 * 2 + 1
+    assert cost(literal) == 6 * 2 + 1
     # Input coercion makes a lone object a one-item list.
     lone = 'mutation { ingestDocuments(input: {documents: {title: "a", text: "b"}}) { chunksEmbedded } }'
-    assert cost(lone) == 5 + 1
+    assert cost(lone) == 6 + 1
     # Unknown (the variable is missing; coercion will reject it): the largest batch.
     assert cost(INGEST, {}) == 5 * 256 + 1 + 1
+
+
+def test_ingest_cost_follows_document_size() -> None:
+    small = [{"title": "t", "text": "x" * 10}] * 200
+    large = [{"title": "t", "text": "x" * 1_190_000}]
+    # One 1.19 MB document embeds ~1,700 chunks: it must cost more than one small document.
+    assert ingest_cost(large) == 5 + 1_191
+    assert cost(INGEST, {"input": {"documents": large}}) == 5 + 1_191 + 1 + 1
+    assert ingest_cost(small) == 200 * 6
+    # Attribute objects (what a job or the service holds) count the same as GraphQL input.
+    assert ingest_cost([DocumentLike("t", "x" * 2_500)]) == 5 + 3
+
+
+class DocumentLike:
+    def __init__(self, title: str, text: str) -> None:
+        self.title, self.text = title, text
+
+
+class SizedUpload:
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+def test_upload_cost_follows_file_sizes() -> None:
+    upload = "mutation($f: [Upload!]!) { uploadDocuments(input: {files: $f}) { chunksEmbedded } }"
+    assert cost(upload, {"f": [SizedUpload(10)] * 200}) == 50 + 200 * (5 + 1) + 1
+    assert cost(upload, {"f": [SizedUpload(5_000_000)]}) == 50 + 5 + 5_000 + 1
+
+
+def test_selected_text_length_counts() -> None:
+    query = 'query($o: AnswerOptions) { answer(question: "q", options: $o) { text } }'
+    assert cost(query, {"o": {"selectedText": "x" * 20_000}}) == 50 + 200 + 1
+    stream = 'subscription($o: AnswerOptions) { answerStream(question: "q", options: $o) { __typename } }'
+    assert cost(stream, {"o": {"selectedText": "x" * 150}}) == 50 + 2 + 1
+
+
+def test_a_first_the_estimator_cannot_read_counts_as_the_maximum() -> None:
+    # Raw (uncoerced) floats: never the default, which is what let `100.0` cost 20.
+    assert cost("query($n: Int) { documents(first: $n) { edges { node { id } } } }", {"n": 100.0}) == 1 + 101
 
 
 def test_introspection_costs_a_flat_ten() -> None:
@@ -200,9 +240,11 @@ def test_weights_match_the_real_schema() -> None:
     assert query_type is not None
     roots: dict[str, graphql.GraphQLField] = {}
     for root in (schema.query_type, schema.mutation_type, schema.subscription_type):
-        roots.update(root.fields if root else {})
+        roots.update({f"{root.name}.{name}": field_ for name, field_ in root.fields.items()} if root else {})
 
-    for name, paged in DEFAULT_WEIGHTS.paged.items():
+    for key, paged in DEFAULT_WEIGHTS.paged.items():
+        type_name, name = key.split(".")
+        assert type_name == "Query", key
         root_field = query_type.fields[name]
         assert sdl_default(root_field.args["first"]) == paged.default_first, name
         returned = graphql.get_named_type(root_field.type)
@@ -227,6 +269,8 @@ def test_weights_match_the_real_schema() -> None:
 
     assert set(DEFAULT_WEIGHTS.root_fields) <= set(roots)
     assert DEFAULT_WEIGHTS.per_document_fields <= set(roots)
+    assert DEFAULT_WEIGHTS.per_file_fields <= set(roots)
+    assert DEFAULT_WEIGHTS.selected_text_fields <= set(roots)
     assert DEFAULT_WEIGHTS.rerank_fields <= set(roots)
 
 
@@ -336,7 +380,8 @@ async def test_an_over_max_query_is_rejected_before_it_runs() -> None:
     )
     assert error.extensions == {"code": "QUERY_TOO_COSTLY", "cost": 106, "maximumCost": 50, "requestId": "req-1"}
     assert calls["similarDocuments"] == 0
-    assert charger.charged == []  # nothing charged for a request that did not run
+    # Not what it would have cost, but the minimum for a refusal: refusals are work too.
+    assert charger.charged == [DEFAULT_WEIGHTS.rejected]
     assert result.extensions == {"cost": {"requestedQueryCost": 106, "maximumQueryCost": 50}}
 
 
@@ -346,6 +391,36 @@ async def test_an_over_max_mutation_is_rejected_before_it_runs() -> None:
     assert error.message.startswith("This mutation costs 6, more than the maximum of 5.")
     assert error.extensions is not None and error.extensions["code"] == "QUERY_TOO_COSTLY"
     assert calls["deleteDocument"] == 0
+
+
+@pytest.mark.parametrize("first", [100.0, 1e2])
+async def test_a_float_first_is_costed_as_the_int_it_coerces_to(first: float) -> None:
+    # graphql-core accepts 100.0 and 1e2 as an Int; the estimate must see the 100 execution uses.
+    charger = RecordingCharger(status())
+    result = await tiny_schema(50).execute(SIMILAR, {"n": first}, context_value=Ctx(charger))
+    assert only_error(result).extensions == {
+        "code": "QUERY_TOO_COSTLY",
+        "cost": 106,
+        "maximumCost": 50,
+        "requestId": "req-1",
+    }
+    assert calls["similarDocuments"] == 0
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        ("{ similarDocuments(first: 2) { document { id } ", None),  # unparsable
+        ("{ similarDocuments(first: 2) { nope } }", None),  # invalid
+        (SIMILAR, {"n": "two"}),  # variables that do not coerce
+    ],
+)
+async def test_refused_operations_are_charged_the_minimum(query: str, variables: dict[str, Any] | None) -> None:
+    charger = RecordingCharger(status())
+    result = await tiny_schema(1000).execute(query, variables, context_value=Ctx(charger))
+    assert result.errors
+    assert charger.charged == [DEFAULT_WEIGHTS.rejected]
+    assert calls["similarDocuments"] == 0
 
 
 async def test_a_charge_reports_its_throttle_status() -> None:
@@ -433,7 +508,7 @@ async def test_an_over_max_subscription_is_rejected_before_it_runs() -> None:
     assert error.extensions is not None
     assert (error.extensions["code"], error.extensions["cost"]) == ("QUERY_TOO_COSTLY", 51)
     assert calls["answerStream"] == 0
-    assert charger.charged == []
+    assert charger.charged == [DEFAULT_WEIGHTS.rejected]
 
 
 async def test_a_rate_limited_subscription_is_rejected_before_it_runs() -> None:

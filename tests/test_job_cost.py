@@ -9,7 +9,7 @@ from typing import Any
 import graphql
 
 from domain.providers.embedding import LocalEmbedder
-from schema.cost import estimate
+from schema.cost import estimate, ingest_cost
 from tests.conftest import graphql as post
 from tests.conftest import graphql_ok, tenant_client
 
@@ -41,10 +41,12 @@ def test_an_async_ingest_is_charged_by_count_and_size_as_deferred_work() -> None
     big = _docs(100, chars=8192)
     assert _text_units(big) == 200
     assert _estimate(INGEST, {"d": big, "m": "ASYNC"}) == (3, 100 + 200)
-    # Without a mode, above the threshold it is a job; at or below, a synchronous ingest at 5 each.
+    # Without a mode, above the threshold it is a job; at or below, a synchronous ingest, charged
+    # by `ingest_cost` (5 each plus 1 per started 1,000 characters: cost follows work).
     assert _estimate(INGEST, {"d": _docs(300)}) == (3, 300 + _text_units(_docs(300)))
-    assert _estimate(INGEST, {"d": _docs(256)}) == (3 + 5 * 256, 0)
-    assert _estimate(INGEST, {"d": _docs(300), "m": "SYNC"}) == (3 + 5 * 300, 0)
+    assert _estimate(INGEST, {"d": _docs(256)}) == (3 + ingest_cost(_docs(256)), 0)
+    assert ingest_cost(_docs(256)) > 5 * 256
+    assert _estimate(INGEST, {"d": _docs(300), "m": "SYNC"}) == (3 + ingest_cost(_docs(300)), 0)
 
 
 def test_uploads_and_feedback_imports_follow_their_counts() -> None:
