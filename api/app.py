@@ -30,6 +30,7 @@ from api.graphql_router import RagqlRouter, RagqlState, get_context
 from api.guard import STATE_KEY, GraphQLGuard
 from api.ratelimit import Rate, RateLimiter
 from api.settings import Settings
+from api.websocket_guard import WebsocketLimits
 from api.worker import BackgroundWorker, Worker
 from domain.providers.embedding import Embedder
 from domain.runtime import ServerFacts, Services
@@ -105,6 +106,12 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         admission_rate=Rate(max(1, round(settings.admission_per_ip_per_s)), 1.0),
         max_body_bytes=settings.max_request_bytes,
         max_upload_bytes=settings.max_upload_bytes,
+        trusted_proxies=settings.trusted_proxies,
+        websocket_limits=WebsocketLimits(
+            max_message_bytes=settings.max_request_bytes,
+            init_timeout_s=settings.websocket_init_timeout_s,
+            max_unidentified_per_ip=settings.max_unidentified_websockets_per_ip,
+        ),
     )
     # Added last, so it runs first: preflights are answered before the guard (which would ask an
     # OPTIONS request for credentials), and the guard's 401/413/429 carry CORS headers a frontend

@@ -29,6 +29,7 @@ from api.auth.authenticate import Authenticator, credential_from_headers, creden
 from api.graphiql.page import graphiql_html
 from api.guard import CLEANUP_KEY, PRINCIPAL_KEY, REQUEST_ID_KEY, STATE_KEY, client_ip
 from api.ratelimit import Bucket, Rate, RateLimiter
+from api.websocket_guard import IDENTIFIED_KEY
 from domain.auth.principal import Principal
 from domain.errors import RateLimited, Unauthenticated, retry_after_seconds
 from domain.runtime import ServerFacts, Services
@@ -153,6 +154,9 @@ class RagqlRouter(GraphQLRouter[Context, None]):
                 {"message": f"at most {gate.max_websockets} open websockets per caller", "code": "RATE_LIMITED"}
             )
         context.principal = principal
+        identified = websocket.scope["state"].get(IDENTIFIED_KEY)
+        if identified is not None:
+            identified()  # no longer counts as an unidentified socket, and its init timer stops
         self._hold_slot(websocket, gate, key)
         if principal.expires_at is not None:
             self._close_on_expiry(websocket, principal.expires_at)

@@ -14,19 +14,22 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth.authenticate import Authenticator, credential_from_headers
+from api.client_address import client_address, networks
 from api.ratelimit import Bucket, Rate, RateLimiter
+from api.websocket_guard import WebsocketLimits
 from domain.errors import Unauthenticated, retry_after_seconds
 
 log = logging.getLogger("ragql.auth")
 CLEANUP_KEY = "ragql_cleanup"
 PRINCIPAL_KEY = "ragql_principal"
 REQUEST_ID_KEY = "ragql_request_id"
+CLIENT_IP_KEY = "ragql_client_ip"
 # The lifespan state (api.graphql_router.RagqlState) under this key: services, gate, server facts.
 STATE_KEY = "ragql"
 
@@ -40,6 +43,8 @@ class GraphQLGuard:
         admission_rate: Rate,
         max_body_bytes: int,
         max_upload_bytes: int,
+        trusted_proxies: Sequence[str] = (),
+        websocket_limits: WebsocketLimits | None = None,
         path: str = "/graphql",
     ) -> None:
         self.app = app
@@ -48,6 +53,10 @@ class GraphQLGuard:
         self.max_body_bytes = max_body_bytes
         self.max_upload_bytes = max_upload_bytes
         self.path = path
+        self.trusted_proxies = networks(trusted_proxies)
+        self.websocket_limits = websocket_limits or WebsocketLimits(
+            max_message_bytes=max_body_bytes, init_timeout_s=10.0, max_unidentified_per_ip=20
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or not scope["path"].startswith(self.path):
@@ -56,6 +65,7 @@ class GraphQLGuard:
         state = scope.setdefault("state", {})
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         state[REQUEST_ID_KEY] = _request_id(headers)
+        state[CLIENT_IP_KEY] = client_address(scope, self.trusted_proxies)
         if scope["type"] == "websocket":
             await self._websocket(scope, receive, send, state)
             return
@@ -65,7 +75,7 @@ class GraphQLGuard:
         cleanups: list[Callable[[], None]] = []
         state[CLEANUP_KEY] = cleanups
         try:
-            await self.app(scope, receive, send)
+            await self.websocket_limits.run(self.app, scope, receive, send, state[CLIENT_IP_KEY])
         finally:
             for cleanup in cleanups:
                 cleanup()
@@ -113,9 +123,9 @@ class GraphQLGuard:
 
 
 def client_ip(scope: Scope) -> str:
-    # Behind a proxy, run uvicorn with --proxy-headers/--forwarded-allow-ips so this is the client.
-    client = scope.get("client")
-    return str(client[0]) if client else "unknown"
+    """The address the guard settled on (api/client_address.py), for every later reader."""
+    state = scope.get("state", {})
+    return str(state.get(CLIENT_IP_KEY) or client_address(scope))
 
 
 def _request_id(headers: dict[str, str]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from functools import cached_property
@@ -67,6 +68,23 @@ class Settings(BaseSettings):
     # LOOPBACK_ORIGINS in development and nothing in production.
     cors_origins: Annotated[list[str], NoDecode] = []
     cors_origin_regex: str | None = None
+    # Proxies (addresses or CIDR networks, JSON or comma-separated) whose X-Forwarded-For names
+    # the client. Empty (the default): the peer address is the client, whatever headers say.
+    trusted_proxies: Annotated[list[str], NoDecode] = []
+
+    # The HTTP server (`ragql serve`): connections served at once (more get 503), seconds to
+    # finish sending request headers, seconds an idle keep-alive connection stays open, and the
+    # largest request head h11 buffers.
+    limit_concurrency: int = 1000
+    header_timeout_s: float = 10.0
+    keep_alive_timeout_s: int = 5
+    max_header_bytes: int = 64 * 1024
+    # Websockets: seconds to send `connection_init` (both protocols), and sockets per client
+    # address that have not finished it.
+    websocket_init_timeout_s: float = 10.0
+    max_unidentified_websockets_per_ip: int = 20
+    # Every parse of an uploaded file gets this long and this much extracted text.
+    parse_timeout_s: float = 10.0
 
     embedding_provider: Literal["local", "openai"] = "local"
     embedding_model: str = "all-MiniLM-L6-v2"
@@ -164,6 +182,22 @@ class Settings(BaseSettings):
             text = value.strip()
             return json.loads(text) if text.startswith("[") else [o.strip() for o in text.split(",") if o.strip()]
         return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [p.strip() for p in text.split(",") if p.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: list[str]) -> list[str]:
+        try:
+            return [str(ipaddress.ip_network(p, strict=False)) for p in value]
+        except ValueError as exc:
+            raise ValueError(f"RAGQL_TRUSTED_PROXIES: {exc} (give addresses or CIDR networks)") from exc
 
     @field_validator("cors_origins")
     @classmethod

@@ -7,15 +7,21 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 
 
 @contextmanager
-def serve_in_thread(app: FastAPI, *, startup_timeout: float = 120.0) -> Iterator[str]:
-    """Yields "127.0.0.1:<port>" once the server accepts connections."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", ws="websockets-sansio")
+def serve_in_thread(
+    app: FastAPI, *, startup_timeout: float = 120.0, options: dict[str, Any] | None = None
+) -> Iterator[str]:
+    """Yields "127.0.0.1:<port>" once the server accepts connections. `options`: uvicorn's
+    keyword arguments (api.serving.uvicorn_options, as `ragql serve` passes them)."""
+    values: dict[str, Any] = {"ws": "websockets-sansio", **(options or {})}
+    values.update(host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    config = uvicorn.Config(app, **values)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()

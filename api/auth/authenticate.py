@@ -23,7 +23,7 @@ from domain.persistence.database import Database
 from domain.tenancy import ensure_tenant
 
 API_KEY_MARK = "rgq_"
-TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_CREDENTIAL_CHARS = 8192
 
 
@@ -96,7 +96,8 @@ class Authenticator:
 
     async def _jwt(self, token: str) -> Principal:
         verified = await self.verifier.verify(token)
-        if not TENANT_ID.match(verified.tenant):
+        # fullmatch: `$` would let "acme\n" through as a tenant of its own.
+        if not TENANT_ID.fullmatch(verified.tenant):
             raise Unauthenticated("the token's tenant claim must be 1..64 letters, digits, '.', '_' or '-'")
         await self._provision(verified.tenant)
         return Principal(

@@ -13,14 +13,11 @@ def serve(ctx: typer.Context) -> None:
 
     from api.app import create_app
 
+    from api.serving import uvicorn_options
+
     s = settings(ctx)
-    uvicorn.run(
-        create_app(s),
-        host=s.host,
-        port=s.port,
-        log_level=s.log_level.lower(),
-        ws="websockets-sansio",
-    )
+    # Limits and proxy trust for a public server: api/serving.py.
+    uvicorn.run(create_app(s), **uvicorn_options(s))
 
 
 def schema() -> None:
