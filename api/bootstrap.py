@@ -22,6 +22,7 @@ from domain.answers.generators import LLMGenerator
 from domain.answers.service import Answering, AnswerLimits
 from domain.demo.loader import demo_documents
 from domain.documents import service as documents
+from domain.documents.parsing import ParseBudget
 from domain.documents.service import ChunkingConfig, Documents, IngestContext
 from domain.feedback.profiles import LearningConfig
 from domain.persistence.database import Database
@@ -279,6 +280,7 @@ async def build_services(
             search_cache,
             max_upload_bytes=settings.max_upload_bytes,
             async_threshold=settings.async_ingest_threshold,
+            parse_budget=ParseBudget(seconds=settings.parse_timeout_s, max_chars=settings.max_document_chars),
         ),
         learning=learning,
         search_cache=search_cache,

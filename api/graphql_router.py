@@ -31,6 +31,7 @@ from api.guard import CLEANUP_KEY, PRINCIPAL_KEY, REQUEST_ID_KEY, STATE_KEY, cli
 from api.ratelimit import Bucket, Rate, RateLimiter
 from api.websocket_guard import IDENTIFIED_KEY
 from domain.auth.principal import Principal
+from domain.documents.validation import bad_character
 from domain.errors import RateLimited, Unauthenticated, retry_after_seconds
 from domain.runtime import ServerFacts, Services
 from schema.context import Context, ThrottleStatus
@@ -79,6 +80,16 @@ class Gatekeeping:
             restore_rate=decision.restore_rate,
             backend=decision.backend,
         )
+
+
+def _has_bad_character(value: object) -> bool:
+    if isinstance(value, str):
+        return bad_character(value) is not None
+    if isinstance(value, dict):
+        return any(_has_bad_character(k) or _has_bad_character(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_bad_character(v) for v in value)
+    return False
 
 
 def principal_key(principal: Principal) -> str:
@@ -142,6 +153,11 @@ class RagqlRouter(GraphQLRouter[Context, None]):
         websocket = context.request
         assert isinstance(websocket, WebSocket)
         gate = ragql_state(websocket.scope).gate
+        if _has_bad_character(context.connection_params):
+            # Refused before anything reads it (a surrogate can't be encoded as a header or logged).
+            raise ConnectionRejectionError(
+                {"message": "connection_init carries a NUL or a lone UTF-16 surrogate", "code": "INVALID_CHARACTER"}
+            )
         try:
             credential = credential_from_params(context.connection_params) or credential_from_headers(websocket.headers)
             principal = await gate.authenticator.authenticate(credential)

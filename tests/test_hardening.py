@@ -71,3 +71,180 @@ def test_the_websocket_message_limit_is_the_app_s_own(
             with pytest.raises(WebSocketDisconnect) as closed:
                 ws.receive_json()
         assert closed.value.code == 1009
+
+
+# --- one bad item is that item's error: the rest of the batch is stored ---------------------------
+
+INGEST = """mutation($docs: [DocumentInput!]!) {
+  ingestDocuments(input: {documents: $docs}) { documents { title } errors { code field } } }"""
+UPLOAD = """mutation($files: [Upload!]!) {
+  uploadDocuments(input: {files: $files}) { documents { title } errors { code field } } }"""
+
+
+def _raw_ingest(docs_json: str) -> str:
+    return json.dumps({"query": INGEST})[:-1] + f', "variables": {{"docs": {docs_json}}}}}'
+
+
+@pytest.mark.parametrize(
+    ("bad", "code"),
+    [
+        ('{"title": "bad", "text": "x", "metadata": {"score": NaN}}', "INVALID_METADATA"),
+        ('{"title": "bad", "text": "x", "metadata": {"score": Infinity}}', "INVALID_METADATA"),
+        ('{"title": "bad", "text": "x", "metadata": {"score": 1e400}}', "INVALID_METADATA"),
+        ('{"title": "bad \\ud800", "text": "x"}', "INVALID_CHARACTER"),
+        ('{"title": "bad", "text": "x", "metadata": {"note": "\\udfff"}}', "INVALID_CHARACTER"),
+        ('{"title": "bad", "text": "x \\ud83d"}', "INVALID_CHARACTER"),
+    ],
+    ids=["nan", "infinity", "1e400", "surrogate-title", "surrogate-metadata", "surrogate-text"],
+)
+async def test_one_bad_document_does_not_lose_the_batch(probe: Probe, bad: str, code: str) -> None:
+    good_title = f"good-{uuid.uuid4().hex[:8]}"
+    good = json.dumps({"title": good_title, "text": "A calm harbour at dawn."})
+    response = await probe.client.post(
+        "/graphql",
+        content=_raw_ingest(f"[{good}, {bad}]"),
+        headers={**probe.headers("editor"), "content-type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    payload = response.json()["data"]["ingestDocuments"]
+    assert payload["documents"] == [{"title": good_title}]
+    assert [(e["code"], e["field"].split(".")[:2]) for e in payload["errors"]] == [(code, ["documents", "1"])]
+
+
+async def _upload(probe: Probe, files: list[tuple[str, bytes]]) -> dict[str, Any]:
+    operations = {"query": UPLOAD, "variables": {"files": [None] * len(files)}}
+    mapping = {str(i): [f"variables.files.{i}"] for i in range(len(files))}
+    response = await probe.client.post(
+        "/graphql",
+        data={"operations": json.dumps(operations), "map": json.dumps(mapping)},
+        files={str(i): (name, data) for i, (name, data) in enumerate(files)},
+        headers=probe.headers("editor"),
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _pdf_with_stream(content: bytes, *, declared_xref_size: int | None = None) -> bytes:
+    """A one-page PDF whose content stream is `content`, Flate-compressed; optionally with an
+    xref table that declares more entries than the file could hold."""
+    import zlib
+
+    stream = zlib.compress(content, 9)
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (declared_xref_size or len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def _many_pages(count: int) -> bytes:
+    import io
+
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    for _ in range(count):
+        writer.add_blank_page(width=72, height=72)
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "code"),
+    [
+        # pypdf raises LimitReachedError (it was INTERNAL for the whole batch).
+        ("limit.pdf", _pdf_with_stream(b"BT ET", declared_xref_size=10**9), "UNREADABLE_FILE"),
+        ("pages.pdf", _many_pages(2_001), "FILE_TOO_LARGE"),
+        ("marked.html", b"<![" * 5_000, None),
+    ],
+    ids=["pdf-bomb", "pages", "bs4-rejected-markup"],
+)
+async def test_one_bad_file_does_not_lose_the_upload(probe: Probe, name: str, data: bytes, code: str | None) -> None:
+    good = f"good-{uuid.uuid4().hex[:8]}"
+    body = await _upload(probe, [(f"{good}.txt", b"A calm harbour at dawn."), (name, data)])
+    payload = body["data"]["uploadDocuments"]
+    assert {"title": good} in payload["documents"]
+    if code is None:
+        # bs4 raised ParserRejectedMarkup on `<![`; Lexbor reads it as (empty) text.
+        assert all(e["code"] in ("EMPTY_FILE",) for e in payload["errors"]), payload
+    else:
+        assert [(e["code"], e["field"]) for e in payload["errors"]] == [(code, "files.1")]
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("brackets.md", b"[" * 60_000),
+        ("anchors.html", b"<a " * 15_000),
+        ("runon.txt", b"word" * 75_000),
+    ],
+)
+async def test_pathological_files_are_read_each_on_its_own(probe: Probe, name: str, data: bytes) -> None:
+    # The probe's stallers: each is now read by a linear-time parser in a worker thread, and ends
+    # as one stored document or one coded error for its file.
+    body = await _upload(probe, [(name, data)])
+    payload = body["data"]["uploadDocuments"]
+    assert len(payload["documents"]) + len(payload["errors"]) == 1, payload
+
+
+def test_the_markdown_link_pattern_is_linear() -> None:
+    from domain.documents.parsing import _LINK, parse_upload
+
+    # The old pattern `!?\[([^\]]*)\]\([^)]*\)` rescans to the end from every `[`: quadratic.
+    assert _LINK.pattern.count("{0,") == 2
+    data = b"# T\nsee [the docs](https://x.test) and ![img](i.png)"
+    title, text = parse_upload("a.md", data, max_bytes=1000, path="f")
+    assert (title, text.strip()) == ("T", "T\nsee the docs and img")
+
+
+# --- lone surrogates are INVALID_CHARACTER, like NUL ----------------------------------------------
+
+
+SURROGATE_QUERY = "query($q: String!) { search(query: $q) { tookMs } }"
+SURROGATE_FILTER = 'query($f: MetadataFilter) { search(query: "x", options: {filter: $f}) { tookMs } }'
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        (SURROGATE_QUERY, '{"q": "lagoon \\ud800"}'),
+        (SURROGATE_FILTER, '{"f": {"all": [{"field": "genre", "op": "EQ", "value": "\\udc00"}]}}'),
+    ],
+    ids=["query", "filter"],
+)
+async def test_a_lone_surrogate_in_a_search_is_invalid_character(probe: Probe, query: str, variables: str) -> None:
+    content = json.dumps({"query": query})[:-1] + f', "variables": {variables}}}'
+    response = await probe.client.post(
+        "/graphql", content=content, headers={**probe.headers("reader"), "content-type": "application/json"}
+    )
+    assert codes(response.json()) == ["INVALID_CHARACTER"], response.text
+
+
+def test_a_lone_surrogate_in_connection_init_closes_the_socket_cleanly(
+    pg_url: str, tmp_root: Path, embedder: LocalEmbedder, signer: Signer
+) -> None:
+    settings = production_settings(pg_url, tmp_root, signer)
+    with TestClient(create_app(settings, embedder=embedder)) as client:
+        with client.websocket_connect("/graphql", subprotocols=["graphql-ws"]) as ws:
+            ws.send_text('{"type": "connection_init", "payload": {"authorization": "Bearer \\ud800"}}')
+            reply = ws.receive_json()
+            assert reply["type"] == "connection_error"
+            assert reply["payload"]["code"] == "INVALID_CHARACTER"
+        with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+            ws.send_text('{"type": "connection_init", "payload": {"token": "\\udfff"}}')
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_json()
+            assert closed.value.code == 4403

@@ -12,7 +12,6 @@ def serve(ctx: typer.Context) -> None:
     import uvicorn
 
     from api.app import create_app
-
     from api.serving import uvicorn_options
 
     s = settings(ctx)

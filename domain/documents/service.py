@@ -7,11 +7,12 @@ failure never half-writes another."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -23,6 +24,7 @@ from sqlmodel import col, func, select
 
 from domain.documents.chunking import ChunkText, chunk_document
 from domain.documents.error_codes import DocumentErrorCode
+from domain.documents.parsing import ParseBudget
 from domain.documents.validation import DocumentInput, NormalizedDocument, normalize, normalize_metadata
 from domain.error_codes import CommonErrorCode
 from domain.errors import DomainError, InvalidInput, NotFound
@@ -251,18 +253,29 @@ async def ingest(ctx: IngestContext, request: IngestRequest) -> IngestOutcome:
     async with db.session(tenant_id) as session:
         known = await _existing_hashes(session, tenant_id, [d.external_id for _, d in valid if d.external_id])
 
-    # Only new or changed documents are chunked and embedded.
-    to_embed: list[tuple[int, NormalizedDocument, list[ChunkText]]] = []
-    for i, doc in valid:
-        if doc.external_id is None or known.get(doc.external_id) != doc.content_hash:
-            chunks = chunk_document(
-                doc.title,
-                doc.text,
-                max_tokens=chunking.max_tokens,
-                overlap_tokens=chunking.overlap_tokens,
-                count=embedder.count_tokens,
+    # Only new or changed documents are chunked and embedded. Chunking tokenises every text: in a
+    # worker thread, so a long document never stalls the event loop.
+    changed = [
+        (i, doc) for i, doc in valid if doc.external_id is None or known.get(doc.external_id) != doc.content_hash
+    ]
+
+    def chunk_all() -> list[tuple[int, NormalizedDocument, list[ChunkText]]]:
+        return [
+            (
+                i,
+                doc,
+                chunk_document(
+                    doc.title,
+                    doc.text,
+                    max_tokens=chunking.max_tokens,
+                    overlap_tokens=chunking.overlap_tokens,
+                    count=embedder.count_tokens,
+                ),
             )
-            to_embed.append((i, doc, chunks))
+            for i, doc in changed
+        ]
+
+    to_embed = await asyncio.to_thread(chunk_all)
     flat = [c.search_text for _, _, chunks in to_embed for c in chunks]
     vectors = await embedder.embed(flat)
 
@@ -385,6 +398,7 @@ class Documents:
     max_upload_bytes: int = 10 * 1024 * 1024
     # Calls that leave out `mode` run as a job above this many documents.
     async_threshold: int = 256
+    parse_budget: ParseBudget = field(default_factory=ParseBudget)
 
     @property
     def db(self) -> Database:
@@ -419,7 +433,9 @@ class Documents:
         if not asynchronous:
             check_batch_size(len(files), self.ingesting.max_batch, "files")
         job_store.check_size(len(files), "files")
-        parsed, errors = await read_uploads(files, metadata=normalized, max_bytes=self.max_upload_bytes)
+        parsed, errors = await read_uploads(
+            files, metadata=normalized, max_bytes=self.max_upload_bytes, budget=self.parse_budget
+        )
         if asynchronous:
             return await self._enqueue(tenant_id, _in_file_order(len(files), parsed, errors), "files", created_by)
         return await self._ingest(IngestRequest(tenant_id, parsed, field_prefix="files"), errors)

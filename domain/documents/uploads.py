@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from domain.documents.error_codes import DocumentErrorCode
-from domain.documents.parsing import parse_upload
+from domain.documents.parsing import ParseBudget, parse_upload_off_loop
 from domain.documents.validation import DocumentInput
 from domain.errors import DomainError, InvalidInput
 
@@ -22,7 +22,7 @@ class UploadedFile(Protocol):
 
 
 async def read_uploads(
-    files: Sequence[object], *, metadata: Any, max_bytes: int
+    files: Sequence[object], *, metadata: Any, max_bytes: int, budget: ParseBudget | None = None
 ) -> tuple[list[DocumentInput], list[DomainError]]:
     parsed: list[DocumentInput] = []
     errors: list[DomainError] = []
@@ -38,7 +38,8 @@ async def read_uploads(
                 )
             name = upload.filename or f"file-{i}"
             # Read one byte past the limit: enough to know it is too large without buffering it all.
-            title, text = parse_upload(name, await upload.read(max_bytes + 1), max_bytes=max_bytes, path=path)
+            data = await upload.read(max_bytes + 1)
+            title, text = await parse_upload_off_loop(name, data, max_bytes=max_bytes, path=path, budget=budget)
         except DomainError as exc:
             errors.append(exc)
             continue

@@ -67,6 +67,47 @@ def _string(value: Any, path: str, limit: int = 200) -> str:
     return value.strip()
 
 
+MAX_METADATA_DEPTH = 32
+# Lone UTF-16 surrogates: JSON allows "\\ud800", but UTF-8 (PostgreSQL, every encoder) can't hold one.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def bad_character(text: str) -> str | None:
+    """What is wrong with a string PostgreSQL must store, or None."""
+    if "\x00" in text:
+        return "the NUL character (\\u0000)"
+    if _SURROGATE.search(text):
+        return "a lone UTF-16 surrogate (\\ud800-\\udfff)"
+    return None
+
+
+def check_text(value: str, path: str) -> None:
+    problem = bad_character(value)
+    if problem is not None:
+        raise InvalidInput(
+            DocumentErrorCode.INVALID_CHARACTER, f"{path} contains {problem}; remove it and retry", field=path
+        )
+
+
+def _check_json(value: Any, path: str, depth: int = 0) -> None:
+    """Every value must be storable as jsonb: finite numbers, clean strings, bounded nesting."""
+    if depth > MAX_METADATA_DEPTH:
+        raise _bad(path, f"metadata is nested more than {MAX_METADATA_DEPTH} levels deep")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _bad(path, f"{path} is {value}; JSON numbers must be finite")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**300:
+        raise _bad(path, f"{path} is a number too large to store")
+    if isinstance(value, str):
+        check_text(value, path)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(str(key), path)
+            _check_json(item, f"{path}.{key}", depth + 1)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_json(item, f"{path}.{i}", depth + 1)
+
+
 def normalize_metadata(raw: Any, path: str) -> dict[str, Any]:
     if raw is None:
         return {}
@@ -77,6 +118,7 @@ def normalize_metadata(raw: Any, path: str) -> dict[str, Any]:
             raise _bad(path, f"{path} is not valid JSON ({exc.msg}); send a JSON object") from exc
     if not isinstance(raw, dict):
         raise _bad(path, f'{path} must be a JSON object like {{"genre": "Drama", "year": 1999}}')
+    _check_json(raw, path)
     if len(json.dumps(raw, default=str)) > MAX_METADATA_BYTES:
         raise _bad(path, f"{path} is larger than {MAX_METADATA_BYTES // 1024} KiB; store large data elsewhere")
     for key in raw:
@@ -89,6 +131,9 @@ def normalize_metadata(raw: Any, path: str) -> dict[str, Any]:
 
 
 def normalize(doc: DocumentInput, path: str, *, max_chars: int) -> NormalizedDocument:
+    for name, value in (("title", doc.title), ("text", doc.text), ("externalId", doc.external_id)):
+        if isinstance(value, str):
+            check_text(value, f"{path}.{name}")
     title = (doc.title or "").strip()
     if not title:
         raise InvalidInput(DocumentErrorCode.INVALID_DOCUMENT, "title must not be empty", field=f"{path}.title")
