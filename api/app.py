@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_fastapi_instrumentator import Instrumentator
 from sqlalchemy import text
@@ -37,6 +38,15 @@ from domain.runtime import ServerFacts, Services
 from schema.root import QueryLimits, build_schema
 
 log = logging.getLogger("ragql")
+
+
+async def _database_ready(services: Services) -> None:
+    async with services.db.engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+
+
+# /readyz runs each; a failing one makes the pod not ready (HTTP 503) and is named in the reply.
+READY_CHECKS: dict[str, Callable[[Services], Awaitable[None]]] = {"database": _database_ready}
 
 
 def create_app(settings: Settings | None = None, *, embedder: Embedder | None = None) -> FastAPI:
@@ -76,7 +86,15 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
             await gate.limiter.aclose()
             await close()
 
-    app = FastAPI(title="ragql", lifespan=lifespan)
+    # FastAPI's /docs, /redoc and /openapi.json describe the HTTP routes: development only.
+    development = settings.env == "development"
+    app = FastAPI(
+        title="ragql",
+        lifespan=lifespan,
+        docs_url="/docs" if development else None,
+        redoc_url="/redoc" if development else None,
+        openapi_url="/openapi.json" if development else None,
+    )
     schema = build_schema(
         QueryLimits(
             max_depth=settings.max_query_depth,
@@ -84,6 +102,7 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
             max_tokens=settings.max_query_tokens,
             max_cost=settings.max_query_cost,
             introspection=settings.introspection_enabled,
+            suggestions=settings.env == "development",
         )
     )
     router = RagqlRouter(
@@ -133,14 +152,23 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         return {"status": "ok"}
 
     @app.get("/readyz")
-    async def readyz(request: Request, response: Response) -> dict[str, str]:
+    async def readyz(request: Request) -> JSONResponse:
+        """JSON either way: {"status": ready|starting|unavailable, "checks": {name: "ok" | what failed}}.
+        A check is a coroutine that raises when its dependency is not usable; add more to READY_CHECKS."""
         services: Services | None = getattr(request.app.state, "services", None)
         if services is None:
-            response.status_code = 503
-            return {"status": "starting"}
-        async with services.db.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-        return {"status": "ready"}
+            return JSONResponse({"status": "starting", "checks": {}}, status_code=503)
+        checks: dict[str, str] = {}
+        for name, check in READY_CHECKS.items():
+            try:
+                await check(services)
+                checks[name] = "ok"
+            except Exception as exc:
+                checks[name] = f"unavailable ({type(exc).__name__})"
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
+        )
 
     Instrumentator(excluded_handlers=["/metrics", "/healthz", "/readyz"]).instrument(app).expose(app)
     return app

@@ -28,6 +28,7 @@ from strawberry.types.unset import UnsetType
 from api.auth.authenticate import Authenticator, credential_from_headers, credential_from_params
 from api.graphiql.page import graphiql_html
 from api.guard import CLEANUP_KEY, PRINCIPAL_KEY, REQUEST_ID_KEY, STATE_KEY, client_ip
+from api.json_body import decode_bounded_json
 from api.ratelimit import Bucket, Rate, RateLimiter
 from api.websocket_guard import IDENTIFIED_KEY
 from domain.auth.principal import Principal
@@ -138,6 +139,10 @@ class RagqlRouter(GraphQLRouter[Context, None]):
     def __init__(self, *args: Any, origin_regex: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.origin_pattern = re.compile(origin_regex) if origin_regex else None
+
+    def decode_json(self, data: str | bytes) -> object:
+        # Bounded depth and numbers, on HTTP bodies and websocket messages alike (api/json_body.py).
+        return decode_bounded_json(data)
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         # Assets from this server (api/graphiql/), not a CDN: GraphiQL loads without internet.

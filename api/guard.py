@@ -24,6 +24,7 @@ from api.client_address import client_address, networks
 from api.ratelimit import Bucket, Rate, RateLimiter
 from api.websocket_guard import WebsocketLimits
 from domain.errors import Unauthenticated, retry_after_seconds
+from domain.persistence.availability import database_unavailable
 
 log = logging.getLogger("ragql.auth")
 CLEANUP_KEY = "ragql_cleanup"
@@ -112,6 +113,14 @@ class GraphQLGuard:
             # Not the credential itself: only what was wrong with it.
             log.info("refused request_id=%s ip=%s: %s", request_id, ip, exc.message)
             await _reject(send, 401, "UNAUTHENTICATED", exc.message, request_id)
+            return
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            # API keys and tenants are looked up in PostgreSQL: an outage is a retryable 503.
+            log.warning("database unavailable during authentication request_id=%s", request_id)
+            message = "the database is unreachable right now; retry shortly"
+            await _reject(send, 503, "SERVICE_UNAVAILABLE", message, request_id, retry_after=1.0)
             return
         await self.app(scope, _replay(body, receive), _json_errors(send, request_id))
 

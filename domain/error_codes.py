@@ -27,6 +27,8 @@ class RequestErrorCode(StrEnum):
     UNAUTHENTICATED = "UNAUTHENTICATED"
     FORBIDDEN = "FORBIDDEN"
     RATE_LIMITED = "RATE_LIMITED"
+    # A dependency (PostgreSQL) is unreachable: retry later. HTTP 503 for plain HTTP.
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 
 
 class StartupErrorCode(StrEnum):

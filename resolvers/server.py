@@ -26,6 +26,8 @@ def _version() -> str:
 def server_info(info: strawberry.Info[Context]) -> ServerInfo:
     s = info.context.services
     bm25 = s.keyword_backend == "bm25"
+    # Exact versions tell an attacker which CVEs to try: in production, admins only.
+    versions = s.environment != "production" or info.context.principal.has_role("admin")
     return ServerInfo(
         version=_version(),
         environment=s.environment,
@@ -41,8 +43,8 @@ def server_info(info: strawberry.Info[Context]) -> ServerInfo:
         keyword_index_healthy=s.keyword_index.healthy if s.keyword_index else True,
         keyword_index_repaired_at_start=bool(s.keyword_index and s.keyword_index.repaired),
         database=s.database_kind,
-        database_version=s.database_version,
-        pgvector_version=s.pgvector_version,
+        database_version=s.database_version if versions else None,
+        pgvector_version=s.pgvector_version if versions else None,
         auth=info.context.facts.auth_description,
         rate_limits=info.context.facts.rate_limiter.backend,
         introspection=info.context.facts.introspection,

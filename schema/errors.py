@@ -9,7 +9,9 @@ from collections.abc import Iterator
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
+from domain.error_codes import RequestErrorCode
 from domain.errors import DomainError, RateLimited, retry_after_seconds
+from domain.persistence.availability import database_unavailable
 
 log = logging.getLogger("ragql.errors")
 
@@ -24,8 +26,36 @@ def _code(error: GraphQLError, *, validation: bool) -> str | None:
     return None
 
 
-def mask(error: GraphQLError, request_id: str) -> None:
-    """An unexpected error: logged whole with the request id, sent as a bare code and that id."""
+UNAVAILABLE_MESSAGE = "The database is unreachable right now; retry in a few seconds."
+
+
+def mark_unavailable(error: GraphQLError, request_id: str) -> None:
+    """An outage, not a bug: a coded, retryable error (logged once, without a traceback)."""
+    log.warning("database unavailable request_id=%s: %s", request_id, type(error.original_error).__name__)
+    error.message = UNAVAILABLE_MESSAGE
+    error.extensions = {
+        **(error.extensions or {}),
+        "code": RequestErrorCode.SERVICE_UNAVAILABLE.value,
+        "retryable": True,
+        "requestId": request_id,
+    }
+
+
+def _mark_http_503(context: object) -> None:
+    # Plain HTTP: FastAPI's sub-response, whose status the router copies onto the reply.
+    response = getattr(context, "response", None)
+    if response is not None and hasattr(response, "status_code"):
+        response.status_code = 503
+        response.headers["Retry-After"] = "1"
+
+
+def mask(error: GraphQLError, request_id: str, context: object = None) -> None:
+    """An unexpected error: logged whole with the request id, sent as a bare code and that id.
+    A database outage is not one: it becomes SERVICE_UNAVAILABLE (and HTTP 503)."""
+    if database_unavailable(error.original_error):
+        mark_unavailable(error, request_id)
+        _mark_http_503(context)
+        return
     log.error("unexpected error request_id=%s path=%s", request_id, error.path, exc_info=error.original_error)
     error.message = f"Internal server error. Quote request id {request_id} when reporting it."
     error.extensions = {**(error.extensions or {}), "code": "INTERNAL_SERVER_ERROR", "requestId": request_id}
@@ -51,7 +81,7 @@ class ErrorCodes(SchemaExtension):
                     continue
                 code = _code(error, validation=validation)
                 if code is None:
-                    mask(error, request_id)
+                    mask(error, request_id, ctx.context)
                     continue
                 extensions["code"] = code
                 original = error.original_error

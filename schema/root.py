@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from graphql import GraphQLError
@@ -17,7 +17,7 @@ from strawberry.extensions import (
     QueryDepthLimiter,
 )
 from strawberry.permission import BasePermission
-from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
+from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES, SubscriptionResult
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
@@ -45,6 +45,7 @@ from schema.permissions import IsAdmin, IsEditor, IsReader
 from schema.recommendations import RecommendationResult
 from schema.search import SearchHit, SearchResult
 from schema.server import PrincipalInfo, ServerInfo
+from schema.validation import HideSuggestions
 
 READER: list[type[BasePermission]] = [IsReader]
 EDITOR: list[type[BasePermission]] = [IsEditor]
@@ -172,6 +173,29 @@ class RagqlSchema(strawberry.Schema):
             query, variable_values, context_value, root_value, operation_name, allowed, operation_extensions
         )
 
+    async def subscribe(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> SubscriptionResult:
+        # Legacy graphql-ws sends queries and mutations through `subscribe` too, which allows only
+        # subscriptions and failed with INTERNAL. `stream` runs any operation: a query or a
+        # mutation yields its one result and completes, as over graphql-transport-ws.
+        result = await self.stream(
+            query,
+            variable_values,
+            context_value,
+            root_value,
+            operation_name,
+            operation_extensions,
+            allowed_operation_types=DEFAULT_ALLOWED_OPERATION_TYPES,
+        )
+        return cast("SubscriptionResult", result)
+
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         # Errors normally get their code from ErrorCodes. One that escaped an extension hook skips
         # it, so this is the safety net: such an error is masked here, as ErrorCodes would have.
@@ -180,7 +204,7 @@ class RagqlSchema(strawberry.Schema):
             original = error.original_error
             unexpected = original is not None and not isinstance(original, GraphQLError | DomainError)
             if "code" not in (error.extensions or {}) and unexpected:
-                mask(error, request_id)
+                mask(error, request_id, getattr(execution_context, "context", None))
             else:
                 error.extensions = {"requestId": request_id, **(error.extensions or {})}
 
@@ -194,6 +218,8 @@ class QueryLimits:
     max_tokens: int = 2000
     max_cost: int = 2000
     introspection: bool = True
+    # "Did you mean ...?" in validation errors: development only (they name real fields).
+    suggestions: bool = True
 
 
 def build_schema(limits: QueryLimits | None = None) -> RagqlSchema:
@@ -211,6 +237,8 @@ def build_schema(limits: QueryLimits | None = None) -> RagqlSchema:
     ]
     if not limits.introspection:
         extensions.append(DisableIntrospection)
+    if not limits.suggestions:
+        extensions.append(HideSuggestions)
     return RagqlSchema(
         query=Query,
         mutation=Mutation,

@@ -26,8 +26,12 @@ class ServerInfo:
     keyword_index_healthy: bool
     keyword_index_repaired_at_start: bool
     database: str
-    database_version: str
-    pgvector_version: str
+    database_version: str | None = strawberry.field(
+        description="PostgreSQL's version. In production only admins see it (null for other callers)."
+    )
+    pgvector_version: str | None = strawberry.field(
+        description="pgvector's version. In production only admins see it (null for other callers)."
+    )
     auth: str = strawberry.field(description="How callers are identified here, and what happens without credentials.")
     rate_limits: str = strawberry.field(
         description="Where rate limits are kept: `redis` (shared by replicas) or `local` (per process)."

@@ -248,3 +248,81 @@ def test_a_lone_surrogate_in_connection_init_closes_the_socket_cleanly(
             with pytest.raises(WebSocketDisconnect) as closed:
                 ws.receive_json()
             assert closed.value.code == 4403
+
+
+# --- what production shows strangers ------------------------------------------------------------
+
+
+async def test_validation_errors_suggest_no_field_names_in_production(probe: Probe) -> None:
+    response = await probe.post("{ apiKey { id } }", None, "reader")
+    message = response.json()["errors"][0]["message"]
+    assert "Cannot query field 'apiKey'" in message
+    assert "Did you mean" not in message and "apiKeys" not in message
+
+
+async def test_validation_errors_still_suggest_in_development(app_client: httpx.AsyncClient) -> None:
+    response = await app_client.post("/graphql", json={"query": "{ apiKey { id } }"})
+    assert "Did you mean 'apiKeys'?" in response.json()["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc", "/openapi.json"])
+async def test_fastapi_docs_pages_are_off_in_production(probe: Probe, path: str) -> None:
+    assert (await probe.client.get(path)).status_code == 404
+
+
+async def test_fastapi_docs_pages_are_served_in_development(app_client: httpx.AsyncClient) -> None:
+    assert (await app_client.get("/openapi.json")).status_code == 200
+
+
+INFO = "{ serverInfo { database databaseVersion pgvectorVersion } }"
+
+
+@pytest.mark.parametrize(("role", "shown"), [("reader", False), ("editor", False), ("admin", True)])
+async def test_server_versions_are_for_admins_only_in_production(probe: Probe, role: str, shown: bool) -> None:
+    info = (await probe.post(INFO, None, role)).json()["data"]["serverInfo"]
+    assert info["database"]  # what kind of database stays public
+    assert (info["databaseVersion"] is not None, info["pgvectorVersion"] is not None) == (shown, shown)
+
+
+# --- bounded request JSON -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"query": "{ me { tenant } }", "variables": {"x": ' + "[" * 900 + "]" * 900 + "}}",
+        '{"query": "{ me { tenant } }", "variables": {"x": ' + "[" * 990 + "]" * 990 + "}}",
+        '{"query": "{ me { tenant } }", "variables": {"x": ' + "9" * 5000 + "}}",
+    ],
+    ids=["900-deep", "990-deep", "5000-digits"],
+)
+async def test_hostile_json_is_a_coded_400(probe: Probe, body: str) -> None:
+    response = await probe.client.post(
+        "/graphql", content=body, headers={**probe.headers("reader"), "content-type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert codes(response.json()) == ["BAD_REQUEST"]
+
+
+# --- queries and mutations over legacy graphql-ws -------------------------------------------------
+
+
+def test_a_query_over_legacy_graphql_ws_is_answered(
+    pg_url: str, tmp_root: Path, embedder: LocalEmbedder, signer: Signer
+) -> None:
+    settings = production_settings(pg_url, tmp_root, signer)
+    tenant = f"hard-{uuid.uuid4().hex[:8]}"
+    token = signer.hs256(tenant, ["editor"])
+    with TestClient(create_app(settings, embedder=embedder)) as client:
+        with client.websocket_connect("/graphql", subprotocols=["graphql-ws"]) as ws:
+            ws.send_json({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+            assert ws.receive_json()["type"] == "connection_ack"
+            ws.send_json({"id": "1", "type": "start", "payload": {"query": ME}})
+            data = ws.receive_json()
+            assert data["type"] == "data" and data["payload"]["data"] == {"me": {"tenant": tenant}}
+            assert ws.receive_json() == {"type": "complete", "id": "1"}
+            mutation = 'mutation { deleteDocument(input: {id: "RG9jdW1lbnQ6MDAwMA=="}) { errors { code } } }'
+            ws.send_json({"id": "2", "type": "start", "payload": {"query": mutation}})
+            data = ws.receive_json()
+            assert data["type"] == "data"
+            assert data["payload"]["data"]["deleteDocument"]["errors"][0]["code"] in ("NOT_FOUND", "INVALID_ID")
