@@ -25,6 +25,7 @@ from api.ratelimit import Bucket, Rate, RateLimiter
 from api.websocket_guard import WebsocketLimits
 from domain.errors import Unauthenticated, retry_after_seconds
 from domain.persistence.availability import database_unavailable
+from schema.cost.weights import DEFAULT_WEIGHTS
 
 log = logging.getLogger("ragql.auth")
 CLEANUP_KEY = "ragql_cleanup"
@@ -112,6 +113,14 @@ class GraphQLGuard:
         except Unauthenticated as exc:
             # Not the credential itself: only what was wrong with it.
             log.info("refused request_id=%s ip=%s: %s", request_id, ip, exc.message)
+            # Refusals are work too (a key lookup, a signature check): the address pays the
+            # minimum, so guessing keys drains its bucket like any other request would.
+            gate = state[STATE_KEY].gate
+            refused = await gate.limiter.check([Bucket(f"ip:{ip}", gate.rates["ip"])], DEFAULT_WEIGHTS.rejected)
+            if not refused.allowed:
+                message = "too many refused requests from this address"
+                await _reject(send, 429, "RATE_LIMITED", message, request_id, retry_after=refused.retry_after_s)
+                return
             await _reject(send, 401, "UNAUTHENTICATED", exc.message, request_id)
             return
         except Exception as exc:

@@ -674,3 +674,47 @@ def test_generators_cover_the_schema() -> None:
     assert set(SUBSCRIPTION_SCHEMA.type_map) >= {"Subscription", "AnswerEvent"}
     assert NARROWED, "Condition.field/value moved: update _narrow's targets"
     assert set(PINNED) <= set(QUERY_GROUPS) | set(INVALID_FAMILIES), "a pinned target was renamed"
+
+
+# --- the same fuzz against a production app, with a real admin token ----------------------------
+
+PRODUCTION_EXAMPLES = _scaled(40)
+PRODUCTION_INVALID_FAMILIES = ["negative_mode", "ast_corruption", "damaged_text"]
+
+
+@pytest.fixture(scope="module")
+async def production(
+    pg_url: str, tmp_root: Path, embedder: LocalEmbedder
+) -> AsyncIterator[tuple[httpx.AsyncClient, list[str]]]:
+    """Production mode (introspection and suggestions off, credentials required), every request
+    with an admin token of a fresh tenant; rate limits raised so the fuzz reaches the resolvers."""
+    import uuid
+
+    from tests.security_harness import Signer, production_client
+
+    signer = Signer(tmp_root)
+    unlimited = {"rate_per_user": 10**9, "rate_per_ip": 10**9, "tenant_quota": 10**9, "rate_per_api_key": 10**9}
+    async with production_client(pg_url, tmp_root, embedder, signer, **unlimited) as client:
+        token = signer.hs256(f"fuzz-prod-{uuid.uuid4().hex[:8]}", ["admin"])
+        client.headers["Authorization"] = f"Bearer {token}"
+        yield client, await _seed(client)
+
+
+async def test_fuzz_production_queries(
+    production: tuple[httpx.AsyncClient, list[str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, ids = production
+    cases = queries(SCHEMA, custom_scalars=_scalars(ids)).map(lambda q: Case(q, "demo"))
+    sent = await _fuzz("production", "queries", cases, {"demo": client}, caplog, PRODUCTION_EXAMPLES)
+    assert sent >= PRODUCTION_EXAMPLES
+
+
+@pytest.mark.parametrize("family", PRODUCTION_INVALID_FAMILIES)
+async def test_fuzz_production_invalid_operations(
+    family: str, production: tuple[httpx.AsyncClient, list[str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, ids = production
+    budget = _share(PRODUCTION_EXAMPLES, len(PRODUCTION_INVALID_FAMILIES))
+    cases = _invalid_families(ids)[family]
+    sent = await _fuzz("production", family, cases, {"demo": client, "scratch": client}, caplog, budget)
+    assert sent >= budget

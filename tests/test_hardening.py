@@ -326,3 +326,19 @@ def test_a_query_over_legacy_graphql_ws_is_answered(
             data = ws.receive_json()
             assert data["type"] == "data"
             assert data["payload"]["data"]["deleteDocument"]["errors"][0]["code"] in ("NOT_FOUND", "INVALID_ID")
+
+
+# --- refusals are charged -------------------------------------------------------------------------
+
+
+async def test_unknown_key_refusals_drain_the_address_bucket(
+    pg_url: str, tmp_root: Path, embedder: LocalEmbedder, signer: Signer
+) -> None:
+    # 25 units per minute per address; a refusal costs 10: two 401s, then 429 with Retry-After.
+    async with production_client(pg_url, tmp_root, embedder, signer, rate_per_ip=25) as client:
+        statuses = []
+        for i in range(3):
+            response = await gql(client, ME, headers={"Authorization": f"Bearer rgq_live_{'x' * 30}{i}"})
+            statuses.append(response.status_code)
+        assert statuses == [401, 401, 429]
+        assert codes(response.json()) == ["RATE_LIMITED"] and int(response.headers["retry-after"]) >= 1
