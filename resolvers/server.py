@@ -16,6 +16,10 @@ from schema.search import RerankStrategy
 from schema.server import KeywordBackend, PrincipalInfo, ServerInfo
 
 
+# Not null: the released schema promises a String! (tests/test_schema_contract.py).
+HIDDEN = "hidden"
+
+
 def _version() -> str:
     try:
         return version("ragql")
@@ -43,8 +47,8 @@ def server_info(info: strawberry.Info[Context]) -> ServerInfo:
         keyword_index_healthy=s.keyword_index.healthy if s.keyword_index else True,
         keyword_index_repaired_at_start=bool(s.keyword_index and s.keyword_index.repaired),
         database=s.database_kind,
-        database_version=s.database_version if versions else None,
-        pgvector_version=s.pgvector_version if versions else None,
+        database_version=s.database_version if versions else HIDDEN,
+        pgvector_version=s.pgvector_version if versions else HIDDEN,
         auth=info.context.facts.auth_description,
         rate_limits=info.context.facts.rate_limiter.backend,
         introspection=info.context.facts.introspection,

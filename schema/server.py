@@ -26,11 +26,11 @@ class ServerInfo:
     keyword_index_healthy: bool
     keyword_index_repaired_at_start: bool
     database: str
-    database_version: str | None = strawberry.field(
-        description="PostgreSQL's version. In production only admins see it (null for other callers)."
+    database_version: str = strawberry.field(
+        description='PostgreSQL\'s version. In production only admins see it; others get "hidden".'
     )
-    pgvector_version: str | None = strawberry.field(
-        description="pgvector's version. In production only admins see it (null for other callers)."
+    pgvector_version: str = strawberry.field(
+        description='pgvector\'s version. In production only admins see it; others get "hidden".'
     )
     auth: str = strawberry.field(description="How callers are identified here, and what happens without credentials.")
     rate_limits: str = strawberry.field(
