@@ -15,7 +15,6 @@ from schema.documents import Document
 from schema.search import RerankStrategy
 from schema.server import KeywordBackend, PrincipalInfo, ServerInfo
 
-
 # Not null: the released schema promises a String! (tests/test_schema_contract.py).
 HIDDEN = "hidden"
 
