@@ -34,6 +34,7 @@ from domain.recommendations.service import Recommender
 from domain.rerank.service import RerankConfig, Reranking
 from domain.retrieval.cache import SearchCache
 from domain.retrieval.index_health import ensure_bm25_healthy
+from domain.retrieval.long_query import TermStatistics
 from domain.retrieval.searching import Searching
 from domain.runtime import Limits, Services
 from domain.tenancy import ensure_tenant
@@ -274,7 +275,15 @@ async def build_services(
         reranking=reranking,
         answering=answering,
         recommender=recommender,
-        searching=Searching(db, emb, backend, reranking, search_cache, max_query_chars=settings.max_query_chars),
+        searching=Searching(
+            db,
+            emb,
+            backend,
+            reranking,
+            search_cache,
+            max_query_chars=settings.max_query_chars,
+            terms=TermStatistics(db),
+        ),
         documents=Documents(
             IngestContext(db, emb, chunking, settings.max_documents_per_batch, settings.max_document_chars),
             search_cache,

@@ -130,7 +130,7 @@ class Settings(BaseSettings):
     search_cache_ttl_s: float = 15.0
     chunk_tokens: int = 200
     chunk_overlap_tokens: int = 48
-    max_query_chars: int = 1000
+    max_query_chars: int = 10_000
     max_documents_per_batch: int = 256
     max_document_chars: int = 2_000_000
     max_upload_bytes: int = 10 * 1024 * 1024

@@ -48,6 +48,20 @@ def _eval(args: argparse.Namespace) -> None:
     tag = f"c{settings.chunk_tokens}o{settings.chunk_overlap_tokens}-{settings.embedding_backend}"
     url = embedded.start(Path(args.data_dir).resolve() / f"pgdata-{tag}")
     print(f"embedding backend: {settings.embedding_backend}", flush=True)
+    if args.bm25_sweep:
+        from bench.beir import run_bm25_sweep
+
+        out = Path(args.data_dir).resolve() / f"legs-{tag}"
+        out.mkdir(parents=True, exist_ok=True)
+        asyncio.run(run_bm25_sweep(database_url=url, dataset=dataset, out_dir=out))
+        return
+    if args.dump_legs:
+        from bench.beir import run_dump
+
+        out = Path(args.data_dir).resolve() / f"legs-{tag}"
+        out.mkdir(parents=True, exist_ok=True)
+        asyncio.run(run_dump(embedder=build_embedder(settings), database_url=url, dataset=dataset, out_dir=out))
+        return
     asyncio.run(
         run_eval(
             embedder=build_embedder(settings),
@@ -59,6 +73,15 @@ def _eval(args: argparse.Namespace) -> None:
             overlap_tokens=settings.chunk_overlap_tokens,
         )
     )
+
+
+def _tune(args: argparse.Namespace) -> None:
+    from bench.beir import load
+    from bench.tuning import run_tuning
+
+    dataset = Path(args.dataset).resolve()
+    weights = Path(__file__).resolve().parent.parent / "domain/retrieval/learned_fusion.json" if args.write else None
+    run_tuning(Path(args.legs).resolve(), lambda split: load(dataset, split)[2], weights)
 
 
 def _embedding(args: argparse.Namespace) -> None:
@@ -97,6 +120,12 @@ def main(argv: list[str] | None = None) -> None:
     ev.add_argument("--split", choices=["train", "test"], default="test")
     ev.add_argument("--data-dir", default=".ragql-eval", help="cached embedded store for the eval corpus")
     ev.add_argument("--sweep", action="store_true", help="grid over fusion settings (use on train)")
+    ev.add_argument("--bm25-sweep", action="store_true", help="store the keyword leg for each BM25 k1/b")
+    ev.add_argument("--dump-legs", action="store_true", help="store per-chunk leg results of both splits")
+    tu = sub.add_parser("tune", help="levers cross-validated on train, then test, over stored leg results")
+    tu.add_argument("--dataset", default="../shared/data/beir/scifact")
+    tu.add_argument("--legs", default=".ragql-eval/legs-c200o48-onnx-int8", help="from `eval --dump-legs`")
+    tu.add_argument("--write", action="store_true", help="write the LEARNED weights fitted on all of train")
     em = sub.add_parser("embedding", help="chunks/s, one-query p50 and cosine to torch per local embedding backend")
     em.add_argument("--backend", action="append", choices=["torch", "onnx", "onnx-int8"], help="repeatable")
     em.add_argument("--chunks", type=int, default=2000, help="SciFact chunks to embed")
@@ -121,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         "embedding": _embedding,
         "bm25-tenants": _bm25_tenants,
         "jobs": _jobs,
+        "tune": _tune,
     }
     try:
         handlers[args.command](args)

@@ -152,3 +152,35 @@ async def _sweep(
                 ranked = [ext[d] for d in sorted(fused, key=lambda d: -fused[d])[:10]]
                 ndcg += ndcg_at_k(ranked, qrels[q], 10)
             print(f"sweep {method} alpha={alpha:.1f} ndcg@10={ndcg / len(qids):.4f}", flush=True)
+
+
+async def run_dump(*, embedder: Embedder, database_url: str, dataset: Path, out_dir: Path) -> None:
+    """Store both splits' per-chunk leg results for offline tuning (bench/tuning.py)."""
+    from bench.legcache import dump_legs
+
+    db = Database(database_url)
+    try:
+        await db.enable_vector_codec()
+        backend = await keyword_backend(db)
+        await ensure_bm25_healthy(db, backend)
+        ext = await _external_ids(db)
+        for split in ("train", "test"):
+            _, queries, qrels = load(dataset, split)
+            await dump_legs(db, embedder, backend, queries, sorted(qrels), ext, out_dir / f"legs-{split}.json")
+    finally:
+        await db.dispose()
+
+
+async def run_bm25_sweep(*, database_url: str, dataset: Path, out_dir: Path) -> None:
+    from bench.bm25_sweep import sweep_bm25
+
+    db = Database(database_url)
+    try:
+        ext = await _external_ids(db)
+        splits = {}
+        for split in ("train", "test"):
+            _, queries, qrels = load(dataset, split)
+            splits[split] = [(q, queries[q]) for q in sorted(qrels)]
+        await sweep_bm25(db, splits, ext, out_dir)
+    finally:
+        await db.dispose()

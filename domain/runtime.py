@@ -20,7 +20,7 @@ from domain.retrieval.searching import Searching
 
 @dataclass(frozen=True)
 class Limits:
-    max_query_chars: int = 1000
+    max_query_chars: int = 10_000
     max_documents_per_batch: int = 256
     max_document_chars: int = 2_000_000
     max_upload_bytes: int = 10 * 1024 * 1024

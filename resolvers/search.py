@@ -6,6 +6,7 @@ import strawberry
 
 from domain.rerank.service import Reranking, RerankOutcome
 from domain.retrieval import search as retrieval
+from domain.retrieval.personal import Personalize
 from resolvers.filters import to_domain_filter
 from schema.context import Context
 from schema.documents import Chunk, Document
@@ -35,6 +36,7 @@ def to_search_hit(h: retrieval.Hit) -> SearchHit:
             keyword_rank=h.keyword_rank,
             fused_rank=h.fused_rank,
             rank_change=h.rank_change,
+            personal=h.personal,
         ),
     )
 
@@ -65,6 +67,7 @@ async def search(
         candidates=opts.candidates,
         filter=to_domain_filter(opts.filter),
         rerank=opts.rerank.value,
+        personalize=Personalize(str(opts.personalize.user_id), opts.personalize.weight) if opts.personalize else None,
     )
     result = await s.searching.search(info.context.tenant_id, query, first, domain_opts)
     return SearchResult(
@@ -75,4 +78,5 @@ async def search(
         fusion=FusionMethod(result.fusion),
         alpha=result.alpha,
         rerank=to_rerank_info(result.rerank, s.reranking),
+        personalized=result.personalized,
     )

@@ -22,6 +22,9 @@ class FusionMethod(Enum):
     RRF = "RRF"
     RELATIVE_SCORE = "RELATIVE_SCORE"
     ZSCORE = "ZSCORE"
+    LEARNED = strawberry.enum_value(
+        "LEARNED", description="A logistic model over both legs' scores and ranks, fitted on SciFact train."
+    )
 
 
 @strawberry.enum(
@@ -68,6 +71,15 @@ class SearchOptions:
     candidates: int = strawberry.field(default=50, description="Depth of each leg before fusion.")
     filter: MetadataFilter | None = None
     rerank: RerankStrategy = RerankStrategy.NONE
+    personalize: PersonalizeInput | None = strawberry.field(
+        default=None, description="Blend the user's learned profile (from feedback) into the ranking."
+    )
+
+
+@strawberry.input
+class PersonalizeInput:
+    user_id: strawberry.ID = strawberry.field(description="The id your app gives the user in feedback.")
+    weight: float = strawberry.field(default=0.3, description="Weight of the profile against the query, 0..1.")
 
 
 @strawberry.type
@@ -81,6 +93,9 @@ class ScoreBreakdown:
     fused_rank: int = strawberry.field(description="Rank after fusion, before any re-ranking (1 = best).")
     rank_change: int | None = strawberry.field(
         description="Fused rank minus final rank: positive means the re-ranker moved the hit up."
+    )
+    personal: float | None = strawberry.field(
+        default=None, description="Cosine to the user's profile; null unless the search was personalised."
     )
 
 
@@ -111,3 +126,6 @@ class SearchResult:
     fusion: FusionMethod
     alpha: float
     rerank: RerankInfo
+    personalized: bool = strawberry.field(
+        default=False, description="False when personalisation was asked for but the user has no profile yet."
+    )

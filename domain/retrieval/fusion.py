@@ -1,8 +1,8 @@
 """Fusion of the dense and keyword legs. Pure functions over {key: score}, higher is better.
 
-`alpha` is the weight of the dense leg. A key missing from a leg contributes nothing (RRF,
-relative score) or the leg's lowest normalised score (z-score), so one strong leg can still
-carry a result."""
+`alpha` is the weight of the dense leg (LEARNED ignores it: its weights were fitted). A key
+missing from a leg contributes nothing (RRF, relative score) or the leg's lowest normalised score
+(z-score), so one strong leg can still carry a result."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import Hashable, Mapping
 from typing import Literal, TypeVar
 
 K = TypeVar("K", bound=Hashable)
-FusionMethod = Literal["RRF", "RELATIVE_SCORE", "ZSCORE"]
+FusionMethod = Literal["RRF", "RELATIVE_SCORE", "ZSCORE", "LEARNED"]
 RRF_K = 60
 
 
@@ -21,7 +21,7 @@ def ranks(scores: Mapping[K, float]) -> dict[K, int]:
     return {k: i + 1 for i, k in enumerate(ordered)}
 
 
-def _minmax(scores: Mapping[K, float]) -> dict[K, float]:
+def minmax(scores: Mapping[K, float]) -> dict[K, float]:
     if not scores:
         return {}
     lo, hi = min(scores.values()), max(scores.values())
@@ -30,7 +30,7 @@ def _minmax(scores: Mapping[K, float]) -> dict[K, float]:
     return {k: (v - lo) / (hi - lo) for k, v in scores.items()}
 
 
-def _zscore(scores: Mapping[K, float]) -> dict[K, float]:
+def zscores(scores: Mapping[K, float]) -> dict[K, float]:
     if not scores:
         return {}
     values = list(scores.values())
@@ -52,6 +52,11 @@ def fuse(
     if not 0.0 <= alpha <= 1.0:
         raise ValueError("alpha must be within 0..1")
     keys = list(dict.fromkeys([*dense, *keyword]))
+    if method == "LEARNED":
+        # Imported here: the learned model builds on this module's normalisations.
+        from domain.retrieval.learned import learned_fuse
+
+        return learned_fuse(dense, keyword)
     if method == "RRF":
         rd, rk = ranks(dense), ranks(keyword)
         return {
@@ -59,8 +64,8 @@ def fuse(
             for k in keys
         }
     if method == "RELATIVE_SCORE":
-        nd, nk = _minmax(dense), _minmax(keyword)
+        nd, nk = minmax(dense), minmax(keyword)
         return {k: alpha * nd.get(k, 0.0) + (1 - alpha) * nk.get(k, 0.0) for k in keys}
-    zd, zk = _zscore(dense), _zscore(keyword)
+    zd, zk = zscores(dense), zscores(keyword)
     floor_d, floor_k = min(zd.values(), default=0.0), min(zk.values(), default=0.0)
     return {k: alpha * zd.get(k, floor_d) + (1 - alpha) * zk.get(k, floor_k) for k in keys}

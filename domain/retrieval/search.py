@@ -18,6 +18,7 @@ from domain.paging import check_first
 from domain.persistence.database import Database
 from domain.persistence.tables import Document, QueryLog
 from domain.rerank.service import Reranking, RerankOutcome, Strategy
+from domain.retrieval import personal
 from domain.retrieval.cache import SearchCache
 from domain.retrieval.error_codes import SearchErrorCode
 from domain.retrieval.filters import MetadataFilter, compile_filter
@@ -29,7 +30,7 @@ Mode = Literal["HYBRID", "DENSE", "KEYWORD"]
 MAX_CANDIDATES = 1000
 # Chosen on the SciFact *train* split (see README, "Tuning"); the test split only reports.
 DEFAULT_FUSION: FusionMethod = "ZSCORE"
-DEFAULT_ALPHA: dict[str, float] = {"RRF": 0.4, "RELATIVE_SCORE": 0.5, "ZSCORE": 0.5}
+DEFAULT_ALPHA: dict[str, float] = {"RRF": 0.4, "RELATIVE_SCORE": 0.5, "ZSCORE": 0.5, "LEARNED": 0.5}
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class SearchOptions:
     filter: MetadataFilter | None = None
     rerank: Strategy = "NONE"
     rerank_context: str | None = None  # the user's stated interests, for LLM re-ranking
+    personalize: personal.Personalize | None = None
 
 
 @dataclass
@@ -59,6 +61,7 @@ class Hit:
     fused_rank: int = 0
     rerank: float | None = None
     rank_change: int | None = None  # fused rank minus final rank: positive means the re-ranker lifted it
+    personal: float | None = None  # cosine to the user's preference, when the search was personalised
 
 
 @dataclass
@@ -72,6 +75,7 @@ class SearchResult:
     keyword_backend: str
     options: dict[str, Any] = field(default_factory=dict)
     rerank: RerankOutcome | None = None
+    personalized: bool = False
 
 
 def validate(query: str, first: int, options: SearchOptions, *, max_query_chars: int) -> str:
@@ -95,6 +99,19 @@ def validate(query: str, first: int, options: SearchOptions, *, max_query_chars:
             f"candidates must be between 1 and {MAX_CANDIDATES}",
             field="options.candidates",
         )
+    if options.personalize is not None:
+        if not options.personalize.user_id.strip():
+            raise InvalidInput(
+                SearchErrorCode.INVALID_PERSONALIZE,
+                "personalize.userId is empty; pass the id your app gives the user in feedback",
+                field="options.personalize.userId",
+            )
+        if not 0.0 <= options.personalize.weight <= 1.0:
+            raise InvalidInput(
+                SearchErrorCode.INVALID_PERSONALIZE,
+                f"personalize.weight must be between 0 and 1, got {options.personalize.weight}",
+                field="options.personalize.weight",
+            )
     return q
 
 
@@ -194,8 +211,12 @@ async def search(
     reranking: Reranking | None = None,
     log: bool = True,
     cache: SearchCache | None = None,
+    keyword_query: str | None = None,
 ) -> SearchResult:
+    """`keyword_query` is what the keyword leg and the snippets match (a long query's informative
+    terms); it defaults to the query."""
     started = time.perf_counter()
+    terms = keyword_query or query
     fusion: FusionMethod = options.fusion or DEFAULT_FUSION
     alpha = options.alpha if options.alpha is not None else DEFAULT_ALPHA[fusion]
     reranks = options.rerank != "NONE" and reranking is not None
@@ -203,22 +224,31 @@ async def search(
     pool = max(first, reranking.config.max_candidates) if reranks and reranking else first
     # Each leg returns chunks; several can belong to one document, so dig deeper than the pool.
     depth = min(MAX_CANDIDATES, max(options.candidates, 2 * pool))
-    sql, params = leg_query(options.mode, keyword_backend, tenant_id, query, query_vector, depth, options.filter)
+    sql, params = leg_query(options.mode, keyword_backend, tenant_id, terms, query_vector, depth, options.filter)
 
     query_id = uuid.uuid4()
     outcome: RerankOutcome | None = None
+    # A personalised list is one user's: never shared through the tenant's cache.
+    cache = None if options.personalize is not None else cache
     cache_key = (
         cache.key(tenant_id, keyword_backend, query, options.mode, fusion, alpha, depth, repr(options.filter), pool)
         if cache
         else None
     )
     cached = cache.get(cache_key) if cache and cache_key else None
+    personalized = False
     async with db.session(tenant_id) as session:
+        user_vector = None
+        if options.personalize is not None:
+            user_vector = await personal.preference(session, tenant_id, options.personalize.user_id)
+            personalized = user_vector is not None
         if cached is not None:
             hits, total = cached
         else:
             legs = await fetch_legs(session, sql, params)
-            hits, total = await _fused_hits(session, legs, options, fusion, alpha, query, pool)
+            hits, total = await _fused_hits(
+                session, legs, options, fusion, alpha, terms, pool, (tenant_id, user_vector)
+            )
             if cache and cache_key:
                 cache.put(cache_key, hits, total)
         if not reranks:
@@ -247,6 +277,7 @@ async def search(
         keyword_backend=keyword_backend,
         options=logged,
         rerank=outcome,
+        personalized=personalized,
     )
 
 
@@ -260,6 +291,7 @@ def _logged(
         "candidates": options.candidates,
         "filtered": options.filter is not None,
         "rerank": outcome.applied if outcome else "NONE",
+        "personalized": options.personalize is not None,
     }
 
 
@@ -292,7 +324,9 @@ async def _fused_hits(
     alpha: float,
     query: str,
     pool: int,
+    user: tuple[str, Any] = ("", None),
 ) -> tuple[list[Hit], int]:
+    """`user` is (tenant, preference vector or None): with a vector, the head is personalised."""
     best, chunks = legs.best, legs.chunks
     dense = {d: s for d, (s, _) in best["dense"].items()}
     keyword = {d: s for d, (s, _) in best["keyword"].items()}
@@ -303,7 +337,16 @@ async def _fused_hits(
     else:
         fused = fuse(dense, keyword, method=fusion, alpha=alpha)
     dense_ranks, keyword_ranks = ranks(dense), ranks(keyword)
-    top = sorted(fused, key=lambda d: -fused[d])[:pool]
+    ordered = sorted(fused, key=lambda d: -fused[d])
+    affinity: dict[uuid.UUID, float] = {}
+    tenant_id, user_vector = user
+    if user_vector is not None and options.personalize is not None:
+        head = ordered[: max(pool, personal.HEAD)]
+        affinity = await personal.affinities(session, tenant_id, user_vector, head)
+        blended = personal.blend({d: fused[d] for d in head}, affinity, options.personalize.weight)
+        ordered = sorted(head, key=lambda d: -blended[d])
+        fused = {**fused, **blended}
+    top = ordered[:pool]
 
     docs: dict[uuid.UUID, Document] = {}
     if top:
@@ -330,6 +373,7 @@ async def _fused_hits(
                 dense_rank=dense_ranks.get(doc_id),
                 keyword_rank=keyword_ranks.get(doc_id),
                 fused_rank=len(hits) + 1,
+                personal=affinity.get(doc_id),
             )
         )
     return hits, len(fused)

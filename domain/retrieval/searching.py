@@ -9,6 +9,7 @@ from domain.persistence.database import Database
 from domain.providers.embedding import Embedder
 from domain.rerank.service import Reranking
 from domain.retrieval.cache import SearchCache
+from domain.retrieval.long_query import TermStatistics, embed_any_length
 from domain.retrieval.search import SearchOptions, SearchResult, search, validate
 
 
@@ -19,7 +20,8 @@ class Searching:
     keyword_backend: str
     reranking: Reranking
     cache: SearchCache | None = None
-    max_query_chars: int = 1000
+    max_query_chars: int = 10_000
+    terms: TermStatistics | None = None  # long queries' keyword terms; None keeps every word
 
     async def search(self, tenant_id: str, query: str, first: int, options: SearchOptions) -> SearchResult:
         """A user's search: validated, logged (for feedback and analytics), cached per tenant."""
@@ -34,7 +36,10 @@ class Searching:
     async def _run(
         self, tenant_id: str, query: str, first: int, options: SearchOptions, *, log: bool, cache: SearchCache | None
     ) -> SearchResult:
-        vector = await self.embedder.embed_query(query) if options.mode != "KEYWORD" else None
+        vector = await embed_any_length(self.embedder, query) if options.mode != "KEYWORD" else None
+        keyword_query = None
+        if self.terms is not None and options.mode != "DENSE":
+            keyword_query = await self.terms.informative(tenant_id, query)
         return await search(
             db=self.db,
             tenant_id=tenant_id,
@@ -46,4 +51,5 @@ class Searching:
             reranking=self.reranking,
             log=log,
             cache=cache,
+            keyword_query=keyword_query,
         )

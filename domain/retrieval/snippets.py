@@ -31,17 +31,21 @@ def highlight(text: str, query: str, *, width: int = 40) -> str:
     stems = {_stem(t) for t in query_terms(query)}
 
     def is_hit(word: str) -> bool:
-        # Prefix match on stems: "travelling" marks for "travel" without a full stemmer.
-        return any(
-            _stem(c) == s or (len(s) >= 4 and c.startswith(s)) for c in _WORD.findall(word.lower()) for s in stems
-        )
+        # Prefix match on stems ("travelling" marks for "travel") as set lookups, so the cost grows
+        # with the chunk's length only, never with the query's (a pasted paragraph has hundreds).
+        for c in _WORD.findall(word.lower()):
+            if _stem(c) in stems or any(c[:n] in stems for n in range(4, len(c) + 1)):
+                return True
+        return False
 
     hits = [is_hit(w) for w in words]
-    best_start, best = 0, -1
-    for start in range(0, max(1, len(words) - width + 1)):
-        score = sum(hits[start : start + width])
-        if score > best:
-            best_start, best = start, score
+    # Sliding window with a running count: linear in the chunk's length.
+    running = sum(hits[:width])
+    best_start, best = 0, running
+    for start in range(1, max(1, len(words) - width + 1)):
+        running += hits[start + width - 1] - hits[start - 1]
+        if running > best:
+            best_start, best = start, running
     window = range(best_start, min(len(words), best_start + width))
     out = [f"<mark>{html.escape(words[i])}</mark>" if hits[i] else html.escape(words[i]) for i in window]
     prefix = "… " if best_start > 0 else ""

@@ -1,0 +1,102 @@
+"""Queries of any length ("find passages like this one").
+
+Dense leg: the model reads 256 word pieces and silently drops the rest, so a longer query is cut
+into windows that each fit, and the windows' unit vectors are averaged (then normalised again).
+Keyword leg: a pasted paragraph ORs hundreds of terms, most of them common; it keeps the
+`cap` rarest terms, rarity estimated from a sample of the tenant's chunks (cached per tenant)."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy import text
+
+from domain.persistence.database import Database
+from domain.providers.embedding import Embedder, Vectors
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+KEYWORD_TERM_CAP = 48
+# ts_stat takes its query as text; the tenant comes from the transaction's setting (as RLS does).
+_SAMPLE = (
+    "SELECT to_tsvector('english', search_text) FROM chunks "
+    "WHERE tenant_id = current_setting('ragql.tenant_id') LIMIT 2000"
+)
+_COUNT = "SELECT count(*) FROM (SELECT 1 FROM chunks WHERE tenant_id = current_setting('ragql.tenant_id') LIMIT 2000) x"
+STATS_TTL_S = 600.0
+
+
+async def embed_any_length(embedder: Embedder, query: str) -> Vectors:
+    limit = int(getattr(embedder, "max_tokens", 0)) - 2  # [CLS] and [SEP]
+    if limit <= 0:
+        return await embedder.embed_query(query)
+    tokens = embedder.count_tokens(query)
+    if tokens <= limit:
+        return await embedder.embed_query(query)
+    words = query.split()
+    # Word pieces per word vary; size windows from this query's own ratio, with a margin.
+    per_window = max(1, int(len(words) * limit / tokens * 0.9))
+    windows = [" ".join(words[i : i + per_window]) for i in range(0, len(words), per_window)]
+    vectors = await embedder.embed(windows)
+    pooled = vectors.mean(axis=0)
+    norm = float(np.linalg.norm(pooled))
+    return (pooled / norm if norm > 0 else pooled).astype(np.float32)
+
+
+@dataclass
+class _Stats:
+    chunks: int
+    df: dict[str, int]
+    at: float
+
+
+@dataclass
+class TermStatistics:
+    """Document frequencies of stemmed terms over a sample of each tenant's chunks."""
+
+    db: Database
+    cap: int = KEYWORD_TERM_CAP
+    _cache: dict[str, _Stats] = field(default_factory=dict)
+
+    async def _stats(self, tenant_id: str) -> _Stats:
+        hit = self._cache.get(tenant_id)
+        if hit is not None and time.monotonic() - hit.at < STATS_TTL_S:
+            return hit
+        async with self.db.session(tenant_id) as s:
+            n = int((await s.execute(text(_COUNT))).scalar_one())
+            rows = (await s.execute(text("SELECT word, ndoc FROM ts_stat(:q)"), {"q": _SAMPLE})).all()
+        stats = _Stats(n, {w: int(d) for w, d in rows}, time.monotonic())
+        self._cache[tenant_id] = stats
+        return stats
+
+    async def informative(self, tenant_id: str, query: str) -> str:
+        """The query itself when it has at most `cap` distinct words; else its `cap` rarest words
+        in their original order."""
+        words = list(dict.fromkeys(w.lower() for w in _WORD.findall(query)))
+        if len(words) <= self.cap:
+            return query
+        stats = await self._stats(tenant_id)
+        async with self.db.session(tenant_id) as s:
+            rows = (
+                await s.execute(
+                    text(
+                        "SELECT w, array_to_string(tsvector_to_array(to_tsvector('english', w)), ' ') "
+                        "FROM unnest(CAST(:words AS text[])) w"
+                    ),
+                    {"words": words},
+                )
+            ).all()
+        lexeme = {w: lex for w, lex in rows}
+
+        def idf(word: str) -> float:
+            lex = lexeme.get(word) or ""
+            if not lex:
+                return -1.0  # a stop word: the index ignores it anyway
+            df = stats.df.get(lex, 0)
+            return math.log((stats.chunks - df + 0.5) / (df + 0.5) + 1.0)
+
+        keep = set(sorted(words, key=lambda w: -idf(w))[: self.cap])
+        return " ".join(w for w in words if w in keep and idf(w) >= 0)
