@@ -60,8 +60,11 @@ test: lint typecheck pytest
 eval: install
 	$(BIN)/python -m bench eval --split test
 
+# Every lever, cross-validated on train, then test: per-chunk leg results are stored once
+# (.ragql-eval/legs-*), and fused offline for each setting.
 eval-train: install
-	$(BIN)/python -m bench eval --split train --sweep
+	$(BIN)/python -m bench eval --dump-legs
+	$(BIN)/python -m bench tune
 
 # Simulated users through the GraphQL API: hit@10 and nDCG@10 per recommendation strategy.
 eval-recs: install

@@ -81,7 +81,7 @@ def _tune(args: argparse.Namespace) -> None:
 
     dataset = Path(args.dataset).resolve()
     weights = Path(__file__).resolve().parent.parent / "domain/retrieval/learned_fusion.json" if args.write else None
-    run_tuning(Path(args.legs).resolve(), lambda split: load(dataset, split)[2], weights)
+    run_tuning(Path(args.legs).resolve(), lambda split: load(dataset, split)[2], weights, args.only)
 
 
 def _embedding(args: argparse.Namespace) -> None:
@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     tu = sub.add_parser("tune", help="levers cross-validated on train, then test, over stored leg results")
     tu.add_argument("--dataset", default="../shared/data/beir/scifact")
     tu.add_argument("--legs", default=".ragql-eval/legs-c200o48-onnx-int8", help="from `eval --dump-legs`")
+    tu.add_argument("--only", help="run only the levers whose name contains this")
     tu.add_argument("--write", action="store_true", help="write the LEARNED weights fitted on all of train")
     em = sub.add_parser("embedding", help="chunks/s, one-query p50 and cosine to torch per local embedding backend")
     em.add_argument("--backend", action="append", choices=["torch", "onnx", "onnx-int8"], help="repeatable")

@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from domain.persistence.database import Database
 from domain.retrieval.search import build_sql
+from domain.retrieval.tenant_index import chunk_partition, keyword_index
 
 GRID = [(k1, b) for k1 in (0.9, 1.2, 1.6) for b in (0.5, 0.75, 0.9)]
 DEFAULT = (1.2, 0.75)
@@ -20,17 +21,19 @@ DEFAULT = (1.2, 0.75)
 
 async def _rebuild(db: Database, k1: float, b: float) -> None:
     async with db.engine.begin() as conn:
-        await conn.execute(text("DROP INDEX IF EXISTS chunks_bm25_idx"))
+        # The eval tenant's own partition index (migration 0005); names are derived hex.
+        index, partition = keyword_index("default"), chunk_partition("default")
+        await conn.execute(text(f"DROP INDEX IF EXISTS {index}"))
         await conn.execute(
             text(
-                "CREATE INDEX chunks_bm25_idx ON chunks USING bm25 (search_text) "
+                f"CREATE INDEX {index} ON {partition} USING bm25 (search_text) "
                 f"WITH (text_config = 'english', k1 = {float(k1)}, b = {float(b)})"
             )
         )
 
 
 async def sweep_bm25(db: Database, splits: dict[str, list[tuple[str, str]]], ext: dict[Any, str], out: Path) -> None:
-    sql = text(build_sql("KEYWORD", "bm25", ""))
+    sql = text(build_sql("KEYWORD", "bm25", "", "default"))
     try:
         for k1, b in GRID:
             path = out / f"keyword-k{k1}-b{b}.json"

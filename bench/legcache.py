@@ -39,8 +39,8 @@ async def dump_legs(
         cached: dict[str, Any] = json.loads(await asyncio.to_thread(path.read_text))
         return cached
     out: dict[str, Any] = {}
-    sql = text(build_sql("HYBRID", backend, ""))
-    dense_only = text(build_sql("DENSE", backend, ""))
+    sql = text(build_sql("HYBRID", backend, "", TENANT))
+    dense_only = text(build_sql("DENSE", backend, "", TENANT))
     for q in tqdm(qids, desc=f"legs {path.stem}", unit="query"):
         vec = await embedder.embed_query(queries[q])
         async with db.session(TENANT) as s:

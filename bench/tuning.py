@@ -123,13 +123,20 @@ def learned_cv(legs: dict[str, Any], qrels: dict[str, dict[str, int]], folds: in
     return total / len(qids)
 
 
-def run_tuning(leg_dir: Path, qrels_of: Callable[[str], dict[str, dict[str, int]]], weights_out: Path | None) -> None:
+def run_tuning(
+    leg_dir: Path,
+    qrels_of: Callable[[str], dict[str, dict[str, int]]],
+    weights_out: Path | None,
+    only: str | None = None,
+) -> None:
     train, test = (json.loads((leg_dir / f"legs-{s}.json").read_text()) for s in ("train", "test"))
     qtrain, qtest = qrels_of("train"), qrels_of("test")
     alphas = [0.3, 0.4, 0.5, 0.6, 0.7]
     rows: list[tuple[str, float, float, str]] = []
 
     def lever(name: str, run: Run, grid: Sequence[Any]) -> None:
+        if only and only.lower() not in name.lower():
+            return
         cv, chosen = cross_validate(run, grid, train, qtrain)
         rows.append((name, cv, mean_ndcg(run, test, qtest, sorted(qtest), chosen), repr(chosen)))
         print(f"{name:<44} train(CV) {cv:.4f}  test {rows[-1][2]:.4f}  chosen {chosen!r}", flush=True)
@@ -154,8 +161,32 @@ def run_tuning(leg_dir: Path, qrels_of: Callable[[str], dict[str, dict[str, int]
                 return r(leg, p[1])
 
             lever(f"{leg_name} aggregation {how}", run, [(x, a) for x in grid for a in alphas])
+    bm25: dict[str, Any] = {"k1=1.2 b=0.75": None}
+    for path in sorted(leg_dir.glob("keyword-k*.json")):
+        bm25[path.stem.removeprefix("keyword-").replace("-", " ").replace("k", "k1=").replace("b", "b=")] = json.loads(
+            path.read_text()
+        )
+    if len(bm25) > 1:
+
+        def bm25_run(leg: dict[str, Any], p: tuple[str, float, str]) -> list[str]:
+            setting, alpha, qid = p[0], p[1], leg["_qid"]
+            split = "train" if leg["_split"] == "train" else "test"
+            rows = leg["keyword"] if bm25[setting] is None else bm25[setting][split][qid]
+            d, k = aggregate(leg["dense"], "max"), aggregate(rows, "max")
+            return ranked(fuse(d, k, method="ZSCORE", alpha=alpha))
+
+        for split, legs in (("train", train), ("test", test)):
+            for q, leg in legs.items():
+                leg["_qid"], leg["_split"] = q, split
+        lever(
+            f"BM25 k1/b ({', '.join(bm25)})",
+            lambda leg, p: bm25_run(leg, (p[0], p[1], "")),
+            [(k, a) for k in bm25 for a in alphas],
+        )
     lever("per-query alpha (score spread)", adaptive_run, [(b, g) for b in alphas for g in (0.0, 0.05, 0.1, 0.2)])
     lever("Rocchio on the query vector (top 3)", prf_run, [(b, a) for b in ("0.3", "0.6") for a in alphas])
+    if only and only.lower() not in "learned":
+        return
     cv = learned_cv(train, qtrain)
     weights = learned_train(train, qtrain, sorted(qtrain))
     test_ndcg = mean_ndcg(learned_run, test, qtest, sorted(qtest), weights)

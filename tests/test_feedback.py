@@ -244,3 +244,53 @@ async def test_parallel_events_of_one_user_are_all_applied(
     assert tuple(row) == (6, 6)
     # Six films liked by one user make 6 × 5 ordered pairs (other users may add to their counts).
     assert pairs == 30
+
+
+PERSONAL = """
+query($u: ID!, $q: String!) {
+  search(query: $q, first: 20, options: {personalize: {userId: $u, weight: 0.5}}) {
+    personalized hits { document { id } scores { personal } }
+  }
+}"""
+
+
+async def _profile_norm(db: Database, tenant: str, user: str) -> float | None:
+    async with db.session(tenant) as s:
+        row = (
+            await s.execute(
+                text("SELECT vector_norm(preference) FROM user_profiles WHERE tenant_id = :t AND user_id = :u"),
+                {"t": tenant, "u": user},
+            )
+        ).first()
+    return None if row is None else float(row[0])
+
+
+async def test_answer_ratings_lift_and_lower_the_cited_documents_more_weakly_than_a_like(
+    tenant_app: tuple[httpx.AsyncClient, str], films: dict[str, str], db: Database
+) -> None:
+    client, tenant = tenant_app
+    answer = (
+        await graphql_ok(
+            client, '{ answer(question: "What is Primer about?") { id citations { title document { id } } } }'
+        )
+    )["answer"]
+    cited = [c["document"]["id"] for c in answer["citations"] if c["document"]]
+    assert cited, answer
+    # given one user who found the answer helpful, one who did not, and one who liked the documents
+    helped, unhelped, liker = user(), user(), user()
+    assert (await submit(client, userId=helped, answerId=answer["id"], kind="ANSWER_HELPFUL"))["errors"] == []
+    assert (await submit(client, userId=unhelped, answerId=answer["id"], kind="ANSWER_UNHELPFUL"))["errors"] == []
+    for doc in cited:
+        assert (await submit(client, userId=liker, documentId=doc, kind="LIKE"))["errors"] == []
+    # then the helpful rating pulls the user's profile toward the cited documents, the unhelpful one
+    # away from them, each more weakly than likes of the same documents
+    for who, sign in ((helped, 1), (unhelped, -1)):
+        title = answer["citations"][0]["title"]
+        result = (await graphql_ok(client, PERSONAL, {"u": who, "q": title}))["search"]
+        assert result["personalized"] is True
+        personal = {h["document"]["id"]: h["scores"]["personal"] for h in result["hits"]}
+        cited_here = [personal[d] for d in cited if d in personal]
+        assert cited_here and all(sign * p > 0 for p in cited_here), (who, cited_here)
+    helped_norm, liker_norm = await _profile_norm(db, tenant, helped), await _profile_norm(db, tenant, liker)
+    assert helped_norm is not None and liker_norm is not None
+    assert 0 < helped_norm < liker_norm

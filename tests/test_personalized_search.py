@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
-
 from domain.providers.embedding import LocalEmbedder
 from tests.conftest import catalogue, error_codes, graphql, graphql_ok, tenant_client
 

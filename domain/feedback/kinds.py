@@ -24,6 +24,10 @@ ANSWER_KINDS: frozenset[Kind] = frozenset({"ANSWER_HELPFUL", "ANSWER_UNHELPFUL"}
 # as hard as a like pulls toward. RATING maps 0..5 linearly onto -1..+1 (2.5 is neutral).
 WEIGHTS: dict[Kind, float] = {"VIEW": 0.2, "CLICK": 0.4, "WATCHED": 0.8, "LIKE": 1.0, "DISLIKE": -1.0}
 RATING_NEUTRAL = 2.5
+# Rating an answer teaches about each document it cited, more weakly than a like: the user judged
+# the answer, not the documents. Kept out of WEIGHTS (and so out of weight_sql): popularity and
+# co-engagement count document events only.
+ANSWER_WEIGHTS: dict[Kind, float] = {"ANSWER_HELPFUL": 0.3, "ANSWER_UNHELPFUL": -0.3}
 # An event this strong counts as "liked" for co-engagement and "because you liked X" reasons:
 # LIKE, WATCHED, or a rating of 4 or more.
 LIKED_AT = 0.6
@@ -33,7 +37,7 @@ def weight(kind: Kind, rating: float | None) -> float:
     if kind == "RATING":
         assert rating is not None
         return (rating - RATING_NEUTRAL) / RATING_NEUTRAL
-    return WEIGHTS.get(kind, 0.0)
+    return WEIGHTS.get(kind, ANSWER_WEIGHTS.get(kind, 0.0))
 
 
 def is_liked(kind: Kind, rating: float | None) -> bool:

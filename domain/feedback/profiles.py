@@ -88,7 +88,10 @@ def fold(profile: Profile, event: Event, config: LearningConfig) -> Profile:
 
 
 def replay(events: Iterable[Event], config: LearningConfig) -> Profile:
-    profile = Profile()
+    return replay_onto(Profile(), events, config)
+
+
+def replay_onto(profile: Profile, events: Iterable[Event], config: LearningConfig) -> Profile:
     for event in events:
         profile = fold(profile, event, config)
     return profile
@@ -152,23 +155,48 @@ async def document_vector(session: AsyncSession, tenant_id: str, document_id: An
     return None if value is None else as_vector(value)
 
 
+# An answer's rating reaches each document the answer cited (its sources whose number is in
+# `citations`), in the sources' order; live updates and rebuilds read the same rows.
+_CITED = """
+    SELECT f.seq, f.kind, f.rating, f.created_at, v.embedding, s.ord
+    FROM feedback f JOIN answers a ON a.id = f.answer_id AND a.tenant_id = f.tenant_id
+    CROSS JOIN LATERAL jsonb_array_elements(a.sources) WITH ORDINALITY s(src, ord)
+    LEFT JOIN document_vectors v ON v.document_id = (s.src->>'documentId')::uuid
+    WHERE f.tenant_id = :t AND f.kind IN ('ANSWER_HELPFUL', 'ANSWER_UNHELPFUL')
+      AND s.src ? 'documentId' AND (s.src->>'n')::int = ANY(a.citations)
+"""
+
+
+def _events(rows: Any) -> list[Event]:
+    return [
+        Event(seq, kind, rating, created_at, None if emb is None else as_vector(emb))
+        for seq, kind, rating, created_at, emb, _ in rows.all()
+    ]
+
+
 async def user_events(session: AsyncSession, tenant_id: str, user_id: str) -> list[Event]:
-    """A user's document events in the order they were applied, with each document's vector."""
+    """A user's document events in the order they were applied, with each document's vector; an
+    answer rating is one event per cited document."""
     rows = await session.execute(
         text(
-            """
-            SELECT f.seq, f.kind, f.rating, f.created_at, v.embedding
+            f"""
+            SELECT f.seq, f.kind, f.rating, f.created_at, v.embedding, 0 AS ord
             FROM feedback f LEFT JOIN document_vectors v ON v.document_id = f.document_id
             WHERE f.tenant_id = :t AND f.user_id = :u AND f.document_id IS NOT NULL
-            ORDER BY f.seq
+            UNION ALL
+            {_CITED} AND f.user_id = :u
+            ORDER BY 1, 6
             """
         ),
         {"t": tenant_id, "u": user_id},
     )
-    return [
-        Event(seq, kind, rating, created_at, None if emb is None else as_vector(emb))
-        for seq, kind, rating, created_at, emb in rows.all()
-    ]
+    return _events(rows)
+
+
+async def answer_events(session: AsyncSession, tenant_id: str, feedback_id: Any) -> list[Event]:
+    """One answer rating as events on the documents the answer cited."""
+    rows = await session.execute(text(f"{_CITED} AND f.id = :id ORDER BY s.ord"), {"t": tenant_id, "id": feedback_id})
+    return _events(rows)
 
 
 async def rebuild_user(session: AsyncSession, tenant_id: str, user_id: str, config: LearningConfig) -> Profile:

@@ -191,6 +191,8 @@ async def record(session: AsyncSession, tenant_id: str, req: FeedbackRequest, co
                 )
             return Submitted(event, duplicate=True)
     await _check_targets(session, tenant_id, req)
+    if req.kind in ANSWER_KINDS:
+        await profiles.lock_user(session, tenant_id, req.user_id)
     if req.document_id is not None:
         # Events of one user are applied to the profile in the order they are inserted.
         await profiles.lock_user(session, tenant_id, req.user_id)
@@ -227,6 +229,8 @@ async def record(session: AsyncSession, tenant_id: str, req: FeedbackRequest, co
     event = _event(row)
     if req.document_id is not None:
         await _learn(session, tenant_id, event, config)
+    elif req.kind in ANSWER_KINDS:
+        await _learn_from_answer(session, tenant_id, event, config)
     return Submitted(event, duplicate=False)
 
 
@@ -235,6 +239,16 @@ async def _learn(session: AsyncSession, tenant_id: str, event: FeedbackEvent, co
     item = await profiles.document_vector(session, tenant_id, event.document_id)
     updated = profiles.fold(current, Event(event.seq, event.kind, event.rating, event.created_at, item), config)
     await profiles.save(session, tenant_id, event.user_id, updated)
+
+
+async def _learn_from_answer(
+    session: AsyncSession, tenant_id: str, event: FeedbackEvent, config: LearningConfig
+) -> None:
+    events = await profiles.answer_events(session, tenant_id, event.id)
+    if not events:
+        return  # the answer cited no document (or only text the user selected)
+    current = await profiles.load(session, tenant_id, event.user_id) or profiles.Profile()
+    await profiles.save(session, tenant_id, event.user_id, profiles.replay_onto(current, events, config))
 
 
 async def get(db: Database, tenant_id: str, event_id: uuid.UUID) -> FeedbackEvent | None:

@@ -17,15 +17,20 @@ from sqlalchemy import text
 
 from domain.persistence.database import Database
 from domain.providers.embedding import Embedder, Vectors
+from domain.retrieval.tenant_index import chunk_partition
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 KEYWORD_TERM_CAP = 48
-# ts_stat takes its query as text; the tenant comes from the transaction's setting (as RLS does).
-_SAMPLE = (
-    "SELECT to_tsvector('english', search_text) FROM chunks "
-    "WHERE tenant_id = current_setting('ragql.tenant_id') LIMIT 2000"
-)
-_COUNT = "SELECT count(*) FROM (SELECT 1 FROM chunks WHERE tenant_id = current_setting('ragql.tenant_id') LIMIT 2000) x"
+SAMPLE_CHUNKS = 2000
+
+
+def _sample_sql(tenant_id: str) -> str:
+    # The tenant's own partition by name (tenant_index.py); the name is derived hex, not input.
+    # ts_stat takes its query as text.
+    partition = chunk_partition(tenant_id)
+    return f"SELECT to_tsvector('english', search_text) FROM {partition} LIMIT {SAMPLE_CHUNKS}"  # noqa: S608
+
+
 STATS_TTL_S = 600.0
 
 
@@ -66,8 +71,9 @@ class TermStatistics:
         if hit is not None and time.monotonic() - hit.at < STATS_TTL_S:
             return hit
         async with self.db.session(tenant_id) as s:
-            n = int((await s.execute(text(_COUNT))).scalar_one())
-            rows = (await s.execute(text("SELECT word, ndoc FROM ts_stat(:q)"), {"q": _SAMPLE})).all()
+            sample = _sample_sql(tenant_id)
+            n = int((await s.execute(text(f"SELECT count(*) FROM ({sample}) x"))).scalar_one())  # noqa: S608
+            rows = (await s.execute(text("SELECT word, ndoc FROM ts_stat(:q)"), {"q": sample})).all()
         stats = _Stats(n, {w: int(d) for w, d in rows}, time.monotonic())
         self._cache[tenant_id] = stats
         return stats
