@@ -75,6 +75,12 @@ def _eval(args: argparse.Namespace) -> None:
     )
 
 
+def _long_query(_args: argparse.Namespace) -> None:
+    from bench.long_query import run_long_query_bench
+
+    run_long_query_bench()
+
+
 def _tune(args: argparse.Namespace) -> None:
     from bench.beir import load
     from bench.tuning import run_tuning
@@ -122,6 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     ev.add_argument("--sweep", action="store_true", help="grid over fusion settings (use on train)")
     ev.add_argument("--bm25-sweep", action="store_true", help="store the keyword leg for each BM25 k1/b")
     ev.add_argument("--dump-legs", action="store_true", help="store per-chunk leg results of both splits")
+    sub.add_parser("long-query", help="latency of a 3,900-character query against a short one (first=100)")
     tu = sub.add_parser("tune", help="levers cross-validated on train, then test, over stored leg results")
     tu.add_argument("--dataset", default="../shared/data/beir/scifact")
     tu.add_argument("--legs", default=".ragql-eval/legs-c200o48-onnx-int8", help="from `eval --dump-legs`")
@@ -152,6 +159,7 @@ def main(argv: list[str] | None = None) -> None:
         "bm25-tenants": _bm25_tenants,
         "jobs": _jobs,
         "tune": _tune,
+        "long-query": _long_query,
     }
     try:
         handlers[args.command](args)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,6 +35,10 @@ def _sample_sql(tenant_id: str) -> str:
 STATS_TTL_S = 600.0
 
 
+_POOLED: OrderedDict[tuple[int, str], Vectors] = OrderedDict()
+_POOLED_MAX = 256
+
+
 async def embed_any_length(embedder: Embedder, query: str) -> Vectors:
     limit = int(getattr(embedder, "max_tokens", 0)) - 2  # [CLS] and [SEP]
     if limit <= 0:
@@ -41,6 +46,12 @@ async def embed_any_length(embedder: Embedder, query: str) -> Vectors:
     tokens = embedder.count_tokens(query)
     if tokens <= limit:
         return await embedder.embed_query(query)
+    key = (id(embedder), query)
+    hit = _POOLED.get(key)
+    if hit is not None:
+        # Like the embedders' own query cache: paging and refinement repeat a pasted paragraph.
+        _POOLED.move_to_end(key)
+        return hit
     words = query.split()
     # Word pieces per word vary; size windows from this query's own ratio, with a margin.
     per_window = max(1, int(len(words) * limit / tokens * 0.9))
@@ -48,7 +59,11 @@ async def embed_any_length(embedder: Embedder, query: str) -> Vectors:
     vectors = await embedder.embed(windows)
     pooled = vectors.mean(axis=0)
     norm = float(np.linalg.norm(pooled))
-    return (pooled / norm if norm > 0 else pooled).astype(np.float32)
+    vector = (pooled / norm if norm > 0 else pooled).astype(np.float32)
+    _POOLED[key] = vector
+    if len(_POOLED) > _POOLED_MAX:
+        _POOLED.popitem(last=False)
+    return vector
 
 
 @dataclass

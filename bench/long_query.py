@@ -1,0 +1,77 @@
+"""Long-query latency: a ~3,900-character pasted paragraph against a short query, hybrid, first=100,
+through the Searching service (embedding, keyword terms, legs, fusion, snippets), demo films in a
+temporary store. `python -m bench long-query`; each query is timed warm (its vector cached), so
+the figure is the search path, plus one cold run (embedding included)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+from pathlib import Path
+
+from api import embedded
+from domain.demo.loader import demo_documents
+from domain.documents import service as documents
+from domain.documents.service import ChunkingConfig
+from domain.persistence.database import Database
+from domain.persistence.migrate import keyword_backend, migrate
+from domain.providers.embedding import LocalEmbedder
+from domain.rerank.service import Reranking
+from domain.retrieval import searching
+from domain.retrieval.search import SearchOptions
+
+TENANT = "default"
+RUNS = 15
+
+
+def _long_query() -> str:
+    films = [json.loads(line) for line in Path("domain/demo/films.jsonl").open(encoding="utf-8")]
+    text = " ".join(f["text"] for f in films[5:40])
+    return text[:3900]
+
+
+async def _time(service: searching.Searching, query: str) -> tuple[float, float]:
+    t0 = time.perf_counter()
+    await service.search(TENANT, query, 100, SearchOptions())
+    cold = (time.perf_counter() - t0) * 1000
+    warm = []
+    for _ in range(RUNS):
+        t0 = time.perf_counter()
+        await service.search(TENANT, query, 100, SearchOptions())
+        warm.append((time.perf_counter() - t0) * 1000)
+    return cold, statistics.median(warm)
+
+
+async def _run(url: str) -> None:
+    db = Database(url)
+    try:
+        embedder = LocalEmbedder()
+        await migrate(db, embedding_dim=embedder.dim)
+        backend = await keyword_backend(db)
+        demo = demo_documents()
+        ctx = documents.IngestContext(db, embedder, ChunkingConfig(), max_batch=len(demo), max_chars=10**6)
+        await documents.ingest(ctx, documents.IngestRequest(TENANT, demo))
+        extra = {}
+        if hasattr(searching, "TermStatistics"):
+            extra["terms"] = searching.TermStatistics(db)
+        service = searching.Searching(db, embedder, backend, Reranking(), None, max_query_chars=10_000, **extra)
+        short = "time travel paradox"
+        long = _long_query()
+        s_cold, s_warm = await _time(service, short)
+        l_cold, l_warm = await _time(service, long)
+        print(f"bench short query ({len(short)} chars) hybrid first=100: p50={s_warm:.1f} ms (cold {s_cold:.1f} ms)")
+        print(f"bench long query ({len(long)} chars) hybrid first=100: p50={l_warm:.1f} ms (cold {l_cold:.1f} ms)")
+        print(f"bench long/short p50 ratio: {l_warm / s_warm:.2f}x (cold {l_cold / s_cold:.2f}x)")
+    finally:
+        await db.dispose()
+
+
+def run_long_query_bench() -> None:
+    with embedded.temporary("ragql-bench-") as (_, url):
+        asyncio.run(_run(url))
+
+
+if __name__ == "__main__":
+    run_long_query_bench()
