@@ -70,3 +70,16 @@ def test_fusion_rejects_alpha_outside_unit_interval(alpha: float) -> None:
 
 def test_ranks_are_one_based_best_first() -> None:
     assert ranks({"a": 0.1, "b": 0.9, "c": 0.5}) == {"b": 1, "c": 2, "a": 3}
+
+
+def test_learned_fusion_uses_the_shipped_weights_and_rewards_both_legs() -> None:
+    from domain.retrieval.learned import FEATURES, features, shipped_weights
+
+    weights = shipped_weights()
+    assert len(weights) == len(FEATURES)
+    fused = fuse(DENSE, KEYWORD, method="LEARNED", alpha=0.5)
+    # b is second in dense and first in keyword: found by both legs, it leads
+    assert max(fused, key=lambda k: fused[k]) == "b"
+    # the score is exactly the weighted sum of the documented features
+    row = features(DENSE, KEYWORD)["d"]
+    assert fused["d"] == pytest.approx(sum(w * x for w, x in zip(weights, row, strict=True)))
