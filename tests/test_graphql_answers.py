@@ -108,7 +108,7 @@ async def test_answer_bad_input_gets_coded_errors(app_client: httpx.AsyncClient,
     unknown_session = to_global_id("AnswerSession", uuid.uuid4())
     cases: list[tuple[str, dict | None, str]] = [
         ("   ", None, "EMPTY_QUESTION"),
-        ("why " * 400, None, "QUESTION_TOO_LONG"),
+        ("why " * 2600, None, "QUESTION_TOO_LONG"),  # 10,400 characters: over RAGQL_MAX_QUERY_CHARS
         ("time travel", {"sources": 0}, "INVALID_SOURCES"),
         ("time travel", {"sources": 500}, "INVALID_SOURCES"),
         ("time travel", {"selectedText": "  "}, "EMPTY_SELECTED_TEXT"),

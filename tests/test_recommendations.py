@@ -159,7 +159,7 @@ async def test_filter_and_diversity(tenant_app: httpx.AsyncClient) -> None:
         ({"first": 101}, "FIRST_OUT_OF_RANGE"),
         ({"first": 5, "o": {"diversity": 1.5}}, "INVALID_DIVERSITY"),
         ({"first": 5, "u": " "}, "INVALID_USER_ID"),
-        ({"first": 5, "c": "x" * 1001}, "CONTEXT_TOO_LONG"),
+        ({"first": 5, "c": "x" * 10_001}, "CONTEXT_TOO_LONG"),
         ({"first": 5, "o": {"filter": {"all": [{"field": "a b", "op": "EQ", "value": 1}]}}}, "INVALID_FILTER_FIELD"),
     ],
 )
