@@ -20,7 +20,7 @@ query Search($q: String!, $first: Int, $options: SearchOptions) {
 
 FILMS = [json.loads(line) for line in open("domain/demo/films.jsonl")]
 # Words that say nothing about any film: they fill a query without pointing anywhere.
-FILLER = "the people in this place were doing some things on that day and then they went on with it " * 40
+FILLER = "the people in this place were doing some things on that day and then they went on with it " * 14
 
 
 @pytest.mark.parametrize("mode", ["HYBRID", "DENSE", "KEYWORD"])
@@ -51,7 +51,7 @@ async def test_a_key_passage_after_256_word_pieces_still_finds_its_document(
     target = next(f for f in FILMS if f["externalId"] == "film-primer-2004")
     key = "engineers in a suburban garage build a box that folds time, spawning doubles and overlapping timelines"
     query = FILLER + key
-    assert embedder.count_tokens(FILLER) > 300
+    assert embedder.count_tokens(FILLER) > 256
     # when searching with it
     hits = (await graphql_ok(app_client, SEARCH, {"q": query, "first": 5, "options": {"mode": mode}}))["search"]["hits"]
     # then the document the key passage describes is among the first results (the filler's
