@@ -18,6 +18,7 @@ from strawberry.subscriptions import (
 )
 
 from api.bootstrap import (
+    Shared,
     build_gate,
     build_services,
     describe_auth,
@@ -43,8 +44,14 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, RagqlState]]:
-        services, close = await build_services(settings, embedder=embedder)
-        gate = build_gate(settings, services)
+        shared = Shared(settings)
+        try:
+            services, close = await build_services(settings, embedder=embedder, shared=shared)
+        except BaseException:
+            await shared.aclose()
+            raise
+        gate = build_gate(settings, services, shared)
+        shared.start()
         facts = ServerFacts(
             auth_description=describe_auth(settings),
             introspection=settings.introspection_enabled,
@@ -73,6 +80,7 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
             if background is not None:
                 await background.stop()
             await gate.limiter.aclose()
+            await shared.aclose()
             await close()
 
     app = FastAPI(title="ragql", lifespan=lifespan)

@@ -10,16 +10,22 @@ from pydantic import SecretStr
 from sqlalchemy import text
 
 from api import embedded
-from api.auth.authenticate import Authenticator
+from api.auth.authenticate import Authenticator, KeyCache
 from api.auth.jwks import JwksSource
 from api.auth.tokens import JwtConfig, JwtVerifier
 from api.graphql_router import Gatekeeping
 from api.ratelimit import Rate, RateLimiter, redis_client
+from api.redis_link import RedisLink
+from api.revocation import Broadcast
 from api.settings import Settings
+from api.shared_cache import RedisStore
+from api.socket_slots import SocketSlots
 from api.worker import WorkerConfig, WorkerDeps
 from domain.answers.extractive import ExtractiveGenerator
 from domain.answers.generators import LLMGenerator
 from domain.answers.service import Answering, AnswerLimits
+from domain.auth.revocation import LocalOnly
+from domain.caching.store import CacheStore, LocalStore
 from domain.demo.loader import demo_documents
 from domain.documents import service as documents
 from domain.documents.service import ChunkingConfig, Documents, IngestContext
@@ -108,7 +114,27 @@ def build_learning(settings: Settings) -> LearningConfig:
     )
 
 
-def build_gate(settings: Settings, services: Services) -> Gatekeeping:
+class Shared:
+    """What replicas share through Redis, or this process alone without it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.link = RedisLink.from_url(settings.redis_url) if settings.redis_url else None
+        self.store: CacheStore = RedisStore(self.link) if self.link else LocalStore()
+        self.broadcast = Broadcast(settings.redis_url)
+        self.slots = SocketSlots(self.link, settings.max_websockets_per_principal, ttl_s=settings.websocket_slot_ttl_s)
+
+    def start(self) -> None:
+        self.broadcast.start()
+        self.slots.start()
+
+    async def aclose(self) -> None:
+        await self.slots.aclose()
+        await self.broadcast.aclose()
+        if self.link is not None:
+            await self.link.aclose()
+
+
+def build_gate(settings: Settings, services: Services, shared: Shared) -> Gatekeeping:
     jwks = None
     if settings.jwt_jwks_url or settings.jwt_jwks_file:
         jwks = JwksSource(
@@ -118,11 +144,15 @@ def build_gate(settings: Settings, services: Services) -> Gatekeeping:
             min_refresh_s=settings.jwt_jwks_min_refresh_s,
         )
     verifier = JwtVerifier(jwt_config(settings), jwks)
+    key_cache = KeyCache(ttl_s=settings.api_key_cache_ttl_s, trusted=lambda: shared.broadcast.live)
+    shared.broadcast.listen(key_cache.drop)
+    shared.broadcast.on_resubscribe(key_cache.clear)
     authenticator = Authenticator(
         db=services.db,
         verifier=verifier,
         development=settings.env == "development",
         dev_tenant=settings.dev_tenant,
+        key_cache=key_cache,
     )
     redis = redis_client(settings.redis_url) if settings.redis_url else None
     period = settings.rate_period_s
@@ -136,7 +166,9 @@ def build_gate(settings: Settings, services: Services) -> Gatekeeping:
         authenticator=authenticator,
         limiter=RateLimiter(redis),
         rates=rates,
-        max_websockets_per_principal=settings.max_websockets_per_principal,
+        slots=shared.slots,
+        broadcast=shared.broadcast,
+        recheck_s=settings.websocket_recheck_s,
     )
 
 
@@ -223,7 +255,7 @@ def database_url(settings: Settings) -> tuple[str, str]:
 
 
 async def build_services(
-    settings: Settings, *, embedder: Embedder | None = None
+    settings: Settings, *, embedder: Embedder | None = None, shared: Shared | None = None
 ) -> tuple[Services, Callable[[], Awaitable[None]]]:
     url, kind = database_url(settings)
     db = Database(url)
@@ -264,7 +296,8 @@ async def build_services(
     recommender = Recommender(
         db=db, embedder=emb, reranking=reranking, learning=learning, max_context_chars=settings.max_query_chars
     )
-    search_cache = SearchCache(ttl_s=settings.search_cache_ttl_s)
+    store: CacheStore = shared.store if shared else LocalStore()
+    search_cache = SearchCache(store, ttl_s=settings.search_cache_ttl_s)
     chunking = ChunkingConfig(max_tokens=settings.chunk_tokens, overlap_tokens=settings.chunk_overlap_tokens)
     services = Services(
         db=db,
@@ -273,7 +306,16 @@ async def build_services(
         reranking=reranking,
         answering=answering,
         recommender=recommender,
-        searching=Searching(db, emb, backend, reranking, search_cache, max_query_chars=settings.max_query_chars),
+        searching=Searching(
+            db,
+            emb,
+            backend,
+            reranking,
+            search_cache,
+            max_query_chars=settings.max_query_chars,
+            embeddings=store,
+            embedding_ttl_s=settings.embedding_cache_ttl_s,
+        ),
         documents=Documents(
             IngestContext(db, emb, chunking, settings.max_documents_per_batch, settings.max_document_chars),
             search_cache,
@@ -282,6 +324,7 @@ async def build_services(
         ),
         learning=learning,
         search_cache=search_cache,
+        revocations=shared.broadcast if shared else LocalOnly(),
         dev_tenant=settings.dev_tenant,
         api_key_prefix=settings.api_key_prefix,
         database_kind=kind,

@@ -110,6 +110,15 @@ class Settings(BaseSettings):
     # Fused search results are reused for this long (per tenant; 0 turns the cache off). Writes in
     # this process drop the tenant's entries at once; other replicas catch up within the TTL.
     search_cache_ttl_s: float = 15.0
+    # Query vectors by model, backend and text (Redis when configured): they never go stale.
+    embedding_cache_ttl_s: float = 24 * 3600.0
+    # API-key lookups are reused this long; a revocation reaches every replica at once (Redis
+    # pub/sub), and a replica that cannot hear revocations looks every key up in PostgreSQL.
+    api_key_cache_ttl_s: float = 10.0
+    # Open websockets re-check their credential this often (backstop when a broadcast is lost).
+    websocket_recheck_s: float = 5.0
+    # A replica's websocket slots in Redis expire this long after its last heartbeat (a crash).
+    websocket_slot_ttl_s: float = 30.0
     chunk_tokens: int = 200
     chunk_overlap_tokens: int = 48
     max_query_chars: int = 1000
