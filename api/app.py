@@ -6,17 +6,18 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_fastapi_instrumentator import Instrumentator
-from sqlalchemy import text
 from strawberry.subscriptions import (
     GRAPHQL_TRANSPORT_WS_PROTOCOL,
     GRAPHQL_WS_PROTOCOL,
     MULTIPART_SUBSCRIPTION_PROTOCOL,
 )
 
+from api import metrics
 from api.bootstrap import (
     Shared,
     build_gate,
@@ -29,9 +30,12 @@ from api.bootstrap import (
 from api.graphiql import assets as graphiql_assets
 from api.graphql_router import RagqlRouter, RagqlState, get_context
 from api.guard import STATE_KEY, GraphQLGuard
+from api.health import IndexWatch, is_ready, readiness
+from api.observability import Observed, OperationObserver
 from api.ratelimit import Rate, RateLimiter
 from api.settings import Settings
 from api.worker import BackgroundWorker, Worker
+from domain import telemetry
 from domain.providers.embedding import Embedder
 from domain.runtime import ServerFacts, Services
 from schema.root import QueryLimits, build_schema
@@ -52,6 +56,11 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
             raise
         gate = build_gate(settings, services, shared)
         shared.start()
+        watch = IndexWatch(services, settings.bm25_probe_interval_s)
+        watch.start()
+        app.state.shared, app.state.index_watch = shared, watch
+        pool = services.db.engine.pool
+        metrics.watch_pool(lambda: _pool_state(pool))
         facts = ServerFacts(
             auth_description=describe_auth(settings),
             introspection=settings.introspection_enabled,
@@ -77,12 +86,14 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         try:
             yield {STATE_KEY: RagqlState(services=services, gate=gate, facts=facts)}
         finally:
+            await watch.aclose()
             if background is not None:
                 await background.stop()
             await gate.limiter.aclose()
             await shared.aclose()
             await close()
 
+    telemetry.install(Observed())
     app = FastAPI(title="ragql", lifespan=lifespan)
     schema = build_schema(
         QueryLimits(
@@ -91,7 +102,8 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
             max_tokens=settings.max_query_tokens,
             max_cost=settings.max_query_cost,
             introspection=settings.introspection_enabled,
-        )
+        ),
+        observers=[OperationObserver],
     )
     router = RagqlRouter(
         schema,
@@ -134,14 +146,25 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         return {"status": "ok"}
 
     @app.get("/readyz")
-    async def readyz(request: Request, response: Response) -> dict[str, str]:
+    async def readyz(request: Request) -> JSONResponse:
         services: Services | None = getattr(request.app.state, "services", None)
         if services is None:
-            response.status_code = 503
-            return {"status": "starting"}
-        async with services.db.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-        return {"status": "ready"}
+            return JSONResponse({"status": "starting"}, status_code=503)
+        shared = request.app.state.shared
+        checks = await readiness(services, shared.link, request.app.state.index_watch)
+        ready = is_ready(checks)
+        return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks}, 200 if ready else 503)
 
     Instrumentator(excluded_handlers=["/metrics", "/healthz", "/readyz"]).instrument(app).expose(app)
     return app
+
+
+def _pool_state(pool: object) -> tuple[int, int, int]:
+    """(in use, idle, overflow) of a SQLAlchemy QueuePool; zeros for pools without counters."""
+    try:
+        in_use = int(pool.checkedout())  # type: ignore[attr-defined]
+        idle = int(pool.checkedin())  # type: ignore[attr-defined]
+        overflow = max(0, int(pool.overflow()))  # type: ignore[attr-defined]
+    except AttributeError:
+        return 0, 0, 0
+    return in_use, idle, overflow

@@ -81,6 +81,7 @@ def build_chat(settings: Settings) -> OpenAIChat | None:
         base_url=settings.llm_base_url or settings.openai_base_url,
         timeout_s=settings.llm_timeout_s,
         max_retries=settings.llm_max_retries,
+        usd_per_million=(settings.llm_usd_per_million_prompt, settings.llm_usd_per_million_completion),
     )
 
 

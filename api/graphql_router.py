@@ -35,6 +35,7 @@ from api.graphiql.page import graphiql_html
 from api.guard import CLEANUP_KEY, PRINCIPAL_KEY, REQUEST_ID_KEY, STATE_KEY, client_ip
 from api.ratelimit import Bucket, Rate, RateLimiter
 from api.revocation import Broadcast
+from api.shutdown import OPEN_SOCKETS
 from api.socket_slots import SocketSlots
 from domain.auth.principal import Principal
 from domain.errors import RateLimited, Unauthenticated
@@ -182,6 +183,8 @@ class RagqlRouter(GraphQLRouter[Context, None]):
             await gate.slots.release(key, slot)
 
         cleanups.append(release)
+        OPEN_SOCKETS.add(websocket)
+        cleanups.append(lambda: OPEN_SOCKETS.discard(websocket))
         if principal.expires_at is not None:
             self._close_at(websocket, principal.expires_at)
         if principal.api_key_id is not None:

@@ -94,6 +94,16 @@ class Settings(BaseSettings):
     llm_timeout_s: float = 30.0
     llm_max_retries: int = 2
     llm_max_tokens: int = 700
+    # US dollars per million prompt / completion tokens: only for ragql_llm_cost_usd_total.
+    llm_usd_per_million_prompt: float = 0.0
+    llm_usd_per_million_completion: float = 0.0
+    # Traces go to OTEL_EXPORTER_OTLP_ENDPOINT (standard OpenTelemetry variables) when it is set.
+    # Logs: one JSON object per line (json) or plain text (text, for a terminal).
+    log_format: Literal["json", "text"] = "json"
+    # SIGTERM: stop accepting, let in-flight requests finish, close websockets (1001), exit by then.
+    shutdown_grace_s: float = 20.0
+    # How often the keyword (BM25) index is probed while serving; a broken one is rebuilt. 0: never.
+    bm25_probe_interval_s: float = 60.0
     cohere_api_key: SecretStr | None = None
     cohere_base_url: str | None = None
     cohere_rerank_model: str = "rerank-v3.5"

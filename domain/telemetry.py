@@ -16,6 +16,8 @@ CACHES = ("search", "embedding", "answer", "apikey")
 class Telemetry(Protocol):
     def stage(self, name: str) -> AbstractContextManager[None]: ...
 
+    def observe(self, stage: str, seconds: float) -> None: ...
+
     def cache_lookup(self, cache: str, hit: bool) -> None: ...
 
     def llm_usage(self, provider: str, prompt_tokens: int, completion_tokens: int, cost_usd: float) -> None: ...
@@ -25,6 +27,9 @@ class _Silent:
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         yield
+
+    def observe(self, stage: str, seconds: float) -> None:
+        return None
 
     def cache_lookup(self, cache: str, hit: bool) -> None:
         return None
@@ -44,6 +49,11 @@ def install(telemetry: Telemetry) -> None:
 
 def stage(name: str) -> AbstractContextManager[None]:
     return _current.stage(name)
+
+
+def observe(stage_name: str, seconds: float) -> None:
+    """A stage timed by its caller (a stream, where a `with` block does not fit)."""
+    _current.observe(stage_name, seconds)
 
 
 def cache_lookup(cache: str, hit: bool) -> None:

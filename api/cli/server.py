@@ -12,15 +12,24 @@ def serve(ctx: typer.Context) -> None:
     import uvicorn
 
     from api.app import create_app
+    from api.logs import configure
+    from api.shutdown import GracefulServer
+    from api.tracing import configure_tracing
 
     s = settings(ctx)
-    uvicorn.run(
+    configure(s.log_level, s.log_format)
+    configure_tracing()
+    config = uvicorn.Config(
         create_app(s),
         host=s.host,
         port=s.port,
         log_level=s.log_level.lower(),
+        log_config=None,  # api/logs.py formats every line, uvicorn's too
         ws="websockets-sansio",
+        # SIGTERM: stop accepting, finish in-flight requests, then give up after the grace period.
+        timeout_graceful_shutdown=max(1, int(s.shutdown_grace_s)),
     )
+    GracefulServer(config).run()
 
 
 def schema() -> None:

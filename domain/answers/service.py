@@ -13,6 +13,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
+from domain import telemetry
 from domain.answers import store
 from domain.answers.citations import CitationFilter
 from domain.answers.error_codes import AnswerErrorCode
@@ -249,6 +250,7 @@ class Answering:
         audience = prepared.request.audience
         if audience and not generator.uses_audience:
             prepared.notes.append(f"the {generator.name} generator ignores audience={audience}")
+        generating = time.perf_counter()
         try:
             while True:
                 try:
@@ -301,6 +303,7 @@ class Answering:
                 notes=list(prepared.notes),
             )
         finally:
+            telemetry.observe("generate", time.perf_counter() - generating)
             record = self._record(
                 tenant_id,
                 prepared,
