@@ -81,9 +81,10 @@ class OperationObserver(SchemaExtension):
             name = operation_label(ctx.operation_name)
             kind = _operation_type(ctx)
             result = ctx.result
+            # The result carries every error, pre-execution ones included; without one, only those.
             errors = list(getattr(result, "errors", None) or []) if result is not None else []
-            if ctx.pre_execution_errors:
-                errors = [*errors, *ctx.pre_execution_errors]
+            if not errors and ctx.pre_execution_errors:
+                errors = list(ctx.pre_execution_errors)
             codes = sorted({str((e.extensions or {}).get("code", "INTERNAL")) for e in errors})
             status = "error" if errors else "ok"
             seconds = time.perf_counter() - started
