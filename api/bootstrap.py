@@ -279,7 +279,9 @@ async def build_services(
         log.warning("pg_textsearch is not available: keyword search falls back to built-in full text (weaker)")
     chat = build_chat(settings)
     reranking = build_reranking(settings, chat)
+    store: CacheStore = shared.store if shared else LocalStore()
     answering = Answering(
+        embeddings=store,
         db=db,
         embedder=emb,
         keyword_backend=backend,
@@ -297,7 +299,6 @@ async def build_services(
     recommender = Recommender(
         db=db, embedder=emb, reranking=reranking, learning=learning, max_context_chars=settings.max_query_chars
     )
-    store: CacheStore = shared.store if shared else LocalStore()
     search_cache = SearchCache(store, ttl_s=settings.search_cache_ttl_s)
     chunking = ChunkingConfig(max_tokens=settings.chunk_tokens, overlap_tokens=settings.chunk_overlap_tokens)
     services = Services(

@@ -21,6 +21,7 @@ from domain.answers.extractive import ExtractiveGenerator
 from domain.answers.generators import Generator, LLMGenerator
 from domain.answers.prompt import Audience, Turn, condense_messages
 from domain.answers.sources import Source
+from domain.caching.store import CacheStore
 from domain.errors import InvalidInput
 from domain.persistence.database import Database
 from domain.persistence.tables import Answer
@@ -122,6 +123,7 @@ class Answering:
         extractive: ExtractiveGenerator,
         llm: LLMGenerator | None = None,
         limits: AnswerLimits | None = None,
+        embeddings: CacheStore | None = None,
     ) -> None:
         self.db = db
         self.embedder = embedder
@@ -130,7 +132,7 @@ class Answering:
         self.extractive = extractive
         self.llm = llm
         self.limits = limits or AnswerLimits()
-        self.searching = Searching(db, embedder, keyword_backend, reranking)
+        self.searching = Searching(db, embedder, keyword_backend, reranking, embeddings=embeddings)
 
     @property
     def generator(self) -> Generator:
