@@ -121,7 +121,7 @@ class Shared:
     def __init__(self, settings: Settings) -> None:
         self.link = RedisLink.from_url(settings.redis_url) if settings.redis_url else None
         self.store: CacheStore = RedisStore(self.link) if self.link else LocalStore()
-        self.broadcast = Broadcast(settings.redis_url)
+        self.broadcast = Broadcast(settings.redis_url, self.link)
         self.slots = SocketSlots(self.link, settings.max_websockets_per_principal, ttl_s=settings.websocket_slot_ttl_s)
 
     def start(self) -> None:

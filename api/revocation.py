@@ -19,14 +19,18 @@ from collections.abc import Callable
 import redis.asyncio
 from redis.exceptions import RedisError
 
+from api.redis_link import RedisLink
+
 log = logging.getLogger("ragql.auth")
 CHANNEL = "ragql:revoked"
 Listener = Callable[[str], None]
 
 
 class Broadcast:
-    def __init__(self, redis_url: str | None) -> None:
+    def __init__(self, redis_url: str | None, publisher: RedisLink | None = None) -> None:
         self.redis_url = redis_url
+        # Publishing goes through the short-timeout link: a hung Redis must not hang revokeApiKey.
+        self.publisher = publisher
         self._listeners: list[Listener] = []
         self._resubscribed: list[Callable[[], None]] = []
         self._live = redis_url is None
@@ -50,18 +54,14 @@ class Broadcast:
 
     async def revoked(self, key_id: str) -> None:
         self._deliver(key_id)
-        if self._client is None:
+        if self.publisher is None:
             return
-        try:
-            await self._client.publish(CHANNEL, key_id)
-        except (RedisError, OSError, TimeoutError) as exc:
+        ok, _ = await self.publisher.call("revocation", lambda r: r.publish(CHANNEL, key_id))
+        if not ok:
             # The other replicas are not listening either (their subscription broke with Redis):
             # they look keys up in PostgreSQL until they subscribe again, and the websocket recheck
             # closes their sockets.
-            log.warning(
-                "could not broadcast a revocation (%s); other replicas read it from the database",
-                type(exc).__name__,
-            )
+            log.warning("could not broadcast a revocation; other replicas read it from the database")
 
     def start(self) -> None:
         if self._client is not None and self._task is None:
