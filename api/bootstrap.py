@@ -24,6 +24,7 @@ from api.worker import WorkerConfig, WorkerDeps
 from domain.answers.extractive import ExtractiveGenerator
 from domain.answers.generators import LLMGenerator
 from domain.answers.service import Answering, AnswerLimits
+from domain.answers.stored import AnswerCache
 from domain.auth.revocation import LocalOnly
 from domain.caching.store import CacheStore, LocalStore
 from domain.demo.loader import demo_documents
@@ -282,6 +283,7 @@ async def build_services(
     store: CacheStore = shared.store if shared else LocalStore()
     answering = Answering(
         embeddings=store,
+        answer_cache=AnswerCache(store, ttl_s=settings.answer_cache_ttl_s),
         db=db,
         embedder=emb,
         keyword_backend=backend,

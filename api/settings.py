@@ -120,6 +120,8 @@ class Settings(BaseSettings):
     # Fused search results are reused for this long (per tenant; 0 turns the cache off). Writes in
     # this process drop the tenant's entries at once; other replicas catch up within the TTL.
     search_cache_ttl_s: float = 15.0
+    # Answers to a repeated question (same tenant, options and index version) are reused this long.
+    answer_cache_ttl_s: float = 300.0
     # Query vectors by model, backend and text (Redis when configured): they never go stale.
     embedding_cache_ttl_s: float = 24 * 3600.0
     # API-key lookups are reused this long; a revocation reaches every replica at once (Redis
