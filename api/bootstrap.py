@@ -240,14 +240,25 @@ async def open_worker_deps(
     except BaseException:
         await db.dispose()
         raise
+    # Every batch written bumps the tenant's index version in Redis, so no API replica serves a
+    # search cached before it (without Redis there is no shared cache to invalidate).
+    link = RedisLink.from_url(settings.redis_url) if settings.redis_url else None
+    cache = SearchCache(RedisStore(link) if link else LocalStore(), ttl_s=settings.search_cache_ttl_s)
     deps = WorkerDeps(
         db=db,
         embedder=emb,
         chunking=ChunkingConfig(max_tokens=settings.chunk_tokens, overlap_tokens=settings.chunk_overlap_tokens),
         max_chars=settings.max_document_chars,
         learning=build_learning(settings),
+        on_progress=lambda job: cache.invalidate(job.tenant_id),
     )
-    return deps, db.dispose
+
+    async def close() -> None:
+        if link is not None:
+            await link.aclose()
+        await db.dispose()
+
+    return deps, close
 
 
 def database_url(settings: Settings) -> tuple[str, str]:

@@ -2,15 +2,15 @@
 the Grafana dashboard reads). Labels are small fixed sets: operation names, codes, stages, caches.
 
 All live in the default registry, which prometheus_fastapi_instrumentator serves at /metrics next
-to its HTTP metrics. The worker process serves the same registry on RAGQL_METRICS_PORT
-(`serve_worker_metrics`), where the job metrics are recorded (`record_job`, `set_queue_depth`).
+to its HTTP metrics. The job metrics (`ragql_job_queue_depth`, `ragql_job_duration_seconds`) are
+the worker's, defined in api/worker.py and served by `ragql worker` on RAGQL_METRICS_PORT.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 # Seconds: from a cache hit (~1 ms) to a long streamed answer (~1 min).
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -29,10 +29,6 @@ STAGE_DURATION = Histogram(
 CACHE_REQUESTS = Counter("ragql_cache_requests", "Cache lookups", ["cache", "result"])
 LLM_TOKENS = Counter("ragql_llm_tokens", "Tokens sent to and received from model providers", ["provider", "kind"])
 LLM_COST = Counter("ragql_llm_cost_usd", "Estimated cost of model tokens in US dollars", ["provider"])
-JOB_QUEUE_DEPTH = Gauge("ragql_job_queue_depth", "Jobs waiting to be picked up", ["queue"])
-JOB_DURATION = Histogram(
-    "ragql_job_duration_seconds", "Time from a job's start to its end", ["kind"], buckets=(*_BUCKETS, 120.0, 600.0)
-)
 WEBSOCKETS_OPEN = Gauge("ragql_websockets_open", "Websocket connections open on this replica")
 DB_POOL = Gauge("ragql_db_pool_connections", "Database pool connections by state", ["state"])
 REDIS_UP = Gauge("ragql_redis_up", "1 while Redis answers (or none is configured), 0 while it is considered down")
@@ -48,21 +44,6 @@ for _cache in ("search", "embedding", "answer", "apikey"):
         CACHE_REQUESTS.labels(_cache, _result)
 for _state in ("in_use", "idle", "overflow"):
     DB_POOL.labels(_state)
-
-
-def record_job(kind: str, seconds: float) -> None:
-    """For the worker: one finished (done or failed) job of `kind`."""
-    JOB_DURATION.labels(kind).observe(seconds)
-
-
-def set_queue_depth(queue: str, depth: int) -> None:
-    """For the worker: jobs waiting in `queue` right now."""
-    JOB_QUEUE_DEPTH.labels(queue).set(depth)
-
-
-def serve_worker_metrics(port: int, host: str = "0.0.0.0") -> None:
-    """The worker's /metrics (RAGQL_METRICS_PORT, 9100): the same registry on its own port."""
-    start_http_server(port, addr=host)
 
 
 def watch_pool(read: Callable[[], tuple[int, int, int]]) -> None:
