@@ -10,7 +10,7 @@ export XDG_RUNTIME_DIR ?= $(CURDIR)/.ragql-runtime
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install chromium graphiql-assets run test lint typecheck pytest eval eval-train eval-recs bench bench-streams bench-embedding bench-tenants bench-jobs migrate clean
+.PHONY: install chromium graphiql-assets run test lint typecheck pytest eval eval-train eval-recs bench bench-streams bench-embedding bench-tenants bench-jobs bench-cache migrate clean
 
 install: $(STAMP)
 
@@ -72,6 +72,9 @@ bench: install
 
 # 200 concurrent answerStream subscriptions against a real server process (takes about a minute).
 # chunks/s, one-query p50 and cosine to fp32 for each local embedding backend (2,000 SciFact chunks).
+bench-cache: install
+	$(BIN)/python -m bench search-cache --rounds 40
+
 bench-embedding: install
 	$(BIN)/python -m bench embedding
 

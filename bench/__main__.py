@@ -86,6 +86,12 @@ def _jobs(args: argparse.Namespace) -> None:
     run_jobs_bench(args.documents)
 
 
+def _search_cache(args: argparse.Namespace) -> None:
+    from bench.search_cache import run_search_cache_bench
+
+    run_search_cache_bench(args.rounds)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description="ragql benches and evaluations")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -111,6 +117,8 @@ def main(argv: list[str] | None = None) -> None:
     bt.add_argument("--big", type=int, default=2000, help="chunks of the one big tenant")
     jb = sub.add_parser("jobs", help="how soon a SIGKILLed worker's job is taken over (two real workers)")
     jb.add_argument("--documents", type=int, default=600, help="documents in the job")
+    sc = sub.add_parser("search-cache", help="search p50 server side, uncached and cached, with Redis")
+    sc.add_argument("--rounds", type=int, default=40, help="distinct queries (each also repeated twice)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     handlers = {
@@ -121,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         "embedding": _embedding,
         "bm25-tenants": _bm25_tenants,
         "jobs": _jobs,
+        "search-cache": _search_cache,
     }
     try:
         handlers[args.command](args)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
@@ -222,9 +222,11 @@ class QueryLimits:
     suggestions: bool = True
 
 
-def build_schema(limits: QueryLimits | None = None) -> RagqlSchema:
+def build_schema(limits: QueryLimits | None = None, *, observers: Sequence[Any] = ()) -> RagqlSchema:
+    """`observers`: extensions the api layer adds around every operation (metrics, traces, logs)."""
     limits = limits or QueryLimits()
     extensions: list[Any] = [
+        *observers,
         ErrorCodes,
         InputGuard,
         # Classes or factories, never instances: Strawberry builds each per request (it deprecates

@@ -12,11 +12,23 @@ def serve(ctx: typer.Context) -> None:
     import uvicorn
 
     from api.app import create_app
+    from api.logs import configure
     from api.serving import uvicorn_options
+    from api.shutdown import GracefulServer
+    from api.tracing import configure_tracing
 
     s = settings(ctx)
-    # Limits and proxy trust for a public server: api/serving.py.
-    uvicorn.run(create_app(s), **uvicorn_options(s))
+    configure(s.log_level, s.log_format)
+    configure_tracing()
+    config = uvicorn.Config(
+        create_app(s),
+        # Limits and proxy trust for a public server: api/serving.py.
+        **uvicorn_options(s),
+        log_config=None,  # api/logs.py formats every line, uvicorn's too
+        # SIGTERM: stop accepting, finish in-flight requests, then give up after the grace period.
+        timeout_graceful_shutdown=max(1, int(s.shutdown_grace_s)),
+    )
+    GracefulServer(config).run()
 
 
 def schema() -> None:
