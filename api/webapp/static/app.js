@@ -361,7 +361,11 @@ const UPLOAD_SYNC = `mutation Upload($files: [Upload!]!) {
   }
 }`;
 const PROGRESS = `subscription Progress($id: ID!) {
-  ingestionProgress(jobId: $id) { id state documentsDone documentsTotal chunksEmbedded errors { index field code message } }
+  ingestionProgress(jobId: $id) {
+    id state documentsDone documentsTotal chunksEmbedded
+    documentsCreated documentsUpdated documentsUnchanged documentsFailed
+    errors { index field code message }
+  }
 }`;
 
 async function postUpload(query, files) {
@@ -418,7 +422,10 @@ async function upload(event) {
     await subscribe(PROGRESS, { id: job.id }, ({ ingestionProgress: p }) => {
       showProgress(p.documentsDone, p.documentsTotal, `job ${p.id}: ${p.state.toLowerCase()} · ${p.documentsDone}/${p.documentsTotal} documents · ${p.chunksEmbedded} chunks`);
       $("upload-panel").dataset.state = p.state;
-      if (p.errors.length) $("upload-results").replaceChildren(...userErrors(p.errors));
+      if (["SUCCEEDED", "FAILED", "CANCELLED"].includes(p.state)) {
+        const summary = `${p.state.toLowerCase()}: ${p.documentsCreated} created, ${p.documentsUpdated} updated, ${p.documentsUnchanged} unchanged, ${p.documentsFailed} failed, ${p.chunksEmbedded} chunks`;
+        $("upload-results").replaceChildren(el("li", { dataset: { status: p.state } }, summary), ...userErrors(p.errors));
+      } else if (p.errors.length) $("upload-results").replaceChildren(...userErrors(p.errors));
     });
   } catch (error) {
     status("upload-status", String(error.message ?? error), true);
