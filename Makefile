@@ -10,7 +10,7 @@ export XDG_RUNTIME_DIR ?= $(CURDIR)/.ragql-runtime
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install chromium graphiql-assets run test lint typecheck pytest eval eval-train eval-recs bench bench-streams bench-embedding bench-tenants bench-jobs bench-cache migrate clean
+.PHONY: install chromium graphiql-assets webapp-assets run test lint typecheck pytest eval eval-train eval-recs bench bench-streams bench-embedding bench-tenants bench-jobs bench-cache migrate clean
 
 install: $(STAMP)
 
@@ -49,6 +49,11 @@ chromium:
 # fetch what its page now loads from the npm registry, checked against the page's SRI hashes.
 graphiql-assets: install
 	$(BIN)/python -m api.graphiql.refresh
+
+# The reference app's graphql-ws client is committed too (api/webapp/static/vendor/); after changing
+# api/webapp/package.json (then `npm install --package-lock-only` there), fetch what the lockfile pins.
+webapp-assets: install
+	$(BIN)/python -m api.webapp.vendor
 
 pytest: install chromium
 	@$(BIN)/pytest; rc=$$?; \

@@ -1,4 +1,4 @@
-"""The FastAPI application: /graphql (HTTP + websockets), health, metrics."""
+"""The FastAPI application: /graphql (HTTP + websockets), the reference app at /, health, metrics."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from api.health import IndexWatch, is_ready, readiness
 from api.observability import Observed, OperationObserver
 from api.ratelimit import Rate, RateLimiter
 from api.settings import Settings
+from api.webapp import mount as mount_reference_app
 from api.websocket_guard import WebsocketLimits
 from api.worker import BackgroundWorker, Worker
 from domain import telemetry
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     )
     app.include_router(router, prefix="/graphql")
     app.mount(graphiql_assets.URL_PREFIX, StaticFiles(directory=graphiql_assets.STATIC_DIR), name="graphiql-assets")
+    mount_reference_app(app, settings.env)
     app.add_middleware(
         GraphQLGuard,
         admission=RateLimiter(None),
