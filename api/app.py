@@ -135,5 +135,9 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
             await conn.execute(text("SELECT 1"))
         return {"status": "ready"}
 
+    if settings.bench_route:
+        from api.bench_route import add_bench_route
+
+        add_bench_route(app)
     Instrumentator(excluded_handlers=["/metrics", "/healthz", "/readyz"]).instrument(app).expose(app)
     return app

@@ -134,6 +134,8 @@ class Settings(BaseSettings):
     load_demo: bool = True
     # The tenant that unauthenticated requests act as in development mode (and that gets the demo).
     dev_tenant: str = "default"
+    # `make bench` only: a bare JSON search route beside /graphql, to measure GraphQL's overhead.
+    bench_route: bool = False
 
     # Learning from feedback: how fast a user's taste and the tenant's popularity forget.
     profile_half_life_days: float = 30.0
