@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 import os
 import random
 import secrets
@@ -340,6 +341,8 @@ async def _seed_users(db: Any, learning: Any) -> None:
 
 
 def run_harness(args: Any) -> None:
+    for noisy in ("httpx", "pgserver", "alembic"):  # one line per poll, per pg_ctl call otherwise
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     report = Report()
     bench = Bench(args, report)
     started = time.time()

@@ -88,8 +88,8 @@ async def _http_worker(spec: dict[str, Any], feed: Feed, out: Outcome, client: h
             out.latencies_ms.append(elapsed)
 
 
-async def _recv(ws: ClientConnection) -> dict[str, Any]:
-    async with asyncio.timeout(STEP_TIMEOUT_S):
+async def _recv(ws: ClientConnection, limit_s: float = STEP_TIMEOUT_S) -> dict[str, Any]:
+    async with asyncio.timeout(limit_s):
         while True:
             message: dict[str, Any] = json.loads(await ws.recv())
             if message.get("type") == "ping":
@@ -116,14 +116,16 @@ async def _ws_open(spec: dict[str, Any]) -> ClientConnection:
     return ws
 
 
-async def _one_answer(ws: ClientConnection, op_id: str, payload: dict[str, Any]) -> tuple[float | None, str | None]:
+async def _one_answer(
+    ws: ClientConnection, op_id: str, payload: dict[str, Any], limit_s: float = STEP_TIMEOUT_S
+) -> tuple[float | None, str | None]:
     """Subscribe; the latency is the time to the first AnswerDelta. Reads on to `complete`."""
     t0 = time.perf_counter()
     await ws.send(json.dumps({"id": op_id, "type": "subscribe", "payload": payload}))
     first: float | None = None
     failure: str | None = None
     while True:
-        message = await _recv(ws)
+        message = await _recv(ws, limit_s)
         kind = message.get("type")
         if kind == "next":
             body = message.get("payload") or {}
@@ -153,7 +155,8 @@ async def _ws_worker(spec: dict[str, Any], feed: Feed, out: Outcome, worker: int
         while (i := feed.next()) is not None:
             n += 1
             try:
-                first, failure = await _one_answer(ws, f"{worker}-{n}", spec["requests"][i])
+                limit = max(STEP_TIMEOUT_S, float(spec.get("duration_s", 0)) * 2)
+                first, failure = await _one_answer(ws, f"{worker}-{n}", spec["requests"][i], limit)
             except Exception as exc:
                 out.fail(f"{type(exc).__name__}: {exc}")
                 return
@@ -177,7 +180,9 @@ async def _held_worker(spec: dict[str, Any], out: Outcome, worker: int, all_open
         return
     try:
         requests = spec["requests"]
-        first, failure = await _one_answer(ws, str(worker), requests[worker % len(requests)])
+        # Held streams queue behind each other: wait as long as the run may last, not one step.
+        limit = float(spec.get("duration_s", STEP_TIMEOUT_S))
+        first, failure = await _one_answer(ws, str(worker), requests[worker % len(requests)], limit)
         if failure or first is None:
             out.fail(failure or "no delta")
         else:

@@ -8,14 +8,17 @@ from functools import partial
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import ASTValidationRule, GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     DisableIntrospection,
     FieldExtension,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
-    QueryDepthLimiter,
+    ParserCache,
+    ValidationCache,
 )
+from strawberry.extensions.max_aliases import create_validator as aliases_rule
+from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.permission import BasePermission
 from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
 from strawberry.types import ExecutionContext, ExecutionResult
@@ -185,6 +188,10 @@ class RagqlSchema(strawberry.Schema):
                 error.extensions = {"requestId": request_id, **(error.extensions or {})}
 
 
+# Distinct operation texts kept parsed and validated (each a few KiB).
+PARSED_DOCUMENTS = 512
+
+
 @dataclass(frozen=True)
 class QueryLimits:
     """Checked on every operation, before anything executes."""
@@ -198,6 +205,9 @@ class QueryLimits:
 
 def build_schema(limits: QueryLimits | None = None) -> RagqlSchema:
     limits = limits or QueryLimits()
+    # The depth and alias limits as validation rules built once: QueryDepthLimiter and
+    # MaxAliasesLimiter build a new rule class per request, which no validation cache could match.
+    rules: list[type[ASTValidationRule]] = [depth_rule(limits.max_depth, None, None), aliases_rule(limits.max_aliases)]
     extensions: list[Any] = [
         ErrorCodes,
         InputGuard,
@@ -205,8 +215,13 @@ def build_schema(limits: QueryLimits | None = None) -> RagqlSchema:
         # shared instances, and the cost reported is per request).
         # Tokens first: it runs on the raw text, so a huge document is refused before parsing.
         partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
-        partial(QueryDepthLimiter, max_depth=limits.max_depth),
-        partial(MaxAliasesLimiter, max_alias_count=limits.max_aliases),
+        # Parsed and validated documents are kept (LRUs shared across requests, keyed by the query
+        # text and the rules): clients send the same few operations with different variables.
+        # A document that fails parsing is not cached; one that fails validation is cached with its
+        # errors, so a refused document stays refused.
+        partial(ParserCache, maxsize=PARSED_DOCUMENTS),
+        partial(AddValidationRules, rules),
+        partial(ValidationCache, maxsize=PARSED_DOCUMENTS),
         partial(QueryCost, max_cost=limits.max_cost),
     ]
     if not limits.introspection:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from api.cli.core import settings
+from domain.errors import StartupError
 
 
 def serve(ctx: typer.Context) -> None:
@@ -14,13 +17,22 @@ def serve(ctx: typer.Context) -> None:
     from api.app import create_app
 
     s = settings(ctx)
-    uvicorn.run(
-        create_app(s),
-        host=s.host,
-        port=s.port,
-        log_level=s.log_level.lower(),
-        ws="websockets-sansio",
-    )
+    common: dict[str, Any] = {
+        "host": s.host,
+        "port": s.port,
+        "log_level": s.log_level.lower(),
+        "ws": "websockets-sansio",
+    }
+    if s.workers == 1:
+        uvicorn.run(create_app(s), **common)
+        return
+    if s.database_url is None:
+        raise StartupError(
+            "RAGQL_WORKERS > 1 needs RAGQL_DATABASE_URL: the embedded PostgreSQL belongs to one process; "
+            "run one worker, or point RAGQL_DATABASE_URL at a PostgreSQL server"
+        )
+    # Each worker process builds its own app from the same RAGQL_* environment.
+    uvicorn.run("api.app:create_app", factory=True, workers=s.workers, **common)
 
 
 def schema() -> None:
