@@ -12,13 +12,14 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.harness import INGEST, INGEST_TENANT, RECS, ROOT, STREAM, USERS, Bench, Server, search_body
 from bench.stats import percentile
-from bench.streams import RssSampler, _proc_status_kib
+from bench.streams import _proc_status_kib
 
 LANCE_DEPS = ROOT / ".bench-deps"
 ROUNDS = 3
@@ -307,6 +308,44 @@ async def _count_chunks(bench: Bench) -> int:
         await conn.close()
 
 
+def _tree(pid: int) -> list[int]:
+    """The process and its descendants (uvicorn's workers with RAGQL_WORKERS > 1)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def _tree_rss_kib(pid: int) -> int:
+    return sum(_proc_status_kib(p, "VmRSS") or 0 for p in _tree(pid))
+
+
+class TreeRssSampler:
+    """Peak RSS of the server and all its workers together, sampled every 0.2 s."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak_kib = pid, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.peak_kib = max(self.peak_kib, _tree_rss_kib(self.pid))
+            self._stop.wait(0.2)
+
+
 def _held(bench: Bench, server: Server, n: int) -> None:
     ws = f"ws://127.0.0.1:{server.port}/graphql"
     init = {"authorization": bench.auth()["authorization"]}
@@ -315,8 +354,8 @@ def _held(bench: Bench, server: Server, n: int) -> None:
         for t in ("vitamin D", "statins", "BRCA1", "microRNA", "obesity", "malaria", "insulin", "T cells")
     ]
     reqs = [{"query": STREAM, "variables": {"q": f"{q} ({i})"}} for i, q in enumerate(qs * (n // len(qs) + 1))][:n]
-    before = _proc_status_kib(server.pid, "VmRSS")
-    sampler = RssSampler(server.pid)
+    before = _tree_rss_kib(server.pid)
+    sampler = TreeRssSampler(server.pid)
     sampler.start()
     try:
         bench.scenario(

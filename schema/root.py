@@ -14,7 +14,6 @@ from strawberry.extensions import (
     DisableIntrospection,
     FieldExtension,
     MaxTokensLimiter,
-    ParserCache,
     ValidationCache,
 )
 from strawberry.extensions.max_aliases import create_validator as aliases_rule
@@ -32,6 +31,7 @@ from schema.answers import Answer, AnswerEvent
 from schema.apikeys import ApiKey, CreateApiKeyPayload, RevokeApiKeyPayload
 from schema.common import Node
 from schema.cost import QueryCost
+from schema.document_cache import CachedParse
 from schema.documents import (
     Chunk,
     DeleteDocumentPayload,
@@ -219,7 +219,7 @@ def build_schema(limits: QueryLimits | None = None) -> RagqlSchema:
         # text and the rules): clients send the same few operations with different variables.
         # A document that fails parsing is not cached; one that fails validation is cached with its
         # errors, so a refused document stays refused.
-        partial(ParserCache, maxsize=PARSED_DOCUMENTS),
+        partial(CachedParse, maxsize=PARSED_DOCUMENTS),
         partial(AddValidationRules, rules),
         partial(ValidationCache, maxsize=PARSED_DOCUMENTS),
         partial(QueryCost, max_cost=limits.max_cost),
