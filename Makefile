@@ -10,7 +10,7 @@ export XDG_RUNTIME_DIR ?= $(CURDIR)/.ragql-runtime
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install chromium graphiql-assets webapp-assets run test lint typecheck pytest eval eval-train eval-recs bench bench-streams bench-embedding bench-tenants bench-jobs bench-cache migrate clean
+.PHONY: install chromium graphiql-assets webapp-assets run test lint typecheck pytest eval eval-train eval-recs bench bench-latency bench-streams bench-embedding bench-tenants bench-jobs bench-cache migrate clean
 
 install: $(STAMP)
 
@@ -72,7 +72,14 @@ eval-train: install
 eval-recs: install
 	$(BIN)/python -m bench eval-recs
 
+# The real server under load (production settings, loopback): every scenario and ratio, one line
+# each, also to bench/results/<date>.json. About 10 minutes; SciFact is ingested once and cached.
 bench: install
+	$(PIP) install -q -c constraints.txt -e '.[bench]'
+	$(BIN)/python -m bench run
+
+# In-process figures (ingest, search, answers, auth, rate limits) on a temporary store.
+bench-latency: install
 	$(BIN)/python -m bench latency
 
 # 200 concurrent answerStream subscriptions against a real server process (takes about a minute).

@@ -173,6 +173,10 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         ready = is_ready(checks)
         return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks}, 200 if ready else 503)
 
+    if settings.bench_route:
+        from api.bench_route import add_bench_route
+
+        add_bench_route(app)
     Instrumentator(excluded_handlers=["/metrics", "/healthz", "/readyz"]).instrument(app).expose(app)
     return app
 

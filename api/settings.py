@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     env: Literal["development", "production"] = "development"
     host: str = "127.0.0.1"
     port: int = 8000
+    # uvicorn worker processes. ragql is bound by Python (one core per process); 2 uses both cores
+    # of a small machine. Each worker loads its own model (~150 MB) and keeps its own in-process
+    # caches and, without Redis, its own rate limits and websocket caps.
+    workers: int = Field(default=1, ge=1, le=64)
     log_level: str = "INFO"
     data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("ragql")))
     database_url: str | None = None
@@ -173,6 +177,8 @@ class Settings(BaseSettings):
     load_demo: bool = True
     # The tenant that unauthenticated requests act as in development mode (and that gets the demo).
     dev_tenant: str = "default"
+    # `make bench` only: a bare JSON search route beside /graphql, to measure GraphQL's overhead.
+    bench_route: bool = False
 
     # Learning from feedback: how fast a user's taste and the tenant's popularity forget.
     profile_half_life_days: float = 30.0

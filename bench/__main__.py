@@ -24,6 +24,12 @@ def _latency(_args: argparse.Namespace) -> None:
     run_bench()
 
 
+def _run(args: argparse.Namespace) -> None:
+    from bench.harness import run_harness
+
+    run_harness(args)
+
+
 def _streams(args: argparse.Namespace) -> None:
     from bench.streams import run_stream_bench
 
@@ -95,6 +101,12 @@ def _search_cache(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description="ragql benches and evaluations")
     sub = parser.add_subparsers(dest="command", required=True)
+    rn = sub.add_parser("run", help="the real server under load: every scenario and ratio (make bench)")
+    rn.add_argument("--dataset", default="../shared/data/beir/scifact")
+    rn.add_argument("--data-dir", default=".ragql-eval", help="the eval's cached store (SciFact is ingested once)")
+    rn.add_argument("--duration", type=float, default=10.0, help="seconds per load step (each is also capped)")
+    rn.add_argument("--held", type=int, default=500, help="subscriptions held open at once")
+    rn.add_argument("--workers", type=int, default=0, help="RAGQL_WORKERS for the server (0: its default)")
     sub.add_parser("latency", help="print ingest, search, answer, auth and rate-limit figures (temporary store)")
     st = sub.add_parser("streams", help="N concurrent answerStream subscriptions against a real server process")
     st.add_argument("subscriptions", type=int, nargs="?", default=200, metavar="N")
@@ -122,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     handlers = {
+        "run": _run,
         "latency": _latency,
         "streams": _streams,
         "eval": _eval,
