@@ -16,11 +16,13 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 Matrix = npt.NDArray[np.float32]
+# The stored factors' dimension: HNSW needs a fixed one, so migration 0007 creates vector(32).
+STORED_FACTORS = 32
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    factors: int = 32
+    factors: int = STORED_FACTORS
     regularization: float = 5.0
     alpha: float = 2.0  # confidence = 1 + alpha × |signed event weight|
     iterations: int = 15
