@@ -65,7 +65,8 @@ eval-train: install
 
 # Simulated users through the GraphQL API: hit@10 and nDCG@10 per recommendation strategy.
 eval-recs: install
-	$(BIN)/python -m bench eval-recs
+	$(BIN)/python -m bench eval-recs --seed 1
+	$(BIN)/python -m bench eval-recs --seed 7
 
 bench: install
 	$(BIN)/python -m bench latency

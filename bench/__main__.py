@@ -69,8 +69,11 @@ def _embedding(args: argparse.Namespace) -> None:
 
 
 def _eval_recs(args: argparse.Namespace) -> None:
-    from bench.eval_recs import run_recs_eval
+    from bench.eval_recs import run_offline, run_recs_eval
 
+    if args.offline:
+        run_offline(users=args.users, seed=args.seed, sweep=args.sweep)
+        return
     run_recs_eval(users=args.users, seed=args.seed, sweep=args.sweep)
 
 
@@ -78,6 +81,12 @@ def _bm25_tenants(args: argparse.Namespace) -> None:
     from bench.bm25_tenants import run_tenant_bench
 
     run_tenant_bench(args.tenants, args.small, args.big)
+
+
+def _recs_scale(_args: argparse.Namespace) -> None:
+    from bench.recs_scale import run_scale_bench
+
+    run_scale_bench()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -96,9 +105,11 @@ def main(argv: list[str] | None = None) -> None:
     em.add_argument("--chunks", type=int, default=2000, help="SciFact chunks to embed")
     em.add_argument("--dataset", default="../shared/data/beir/scifact")
     er = sub.add_parser("eval-recs", help="simulated users: hit@10 and nDCG@10 per recommendation strategy")
-    er.add_argument("--users", type=int, default=300, help="simulated users")
+    er.add_argument("--users", type=int, default=800, help="simulated users")
     er.add_argument("--seed", type=int, default=7, help="seed of the simulation (tune on 1, report on 7)")
     er.add_argument("--sweep", action="store_true", help="grid over the blend weights (use on the tuning seed)")
+    er.add_argument("--offline", action="store_true", help="only the offline baselines, no server (seconds)")
+    sub.add_parser("recs-scale", help="recommendations at 500 events/user on a 10,000-item catalogue")
     bt = sub.add_parser("bm25-tenants", help="cost of one BM25 index per tenant: sizes, catalog, search p50")
     bt.add_argument("--tenants", type=int, default=1000)
     bt.add_argument("--small", type=int, default=20, help="chunks per small tenant")
@@ -112,6 +123,7 @@ def main(argv: list[str] | None = None) -> None:
         "eval-recs": _eval_recs,
         "embedding": _embedding,
         "bm25-tenants": _bm25_tenants,
+        "recs-scale": _recs_scale,
     }
     try:
         handlers[args.command](args)

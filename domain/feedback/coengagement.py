@@ -117,10 +117,9 @@ async def record_popularity(
     )
 
 
-async def rebuild(session: AsyncSession, tenant_id: str, half_life_days: float = 14.0) -> int:
-    """Recompute a tenant's co-engagement and item popularity from its feedback. Returns the
-    number of pairs."""
-    await session.execute(text("DELETE FROM co_engagement WHERE tenant_id = :t"), {"t": tenant_id})
+async def rebuild(session: AsyncSession, tenant_id: str, half_life_days: float = 14.0, *, pairs: bool = True) -> int:
+    """Recompute a tenant's co-engagement (unless `pairs` is False) and item popularity from its
+    feedback. Returns the number of pairs."""
     await session.execute(text("DELETE FROM item_popularity WHERE tenant_id = :t"), {"t": tenant_id})
     liked = f"""
         liked AS (
@@ -138,7 +137,11 @@ async def rebuild(session: AsyncSession, tenant_id: str, half_life_days: float =
         FROM liked x JOIN liked y ON y.user_id = x.user_id AND y.document_id <> x.document_id
         GROUP BY x.document_id, y.document_id
         """
-    result = await session.execute(text(sql), {"t": tenant_id})
+    count = 0
+    if pairs:
+        await session.execute(text("DELETE FROM co_engagement WHERE tenant_id = :t"), {"t": tenant_id})
+        result = await session.execute(text(sql), {"t": tenant_id})
+        count = int(getattr(result, "rowcount", 0) or 0)
     popularity = f"""
         WITH {liked}, likers AS (SELECT document_id, count(*) AS n FROM liked GROUP BY document_id)
         INSERT INTO item_popularity (tenant_id, document_id, score, updated_at, likers)
@@ -150,4 +153,4 @@ async def rebuild(session: AsyncSession, tenant_id: str, half_life_days: float =
         GROUP BY f.document_id
         """
     await session.execute(text(popularity), {"t": tenant_id, "rate": decay_rate(half_life_days)})
-    return int(getattr(result, "rowcount", 0) or 0)
+    return count

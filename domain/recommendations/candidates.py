@@ -99,10 +99,12 @@ async def co_engaged(
     *,
     model_version: int | None = None,
     damping: float = 0.8,
+    shrink: float = 5.0,
 ) -> dict[uuid.UUID, CoEngaged]:
     """With a trained model: its precomputed neighbour lists (`item_neighbours`). Before the first
-    training: the live pair counts, normalised the same way, users(a, b) / (likers_a^(1-d) ·
-    likers_b^d), so a blockbuster does not top every list merely by being everywhere."""
+    training: the live pair counts, normalised the same way (`model.neighbours`), users(a, b) /
+    (likers_a^(1-d) · likers_b^d) · users/(users + shrink), so a blockbuster does not top every
+    list merely by being everywhere, nor a pair seen once by a single user."""
     if not seeds:
         return {}
     params = _params(tenant_id, flt, exclude, k) | {"seeds": seeds}
@@ -118,8 +120,10 @@ async def co_engaged(
     else:
         sql = f"""
             WITH scored AS (
-                SELECT c.item_a, c.item_b, c.users / (power(greatest(pa.likers, 1), 1 - CAST(:dmp AS float8))
-                                               * power(greatest(pb.likers, 1), CAST(:dmp AS float8))) AS s
+                SELECT c.item_a, c.item_b,
+                       c.users / (power(greatest(pa.likers, 1), 1 - CAST(:dmp AS float8))
+                                  * power(greatest(pb.likers, 1), CAST(:dmp AS float8)))
+                       * c.users / (c.users + CAST(:shrink AS float8)) AS s
                 FROM co_engagement c
                 JOIN item_popularity pa ON pa.tenant_id = c.tenant_id AND pa.document_id = c.item_a
                 JOIN item_popularity pb ON pb.tenant_id = c.tenant_id AND pb.document_id = c.item_b
@@ -131,6 +135,7 @@ async def co_engaged(
             GROUP BY c.item_b ORDER BY s DESC, c.item_b LIMIT :k
             """
         params["dmp"] = damping
+        params["shrink"] = shrink
     rows = await session.execute(text(sql), params)
     return {doc: CoEngaged(float(s), because) for doc, s, because in rows.all()}
 

@@ -2,7 +2,7 @@
 from the `implicit` package, the request-time fold-in of one user, and normalised item–item
 neighbours. No database here: `training.py` reads events and stores what this returns.
 
-Why ALS: on the simulation's tuning seed (`ragql eval-recs --seed 1 --offline`) it is level with
+Why ALS: on the simulation's tuning seed (`python -m bench eval-recs --seed 1 --offline --sweep`) it is level with
 EASE and above item-KNN, and unlike EASE (an items × items dense matrix) its output is one short
 vector per item, which fits a pgvector column and an HNSW index, and it folds a new user in with
 one k × k solve, so a like counts on the next request."""

@@ -2,8 +2,10 @@
 has seen, diversify with MMR, optionally re-rank, and say why each item is there.
 
 Blending, per candidate (each source's score scaled to 0..1 over the candidates):
-    profile × w_content + context × w_context + co-engagement × w_co + popular × w_popular(history)
-Popularity carries a user with no history and fades as their likes accumulate. A dislike acts
+    profile × w_content + context × w_context + model × w_model + co-engagement × w_co
+    + popular × w_popular(history)
+The model's score is the trained item factors (`factors.py`) against the user's vector, folded in
+from their events at this request, so it counts a like made a second ago. Popularity carries a user with no history and fades as their likes accumulate. A dislike acts
 through the profile, which it pushes away from the disliked document's neighbourhood. The weights
 were chosen on the simulation's tuning seed (`python -m bench eval-recs --seed 1 --sweep`), not on the
 reported one; see README, "Recommendation quality"."""
@@ -43,11 +45,11 @@ MAX_USER_ID_CHARS = 200
 
 @dataclass(frozen=True)
 class BlendWeights:
-    content: float = 0.25  # similarity to the user's profile
-    context: float = 1.0  # similarity to `context`: an explicit request outweighs history (not tuned:
-    # the simulation has no context)
-    model: float = 1.0  # the trained model's score for the user's folded-in vector
-    co_engagement: float = 1.0
+    content: float = 0.5  # similarity to the user's profile
+    context: float = 2.5  # similarity to `context`: an explicit request outweighs history, the model
+    # included (not tuned: the simulation has no context)
+    model: float = 2.0  # the trained model's score for the user's folded-in vector
+    co_engagement: float = 0.5
     popular: float = 0.3  # for a user with no likes; halved once they have `popular_half_at` likes
     popular_half_at: float = 3.0
     liked_similarity_reason: float = 0.35  # "similar to X, which you liked" only above this cosine

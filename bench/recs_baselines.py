@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from api.recs_sim import K, SimUser, hit_at, ndcg_at
+from bench.recs_sim import K, SimUser, hit_at, ndcg_at
 from domain.feedback.kinds import WEIGHTS, weight
 from domain.recommendations import model
 from domain.recommendations.model import ModelConfig
