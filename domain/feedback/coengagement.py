@@ -142,15 +142,20 @@ async def rebuild(session: AsyncSession, tenant_id: str, half_life_days: float =
         await session.execute(text("DELETE FROM co_engagement WHERE tenant_id = :t"), {"t": tenant_id})
         result = await session.execute(text(sql), {"t": tenant_id})
         count = int(getattr(result, "rowcount", 0) or 0)
+    # Scores and likers are each aggregated first (one row per document), then joined.
     popularity = f"""
-        WITH {liked}, likers AS (SELECT document_id, count(*) AS n FROM liked GROUP BY document_id)
+        WITH {liked},
+        likers AS (SELECT document_id, count(*) AS n FROM liked GROUP BY document_id),
+        scores AS (
+            SELECT f.document_id,
+                   sum({_W} * exp(-CAST(:rate AS double precision) * extract(epoch FROM now() - f.created_at))) AS s
+            FROM feedback f JOIN documents d ON d.id = f.document_id
+            WHERE f.tenant_id = :t
+            GROUP BY f.document_id
+        )
         INSERT INTO item_popularity (tenant_id, document_id, score, updated_at, likers)
-        SELECT :t, f.document_id,
-               sum({_W} * exp(-CAST(:rate AS double precision) * extract(epoch FROM now() - f.created_at))),
-               now(), coalesce(max(l.n), 0)
-        FROM feedback f JOIN documents d ON d.id = f.document_id LEFT JOIN likers l ON l.document_id = f.document_id
-        WHERE f.tenant_id = :t
-        GROUP BY f.document_id
+        SELECT :t, s.document_id, s.s, now(), coalesce(l.n, 0)
+        FROM scores s LEFT JOIN likers l ON l.document_id = s.document_id
         """
     await session.execute(text(popularity), {"t": tenant_id, "rate": decay_rate(half_life_days)})
     return count

@@ -5,8 +5,10 @@ Blending, per candidate (each source's score scaled to 0..1 over the candidates)
     profile × w_content + context × w_context + model × w_model + co-engagement × w_co
     + popular × w_popular(history)
 The model's score is the trained item factors (`factors.py`) against the user's vector, folded in
-from their events at this request, so it counts a like made a second ago. Popularity carries a user with no history and fades as their likes accumulate. A dislike acts
-through the profile, which it pushes away from the disliked document's neighbourhood. The weights
+from their events at this request, so it counts a like made a second ago. Popularity carries a
+user with no history and fades as their likes accumulate. A dislike acts through the profile,
+which it pushes away from the disliked document's neighbourhood, and through the fold-in, where
+it is a negative observation. The weights
 were chosen on the simulation's tuning seed (`python -m bench eval-recs --seed 1 --sweep`), not on the
 reported one; see README, "Recommendation quality"."""
 
