@@ -222,6 +222,8 @@ def _line(name: str, o: recs_baselines.Outcome, note: str = "") -> str:
 
 async def _run(url: str, root: Path, *, users: int, seed: int, sweep: bool) -> dict[str, recs_baselines.Outcome]:
     # Imported here so that the pure modules load without the app (for their unit tests).
+    from asgi_lifespan import LifespanManager
+
     from api.app import create_app
     from api.settings import Settings
     from domain.providers.embedding import LocalEmbedder
@@ -236,9 +238,12 @@ async def _run(url: str, root: Path, *, users: int, seed: int, sweep: bool) -> d
     app = create_app(settings, embedder=embedder)
     results: dict[str, recs_baselines.Outcome] = {}
     latencies: dict[str, list[float]] = {}
+    # LifespanManager hands the lifespan's state to every request, as a server does.
     async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://eval", timeout=120) as client,
+        LifespanManager(app, startup_timeout=120) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://eval", timeout=120
+        ) as client,
     ):
         started = time.perf_counter()
         ids = await ingest_catalogue(client, embedder)
