@@ -131,8 +131,10 @@ def train_recs(
                 with Progress(TextColumn("train {task.description}"), BarColumn(), console=err()) as progress:
                     task = progress.add_task(t, total=3)
 
-                    def step(message: str, task: TaskID = task, progress: Progress = progress) -> None:
-                        progress.update(task, advance=1, description=f"{t}: {message}")
+                    def step(
+                        message: str, task: TaskID = task, progress: Progress = progress, name: str = t
+                    ) -> None:
+                        progress.update(task, advance=1, description=f"{name}: {message}")
 
                     report = await train_tenant(db, t, progress=step)
                 if report.version is None:
