@@ -131,9 +131,7 @@ def train_recs(
                 with Progress(TextColumn("train {task.description}"), BarColumn(), console=err()) as progress:
                     task = progress.add_task(t, total=3)
 
-                    def step(
-                        message: str, task: TaskID = task, progress: Progress = progress, name: str = t
-                    ) -> None:
+                    def step(message: str, task: TaskID = task, progress: Progress = progress, name: str = t) -> None:
                         progress.update(task, advance=1, description=f"{name}: {message}")
 
                     report = await train_tenant(db, t, progress=step)
