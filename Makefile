@@ -70,7 +70,8 @@ eval-train: install
 
 # Simulated users through the GraphQL API: hit@10 and nDCG@10 per recommendation strategy.
 eval-recs: install
-	$(BIN)/python -m bench eval-recs
+	$(BIN)/python -m bench eval-recs --seed 1
+	$(BIN)/python -m bench eval-recs --seed 7
 
 # The real server under load (production settings, loopback): every scenario and ratio, one line
 # each, also to bench/results/<date>.json. About 10 minutes; SciFact is ingested once and cached.

@@ -75,8 +75,11 @@ def _embedding(args: argparse.Namespace) -> None:
 
 
 def _eval_recs(args: argparse.Namespace) -> None:
-    from bench.eval_recs import run_recs_eval
+    from bench.eval_recs import run_offline, run_recs_eval
 
+    if args.offline:
+        run_offline(users=args.users, seed=args.seed, sweep=args.sweep)
+        return
     run_recs_eval(users=args.users, seed=args.seed, sweep=args.sweep)
 
 
@@ -96,6 +99,12 @@ def _search_cache(args: argparse.Namespace) -> None:
     from bench.search_cache import run_search_cache_bench
 
     run_search_cache_bench(args.rounds)
+
+
+def _recs_scale(_args: argparse.Namespace) -> None:
+    from bench.recs_scale import run_scale_bench
+
+    run_scale_bench()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -120,9 +129,11 @@ def main(argv: list[str] | None = None) -> None:
     em.add_argument("--chunks", type=int, default=2000, help="SciFact chunks to embed")
     em.add_argument("--dataset", default="../shared/data/beir/scifact")
     er = sub.add_parser("eval-recs", help="simulated users: hit@10 and nDCG@10 per recommendation strategy")
-    er.add_argument("--users", type=int, default=300, help="simulated users")
+    er.add_argument("--users", type=int, default=800, help="simulated users")
     er.add_argument("--seed", type=int, default=7, help="seed of the simulation (tune on 1, report on 7)")
     er.add_argument("--sweep", action="store_true", help="grid over the blend weights (use on the tuning seed)")
+    er.add_argument("--offline", action="store_true", help="only the offline baselines, no server (seconds)")
+    sub.add_parser("recs-scale", help="recommendations at 500 events/user on a 10,000-item catalogue")
     bt = sub.add_parser("bm25-tenants", help="cost of one BM25 index per tenant: sizes, catalog, search p50")
     bt.add_argument("--tenants", type=int, default=1000)
     bt.add_argument("--small", type=int, default=20, help="chunks per small tenant")
@@ -143,6 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         "bm25-tenants": _bm25_tenants,
         "jobs": _jobs,
         "search-cache": _search_cache,
+        "recs-scale": _recs_scale,
     }
     try:
         handlers[args.command](args)
