@@ -29,13 +29,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+_HANDLER_NAME = "ragql"
+
+
 def configure(level: str, fmt: str) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(
         JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
     )
+    handler.set_name(_HANDLER_NAME)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # Replace only our own handler (a second configure() call): handlers others attached, such as
+    # pytest's capture or a log shipper's, keep receiving records.
+    root.handlers[:] = [h for h in root.handlers if h.get_name() != _HANDLER_NAME] + [handler]
     root.setLevel(level.upper())
     # uvicorn's own loggers propagate to the root handler, so they are JSON too.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):

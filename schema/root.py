@@ -249,13 +249,14 @@ def build_schema(limits: QueryLimits | None = None, *, observers: Sequence[Any] 
         # errors, so a refused document stays refused.
         partial(CachedParse, maxsize=PARSED_DOCUMENTS),
         partial(AddValidationRules, rules),
-        partial(ValidationCache, maxsize=PARSED_DOCUMENTS),
+        # Strawberry's ValidationCache validates with graphql-core's "Did you mean" suggestions and
+        # overwrites any earlier result, so where suggestions are hidden (production) validation
+        # runs uncached through HideSuggestions instead.
+        partial(ValidationCache, maxsize=PARSED_DOCUMENTS) if limits.suggestions else HideSuggestions,
         partial(QueryCost, max_cost=limits.max_cost),
     ]
     if not limits.introspection:
         extensions.append(DisableIntrospection)
-    if not limits.suggestions:
-        extensions.append(HideSuggestions)
     return RagqlSchema(
         query=Query,
         mutation=Mutation,
