@@ -54,11 +54,10 @@ RUN pip install -c constraints.txt . \
  && ragql --help > /dev/null
 
 # Step 3: the exported embedding model (ONNX int8, RAGQL_EMBEDDING_BACKEND=onnx-int8). Baked in at
-# build time, no pod exports at start and the root filesystem stays read-only. This step runs
-# `ragql export-model` (from the ingestion work) into RAGQL_MODEL_CACHE_DIR; enable these two
-# lines and the matching COPY in the runtime stage once that command is on main:
-# ENV RAGQL_MODEL_CACHE_DIR=/opt/ragql/models
-# RUN ragql export-model
+# build time, no pod exports at start and the root filesystem stays read-only. Both ONNX
+# backends (fp32 and int8), as `make install` does, so RAGQL_EMBEDDING_BACKEND can switch.
+ENV RAGQL_MODEL_CACHE_DIR=/opt/ragql/models
+RUN HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 ragql export-model --all
 
 ###############################################################################
 # Runtime: slim image, venv only, non-root.
@@ -93,8 +92,8 @@ RUN groupadd --system --gid "${GID}" ragql \
 
 COPY --from=builder /opt/venv /opt/venv
 # The exported model from step 3 of the builder (read-only, owned by root):
-# COPY --from=builder /opt/ragql/models /opt/ragql/models
-# ENV RAGQL_MODEL_CACHE_DIR=/opt/ragql/models
+COPY --from=builder /opt/ragql/models /opt/ragql/models
+ENV RAGQL_MODEL_CACHE_DIR=/opt/ragql/models
 
 USER ${UID}:${GID}
 WORKDIR /home/ragql

@@ -10,7 +10,7 @@ export XDG_RUNTIME_DIR ?= $(CURDIR)/.ragql-runtime
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install chromium graphiql-assets run test lint typecheck pytest eval eval-train eval-recs bench bench-streams bench-embedding bench-tenants bench-jobs migrate clean
+.PHONY: install chromium graphiql-assets webapp-assets run test lint typecheck pytest eval eval-train eval-recs bench bench-latency bench-streams bench-embedding bench-tenants bench-jobs bench-cache migrate clean
 
 install: $(STAMP)
 
@@ -50,6 +50,11 @@ chromium:
 graphiql-assets: install
 	$(BIN)/python -m api.graphiql.refresh
 
+# The reference app's graphql-ws client is committed too (api/webapp/static/vendor/); after changing
+# api/webapp/package.json (then `npm install --package-lock-only` there), fetch what the lockfile pins.
+webapp-assets: install
+	$(BIN)/python -m api.webapp.vendor
+
 pytest: install chromium
 	@$(BIN)/pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose"; exit 1; fi; \
@@ -68,13 +73,24 @@ eval-train: install
 
 # Simulated users through the GraphQL API: hit@10 and nDCG@10 per recommendation strategy.
 eval-recs: install
-	$(BIN)/python -m bench eval-recs
+	$(BIN)/python -m bench eval-recs --seed 1
+	$(BIN)/python -m bench eval-recs --seed 7
 
+# The real server under load (production settings, loopback): every scenario and ratio, one line
+# each, also to bench/results/<date>.json. About 10 minutes; SciFact is ingested once and cached.
 bench: install
+	$(PIP) install -q -c constraints.txt -e '.[bench]'
+	$(BIN)/python -m bench run
+
+# In-process figures (ingest, search, answers, auth, rate limits) on a temporary store.
+bench-latency: install
 	$(BIN)/python -m bench latency
 
 # 200 concurrent answerStream subscriptions against a real server process (takes about a minute).
 # chunks/s, one-query p50 and cosine to fp32 for each local embedding backend (2,000 SciFact chunks).
+bench-cache: install
+	$(BIN)/python -m bench search-cache --rounds 40
+
 bench-embedding: install
 	$(BIN)/python -m bench embedding
 

@@ -1,9 +1,9 @@
-"""The FastAPI application: /graphql (HTTP + websockets), health, metrics."""
+"""The FastAPI application: /graphql (HTTP + websockets), the reference app at /, health, metrics."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -11,14 +11,15 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_fastapi_instrumentator import Instrumentator
-from sqlalchemy import text
 from strawberry.subscriptions import (
     GRAPHQL_TRANSPORT_WS_PROTOCOL,
     GRAPHQL_WS_PROTOCOL,
     MULTIPART_SUBSCRIPTION_PROTOCOL,
 )
 
+from api import metrics
 from api.bootstrap import (
+    Shared,
     build_gate,
     build_services,
     describe_auth,
@@ -29,10 +30,14 @@ from api.bootstrap import (
 from api.graphiql import assets as graphiql_assets
 from api.graphql_router import RagqlRouter, RagqlState, get_context
 from api.guard import STATE_KEY, GraphQLGuard
+from api.health import IndexWatch, is_ready, readiness
+from api.observability import Observed, OperationObserver
 from api.ratelimit import Rate, RateLimiter
 from api.settings import Settings
+from api.webapp import mount as mount_reference_app
 from api.websocket_guard import WebsocketLimits
 from api.worker import BackgroundWorker, Worker
+from domain import telemetry
 from domain.providers.embedding import Embedder
 from domain.runtime import ServerFacts, Services
 from schema.root import QueryLimits, build_schema
@@ -40,22 +45,24 @@ from schema.root import QueryLimits, build_schema
 log = logging.getLogger("ragql")
 
 
-async def _database_ready(services: Services) -> None:
-    async with services.db.engine.connect() as conn:
-        await conn.execute(text("SELECT 1"))
-
-
-# /readyz runs each; a failing one makes the pod not ready (HTTP 503) and is named in the reply.
-READY_CHECKS: dict[str, Callable[[Services], Awaitable[None]]] = {"database": _database_ready}
-
-
 def create_app(settings: Settings | None = None, *, embedder: Embedder | None = None) -> FastAPI:
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, RagqlState]]:
-        services, close = await build_services(settings, embedder=embedder)
-        gate = build_gate(settings, services)
+        shared = Shared(settings)
+        try:
+            services, close = await build_services(settings, embedder=embedder, shared=shared)
+        except BaseException:
+            await shared.aclose()
+            raise
+        gate = build_gate(settings, services, shared)
+        shared.start()
+        watch = IndexWatch(services, settings.bm25_probe_interval_s)
+        watch.start()
+        app.state.shared, app.state.index_watch = shared, watch
+        pool = services.db.engine.pool
+        metrics.watch_pool(lambda: _pool_state(pool))
         facts = ServerFacts(
             auth_description=describe_auth(settings),
             introspection=settings.introspection_enabled,
@@ -81,13 +88,16 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         try:
             yield {STATE_KEY: RagqlState(services=services, gate=gate, facts=facts)}
         finally:
+            await watch.aclose()
             if background is not None:
                 await background.stop()
             await gate.limiter.aclose()
+            await shared.aclose()
             await close()
 
     # FastAPI's /docs, /redoc and /openapi.json describe the HTTP routes: development only.
     development = settings.env == "development"
+    telemetry.install(Observed())
     app = FastAPI(
         title="ragql",
         lifespan=lifespan,
@@ -103,7 +113,8 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
             max_cost=settings.max_query_cost,
             introspection=settings.introspection_enabled,
             suggestions=settings.env == "development",
-        )
+        ),
+        observers=[OperationObserver],
     )
     router = RagqlRouter(
         schema,
@@ -119,6 +130,7 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     )
     app.include_router(router, prefix="/graphql")
     app.mount(graphiql_assets.URL_PREFIX, StaticFiles(directory=graphiql_assets.STATIC_DIR), name="graphiql-assets")
+    mount_reference_app(app, settings.env)
     app.add_middleware(
         GraphQLGuard,
         admission=RateLimiter(None),
@@ -153,22 +165,28 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
 
     @app.get("/readyz")
     async def readyz(request: Request) -> JSONResponse:
-        """JSON either way: {"status": ready|starting|unavailable, "checks": {name: "ok" | what failed}}.
-        A check is a coroutine that raises when its dependency is not usable; add more to READY_CHECKS."""
         services: Services | None = getattr(request.app.state, "services", None)
         if services is None:
-            return JSONResponse({"status": "starting", "checks": {}}, status_code=503)
-        checks: dict[str, str] = {}
-        for name, check in READY_CHECKS.items():
-            try:
-                await check(services)
-                checks[name] = "ok"
-            except Exception as exc:
-                checks[name] = f"unavailable ({type(exc).__name__})"
-        ready = all(v == "ok" for v in checks.values())
-        return JSONResponse(
-            {"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
-        )
+            return JSONResponse({"status": "starting"}, status_code=503)
+        shared = request.app.state.shared
+        checks = await readiness(services, shared.link, request.app.state.index_watch)
+        ready = is_ready(checks)
+        return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks}, 200 if ready else 503)
 
+    if settings.bench_route:
+        from api.bench_route import add_bench_route
+
+        add_bench_route(app)
     Instrumentator(excluded_handlers=["/metrics", "/healthz", "/readyz"]).instrument(app).expose(app)
     return app
+
+
+def _pool_state(pool: object) -> tuple[int, int, int]:
+    """(in use, idle, overflow) of a SQLAlchemy QueuePool; zeros for pools without counters."""
+    try:
+        in_use = int(pool.checkedout())  # type: ignore[attr-defined]
+        idle = int(pool.checkedin())  # type: ignore[attr-defined]
+        overflow = max(0, int(pool.overflow()))  # type: ignore[attr-defined]
+    except AttributeError:
+        return 0, 0, 0
+    return in_use, idle, overflow

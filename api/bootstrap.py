@@ -10,16 +10,23 @@ from pydantic import SecretStr
 from sqlalchemy import text
 
 from api import embedded
-from api.auth.authenticate import Authenticator
+from api.auth.authenticate import Authenticator, KeyCache
 from api.auth.jwks import JwksSource
 from api.auth.tokens import JwtConfig, JwtVerifier
 from api.graphql_router import Gatekeeping
 from api.ratelimit import Rate, RateLimiter, redis_client
+from api.redis_link import RedisLink
+from api.revocation import Broadcast
 from api.settings import Settings
+from api.shared_cache import RedisStore
+from api.socket_slots import SocketSlots
 from api.worker import WorkerConfig, WorkerDeps
 from domain.answers.extractive import ExtractiveGenerator
 from domain.answers.generators import LLMGenerator
 from domain.answers.service import Answering, AnswerLimits
+from domain.answers.stored import AnswerCache
+from domain.auth.revocation import LocalOnly
+from domain.caching.store import CacheStore, LocalStore
 from domain.demo.loader import demo_documents
 from domain.documents import service as documents
 from domain.documents.parsing import ParseBudget
@@ -77,6 +84,7 @@ def build_chat(settings: Settings) -> OpenAIChat | None:
         base_url=settings.llm_base_url or settings.openai_base_url,
         timeout_s=settings.llm_timeout_s,
         max_retries=settings.llm_max_retries,
+        usd_per_million=(settings.llm_usd_per_million_prompt, settings.llm_usd_per_million_completion),
     )
 
 
@@ -110,7 +118,27 @@ def build_learning(settings: Settings) -> LearningConfig:
     )
 
 
-def build_gate(settings: Settings, services: Services) -> Gatekeeping:
+class Shared:
+    """What replicas share through Redis, or this process alone without it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.link = RedisLink.from_url(settings.redis_url) if settings.redis_url else None
+        self.store: CacheStore = RedisStore(self.link) if self.link else LocalStore()
+        self.broadcast = Broadcast(settings.redis_url, self.link)
+        self.slots = SocketSlots(self.link, settings.max_websockets_per_principal, ttl_s=settings.websocket_slot_ttl_s)
+
+    def start(self) -> None:
+        self.broadcast.start()
+        self.slots.start()
+
+    async def aclose(self) -> None:
+        await self.slots.aclose()
+        await self.broadcast.aclose()
+        if self.link is not None:
+            await self.link.aclose()
+
+
+def build_gate(settings: Settings, services: Services, shared: Shared) -> Gatekeeping:
     jwks = None
     if settings.jwt_jwks_url or settings.jwt_jwks_file:
         jwks = JwksSource(
@@ -120,11 +148,15 @@ def build_gate(settings: Settings, services: Services) -> Gatekeeping:
             min_refresh_s=settings.jwt_jwks_min_refresh_s,
         )
     verifier = JwtVerifier(jwt_config(settings), jwks)
+    key_cache = KeyCache(ttl_s=settings.api_key_cache_ttl_s, trusted=lambda: shared.broadcast.live)
+    shared.broadcast.listen(key_cache.drop)
+    shared.broadcast.on_resubscribe(key_cache.clear)
     authenticator = Authenticator(
         db=services.db,
         verifier=verifier,
         development=settings.env == "development",
         dev_tenant=settings.dev_tenant,
+        key_cache=key_cache,
     )
     redis = redis_client(settings.redis_url) if settings.redis_url else None
     period = settings.rate_period_s
@@ -138,7 +170,9 @@ def build_gate(settings: Settings, services: Services) -> Gatekeeping:
         authenticator=authenticator,
         limiter=RateLimiter(redis),
         rates=rates,
-        max_websockets_per_principal=settings.max_websockets_per_principal,
+        slots=shared.slots,
+        broadcast=shared.broadcast,
+        recheck_s=settings.websocket_recheck_s,
     )
 
 
@@ -208,14 +242,25 @@ async def open_worker_deps(
     except BaseException:
         await db.dispose()
         raise
+    # Every batch written bumps the tenant's index version in Redis, so no API replica serves a
+    # search cached before it (without Redis there is no shared cache to invalidate).
+    link = RedisLink.from_url(settings.redis_url) if settings.redis_url else None
+    cache = SearchCache(RedisStore(link) if link else LocalStore(), ttl_s=settings.search_cache_ttl_s)
     deps = WorkerDeps(
         db=db,
         embedder=emb,
         chunking=ChunkingConfig(max_tokens=settings.chunk_tokens, overlap_tokens=settings.chunk_overlap_tokens),
         max_chars=settings.max_document_chars,
         learning=build_learning(settings),
+        on_progress=lambda job: cache.invalidate(job.tenant_id),
     )
-    return deps, db.dispose
+
+    async def close() -> None:
+        if link is not None:
+            await link.aclose()
+        await db.dispose()
+
+    return deps, close
 
 
 def database_url(settings: Settings) -> tuple[str, str]:
@@ -225,7 +270,7 @@ def database_url(settings: Settings) -> tuple[str, str]:
 
 
 async def build_services(
-    settings: Settings, *, embedder: Embedder | None = None
+    settings: Settings, *, embedder: Embedder | None = None, shared: Shared | None = None
 ) -> tuple[Services, Callable[[], Awaitable[None]]]:
     url, kind = database_url(settings)
     db = Database(url)
@@ -248,7 +293,10 @@ async def build_services(
         log.warning("pg_textsearch is not available: keyword search falls back to built-in full text (weaker)")
     chat = build_chat(settings)
     reranking = build_reranking(settings, chat)
+    store: CacheStore = shared.store if shared else LocalStore()
     answering = Answering(
+        embeddings=store,
+        answer_cache=AnswerCache(store, ttl_s=settings.answer_cache_ttl_s),
         db=db,
         embedder=emb,
         keyword_backend=backend,
@@ -266,7 +314,7 @@ async def build_services(
     recommender = Recommender(
         db=db, embedder=emb, reranking=reranking, learning=learning, max_context_chars=settings.max_query_chars
     )
-    search_cache = SearchCache(ttl_s=settings.search_cache_ttl_s)
+    search_cache = SearchCache(store, ttl_s=settings.search_cache_ttl_s)
     chunking = ChunkingConfig(max_tokens=settings.chunk_tokens, overlap_tokens=settings.chunk_overlap_tokens)
     services = Services(
         db=db,
@@ -283,6 +331,8 @@ async def build_services(
             search_cache,
             max_query_chars=settings.max_query_chars,
             terms=TermStatistics(db),
+            embeddings=store,
+            embedding_ttl_s=settings.embedding_cache_ttl_s,
         ),
         documents=Documents(
             IngestContext(db, emb, chunking, settings.max_documents_per_batch, settings.max_document_chars),
@@ -293,6 +343,7 @@ async def build_services(
         ),
         learning=learning,
         search_cache=search_cache,
+        revocations=shared.broadcast if shared else LocalOnly(),
         dev_tenant=settings.dev_tenant,
         api_key_prefix=settings.api_key_prefix,
         database_kind=kind,

@@ -3,8 +3,10 @@
 HTTP callers were identified by api/guard.py before the router runs. A websocket is identified
 when its `connection_init` arrives; until then its context holds a principal with no roles.
 A refused `connection_init` closes the socket (graphql-transport-ws: 4403; legacy graphql-ws:
-a `connection_error` message). A socket whose credential expires is closed with 4401 and a
-reason that says to reconnect with a fresh token.
+a `connection_error` message). A socket whose credential expires or whose API key is revoked is
+closed with 4401 and a reason that says what to do, on both protocols and on every replica: the
+revocation broadcast (api/revocation.py) closes it at once, and a recheck every
+`recheck_s` seconds against PostgreSQL closes it when the broadcast could not arrive (Redis down).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import asyncio
 import logging
 import re
 import time
-from collections import Counter
+from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,11 +28,15 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
 from strawberry.types.unset import UnsetType
 
+from api import metrics
 from api.auth.authenticate import Authenticator, credential_from_headers, credential_from_params
 from api.graphiql.page import graphiql_html
 from api.guard import CLEANUP_KEY, PRINCIPAL_KEY, REQUEST_ID_KEY, STATE_KEY, client_ip
 from api.json_body import decode_bounded_json
 from api.ratelimit import Bucket, Rate, RateLimiter
+from api.revocation import Broadcast
+from api.shutdown import OPEN_SOCKETS
+from api.socket_slots import SocketSlots
 from api.websocket_guard import IDENTIFIED_KEY
 from domain.auth.principal import Principal
 from domain.documents.validation import bad_character
@@ -50,13 +57,27 @@ class Gatekeeping:
         authenticator: Authenticator,
         limiter: RateLimiter,
         rates: dict[str, Rate],
-        max_websockets_per_principal: int,
+        slots: SocketSlots,
+        broadcast: Broadcast,
+        recheck_s: float = 5.0,
     ) -> None:
         self.authenticator = authenticator
         self.limiter = limiter
         self.rates = rates
-        self.max_websockets = max_websockets_per_principal
-        self.open_websockets: Counter[str] = Counter()
+        self.slots = slots
+        self.broadcast = broadcast
+        self.recheck_s = recheck_s
+        # API key id -> how to close each open websocket made with it.
+        self.key_sockets: defaultdict[str, set[Callable[[], None]]] = defaultdict(set)
+        broadcast.listen(self._close_key_sockets)
+
+    @property
+    def max_websockets(self) -> int:
+        return self.slots.cap
+
+    def _close_key_sockets(self, key_id: str) -> None:
+        for close in list(self.key_sockets.pop(key_id, ())):
+            close()
 
     def buckets(self, principal: Principal, ip: str) -> list[Bucket]:
         out = [Bucket(f"ip:{ip}", self.rates["ip"]), Bucket(f"tenant:{principal.tenant_id}", self.rates["tenant"])]
@@ -170,7 +191,8 @@ class RagqlRouter(GraphQLRouter[Context, None]):
             log.info("refused websocket request_id=%s: %s", context.request_id, exc.message)
             raise ConnectionRejectionError({"message": exc.message, "code": "UNAUTHENTICATED"}) from exc
         key = principal_key(principal)
-        if gate.open_websockets[key] >= gate.max_websockets:
+        slot = await gate.slots.acquire(key)
+        if slot is None:
             raise ConnectionRejectionError(
                 {"message": f"at most {gate.max_websockets} open websockets per caller", "code": "RATE_LIMITED"}
             )
@@ -178,28 +200,70 @@ class RagqlRouter(GraphQLRouter[Context, None]):
         identified = websocket.scope["state"].get(IDENTIFIED_KEY)
         if identified is not None:
             identified()  # no longer counts as an unidentified socket, and its init timer stops
-        self._hold_slot(websocket, gate, key)
+        cleanups = websocket.scope["state"][CLEANUP_KEY]
+        metrics.WEBSOCKETS_OPEN.inc()
+
+        async def release() -> None:
+            metrics.WEBSOCKETS_OPEN.dec()
+            await gate.slots.release(key, slot)
+
+        cleanups.append(release)
+        OPEN_SOCKETS.add(websocket)
+        cleanups.append(lambda: OPEN_SOCKETS.discard(websocket))
         if principal.expires_at is not None:
-            self._close_on_expiry(websocket, principal.expires_at)
+            self._close_at(websocket, principal.expires_at)
+        if principal.api_key_id is not None:
+            self._close_on_revocation(websocket, gate, principal.api_key_id)
+        if credential is not None:
+            self._recheck(websocket, gate, credential)
         return {"tenant": principal.tenant_id, "subject": principal.subject}
 
     @staticmethod
-    def _hold_slot(websocket: WebSocket, gate: Gatekeeping, key: str) -> None:
-        gate.open_websockets[key] += 1
-
-        def release() -> None:
-            gate.open_websockets[key] -= 1
-            if gate.open_websockets[key] <= 0:
-                del gate.open_websockets[key]
-
-        websocket.scope["state"][CLEANUP_KEY].append(release)
-
-    @staticmethod
-    def _close_on_expiry(websocket: WebSocket, expires_at: float) -> None:
+    def _close_at(websocket: WebSocket, expires_at: float) -> None:
         async def close_when_expired() -> None:
             await asyncio.sleep(max(0.0, expires_at - time.time()))
-            if websocket.application_state != WebSocketState.DISCONNECTED:
-                await websocket.close(code=EXPIRED_CLOSE_CODE, reason="Token expired: reconnect with a fresh token")
+            await _close(websocket, "Token expired: reconnect with a fresh token")
 
         task = asyncio.create_task(close_when_expired())
         websocket.scope["state"][CLEANUP_KEY].append(task.cancel)
+
+    @staticmethod
+    def _close_on_revocation(websocket: WebSocket, gate: Gatekeeping, key_id: str) -> None:
+        def close() -> None:
+            task = asyncio.create_task(_close(websocket, "API key revoked: reconnect with a valid key"))
+            websocket.scope["state"][CLEANUP_KEY].append(task.cancel)
+
+        gate.key_sockets[key_id].add(close)
+
+        def forget() -> None:
+            sockets = gate.key_sockets.get(key_id)
+            if sockets is not None:
+                sockets.discard(close)
+                if not sockets:
+                    del gate.key_sockets[key_id]
+
+        websocket.scope["state"][CLEANUP_KEY].append(forget)
+
+    @staticmethod
+    def _recheck(websocket: WebSocket, gate: Gatekeeping, credential: str) -> None:
+        async def recheck_forever() -> None:
+            while True:
+                await asyncio.sleep(gate.recheck_s)
+                try:
+                    await gate.authenticator.recheck(credential)
+                except Unauthenticated as exc:
+                    await _close(websocket, f"{exc.message}: reconnect with a valid credential")
+                    return
+                except Exception:  # a database hiccup is not a reason to drop the socket
+                    log.debug("websocket credential recheck failed", exc_info=True)
+
+        task = asyncio.create_task(recheck_forever())
+        websocket.scope["state"][CLEANUP_KEY].append(task.cancel)
+
+
+async def _close(websocket: WebSocket, reason: str) -> None:
+    if websocket.application_state != WebSocketState.DISCONNECTED:
+        try:
+            await websocket.close(code=EXPIRED_CLOSE_CODE, reason=reason[:120])
+        except RuntimeError:
+            pass  # closed meanwhile

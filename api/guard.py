@@ -11,6 +11,7 @@ and cancelling its expiry timer.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import uuid
@@ -74,13 +75,15 @@ class GraphQLGuard:
         await self._http(scope, receive, send, state, headers)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send, state: dict[str, Any]) -> None:
-        cleanups: list[Callable[[], None]] = []
+        cleanups: list[Callable[[], object]] = []
         state[CLEANUP_KEY] = cleanups
         try:
             await self.websocket_limits.run(self.app, scope, receive, send, state[CLIENT_IP_KEY])
         finally:
             for cleanup in cleanups:
-                cleanup()
+                outcome = cleanup()
+                if inspect.isawaitable(outcome):
+                    await outcome
 
     async def _http(
         self, scope: Scope, receive: Receive, send: Send, state: dict[str, Any], headers: dict[str, str]

@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     env: Literal["development", "production"] = "development"
     host: str = "127.0.0.1"
     port: int = 8000
+    # uvicorn worker processes. ragql is bound by Python (one core per process); 2 uses both cores
+    # of a small machine. Each worker loads its own model (~150 MB) and keeps its own in-process
+    # caches and, without Redis, its own rate limits and websocket caps.
+    workers: int = Field(default=1, ge=1, le=64)
     log_level: str = "INFO"
     data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("ragql")))
     database_url: str | None = None
@@ -112,6 +116,16 @@ class Settings(BaseSettings):
     llm_timeout_s: float = 30.0
     llm_max_retries: int = 2
     llm_max_tokens: int = 700
+    # US dollars per million prompt / completion tokens: only for ragql_llm_cost_usd_total.
+    llm_usd_per_million_prompt: float = 0.0
+    llm_usd_per_million_completion: float = 0.0
+    # Traces go to OTEL_EXPORTER_OTLP_ENDPOINT (standard OpenTelemetry variables) when it is set.
+    # Logs: one JSON object per line (json) or plain text (text, for a terminal).
+    log_format: Literal["json", "text"] = "json"
+    # SIGTERM: stop accepting, let in-flight requests finish, close websockets (1001), exit by then.
+    shutdown_grace_s: float = 20.0
+    # How often the keyword (BM25) index is probed while serving; a broken one is rebuilt. 0: never.
+    bm25_probe_interval_s: float = 60.0
     cohere_api_key: SecretStr | None = None
     cohere_base_url: str | None = None
     cohere_rerank_model: str = "rerank-v3.5"
@@ -128,6 +142,17 @@ class Settings(BaseSettings):
     # Fused search results are reused for this long (per tenant; 0 turns the cache off). Writes in
     # this process drop the tenant's entries at once; other replicas catch up within the TTL.
     search_cache_ttl_s: float = 15.0
+    # Answers to a repeated question (same tenant, options and index version) are reused this long.
+    answer_cache_ttl_s: float = 300.0
+    # Query vectors by model, backend and text (Redis when configured): they never go stale.
+    embedding_cache_ttl_s: float = 24 * 3600.0
+    # API-key lookups are reused this long; a revocation reaches every replica at once (Redis
+    # pub/sub), and a replica that cannot hear revocations looks every key up in PostgreSQL.
+    api_key_cache_ttl_s: float = 10.0
+    # Open websockets re-check their credential this often (backstop when a broadcast is lost).
+    websocket_recheck_s: float = 5.0
+    # A replica's websocket slots in Redis expire this long after its last heartbeat (a crash).
+    websocket_slot_ttl_s: float = 30.0
     chunk_tokens: int = 200
     chunk_overlap_tokens: int = 48
     max_query_chars: int = 10_000
@@ -152,6 +177,8 @@ class Settings(BaseSettings):
     load_demo: bool = True
     # The tenant that unauthenticated requests act as in development mode (and that gets the demo).
     dev_tenant: str = "default"
+    # `make bench` only: a bare JSON search route beside /graphql, to measure GraphQL's overhead.
+    bench_route: bool = False
 
     # Learning from feedback: how fast a user's taste and the tenant's popularity forget.
     profile_half_life_days: float = 30.0

@@ -26,7 +26,7 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -81,7 +81,7 @@ class WorkerDeps:
     max_chars: int
     learning: LearningConfig
     # Called after each written batch with the job: the API process drops the tenant's cached searches.
-    on_progress: Callable[[Job], None] | None = None
+    on_progress: Callable[[Job], Awaitable[None] | None] | None = None
 
 
 def plain_dsn(url: str) -> str:

@@ -24,6 +24,12 @@ def _latency(_args: argparse.Namespace) -> None:
     run_bench()
 
 
+def _run(args: argparse.Namespace) -> None:
+    from bench.harness import run_harness
+
+    run_harness(args)
+
+
 def _streams(args: argparse.Namespace) -> None:
     from bench.streams import run_stream_bench
 
@@ -98,8 +104,11 @@ def _embedding(args: argparse.Namespace) -> None:
 
 
 def _eval_recs(args: argparse.Namespace) -> None:
-    from bench.eval_recs import run_recs_eval
+    from bench.eval_recs import run_offline, run_recs_eval
 
+    if args.offline:
+        run_offline(users=args.users, seed=args.seed, sweep=args.sweep)
+        return
     run_recs_eval(users=args.users, seed=args.seed, sweep=args.sweep)
 
 
@@ -115,9 +124,27 @@ def _jobs(args: argparse.Namespace) -> None:
     run_jobs_bench(args.documents)
 
 
+def _search_cache(args: argparse.Namespace) -> None:
+    from bench.search_cache import run_search_cache_bench
+
+    run_search_cache_bench(args.rounds)
+
+
+def _recs_scale(_args: argparse.Namespace) -> None:
+    from bench.recs_scale import run_scale_bench
+
+    run_scale_bench()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description="ragql benches and evaluations")
     sub = parser.add_subparsers(dest="command", required=True)
+    rn = sub.add_parser("run", help="the real server under load: every scenario and ratio (make bench)")
+    rn.add_argument("--dataset", default="../shared/data/beir/scifact")
+    rn.add_argument("--data-dir", default=".ragql-eval", help="the eval's cached store (SciFact is ingested once)")
+    rn.add_argument("--duration", type=float, default=10.0, help="seconds per load step (each is also capped)")
+    rn.add_argument("--held", type=int, default=500, help="subscriptions held open at once")
+    rn.add_argument("--workers", type=int, default=0, help="RAGQL_WORKERS for the server (0: its default)")
     sub.add_parser("latency", help="print ingest, search, answer, auth and rate-limit figures (temporary store)")
     st = sub.add_parser("streams", help="N concurrent answerStream subscriptions against a real server process")
     st.add_argument("subscriptions", type=int, nargs="?", default=200, metavar="N")
@@ -139,18 +166,23 @@ def main(argv: list[str] | None = None) -> None:
     em.add_argument("--chunks", type=int, default=2000, help="SciFact chunks to embed")
     em.add_argument("--dataset", default="../shared/data/beir/scifact")
     er = sub.add_parser("eval-recs", help="simulated users: hit@10 and nDCG@10 per recommendation strategy")
-    er.add_argument("--users", type=int, default=300, help="simulated users")
+    er.add_argument("--users", type=int, default=800, help="simulated users")
     er.add_argument("--seed", type=int, default=7, help="seed of the simulation (tune on 1, report on 7)")
     er.add_argument("--sweep", action="store_true", help="grid over the blend weights (use on the tuning seed)")
+    er.add_argument("--offline", action="store_true", help="only the offline baselines, no server (seconds)")
+    sub.add_parser("recs-scale", help="recommendations at 500 events/user on a 10,000-item catalogue")
     bt = sub.add_parser("bm25-tenants", help="cost of one BM25 index per tenant: sizes, catalog, search p50")
     bt.add_argument("--tenants", type=int, default=1000)
     bt.add_argument("--small", type=int, default=20, help="chunks per small tenant")
     bt.add_argument("--big", type=int, default=2000, help="chunks of the one big tenant")
     jb = sub.add_parser("jobs", help="how soon a SIGKILLed worker's job is taken over (two real workers)")
     jb.add_argument("--documents", type=int, default=600, help="documents in the job")
+    sc = sub.add_parser("search-cache", help="search p50 server side, uncached and cached, with Redis")
+    sc.add_argument("--rounds", type=int, default=40, help="distinct queries (each also repeated twice)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     handlers = {
+        "run": _run,
         "latency": _latency,
         "streams": _streams,
         "eval": _eval,
@@ -160,6 +192,8 @@ def main(argv: list[str] | None = None) -> None:
         "jobs": _jobs,
         "tune": _tune,
         "long-query": _long_query,
+        "search-cache": _search_cache,
+        "recs-scale": _recs_scale,
     }
     try:
         handlers[args.command](args)

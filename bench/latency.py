@@ -9,6 +9,7 @@ from contextlib import aclosing
 from api import embedded
 from api.bootstrap import DEFAULT_TENANT
 from bench.recs import bench_feedback_and_recs
+from bench.recs_scale import bench_recs_at_scale
 from bench.stats import percentile
 from domain.answers.extractive import ExtractiveGenerator
 from domain.answers.service import Answering, AnswerRequest, Delta
@@ -83,6 +84,7 @@ async def _run(url: str) -> None:
         print(f"bench query embedding (uncached): p50={percentile(cold, 50):.2f} ms p95={percentile(cold, 95):.2f} ms")
         await _bench_answers(db, embedder, backend, [d.title for d in demo])
         await bench_feedback_and_recs(db, embedder, DEFAULT_TENANT, percentile)
+        await bench_recs_at_scale(db, embedder, percentile)
     finally:
         await db.dispose()
 

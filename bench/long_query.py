@@ -10,6 +10,7 @@ import json
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 from api import embedded
 from domain.demo.loader import demo_documents
@@ -53,7 +54,7 @@ async def _run(url: str) -> None:
         demo = demo_documents()
         ctx = documents.IngestContext(db, embedder, ChunkingConfig(), max_batch=len(demo), max_chars=10**6)
         await documents.ingest(ctx, documents.IngestRequest(TENANT, demo))
-        extra = {}
+        extra: dict[str, Any] = {}
         if hasattr(searching, "TermStatistics"):
             extra["terms"] = searching.TermStatistics(db)
         service = searching.Searching(db, embedder, backend, Reranking(), None, max_query_chars=10_000, **extra)

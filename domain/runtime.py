@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from domain.answers.service import Answering
+from domain.auth.revocation import LocalOnly, Revocations
 from domain.documents.service import ChunkingConfig, Documents
 from domain.feedback.profiles import LearningConfig
 from domain.persistence.database import Database
@@ -48,6 +49,7 @@ class Services:
     limits: Limits = field(default_factory=Limits)
     learning: LearningConfig = field(default_factory=LearningConfig)
     search_cache: SearchCache = field(default_factory=SearchCache)
+    revocations: Revocations = field(default_factory=LocalOnly)
 
 
 class RateLimitBackend(Protocol):

@@ -10,6 +10,7 @@ import strawberry
 
 from domain.answers import service as answers
 from domain.answers.sources import Source
+from domain.answers.stored import StoredAnswer
 from domain.errors import DomainError
 from domain.providers.llm import Usage as DomainUsage
 from resolvers.filters import to_domain_filter
@@ -75,7 +76,13 @@ def _usage(usage: DomainUsage | None) -> Usage | None:
 async def answer(info: strawberry.Info[Context], question: str, options: AnswerOptions | None = None) -> Answer:
     s = info.context.services
     tenant = info.context.tenant_id
-    prepared = await s.answering.prepare(tenant, _request(question, options))
+    request = _request(question, options)
+    key = await s.answering.cache_key(tenant, request)
+    if key is not None:
+        repeated = await s.answering.repeated(tenant, key)
+        if repeated is not None:
+            return from_stored(repeated, notes=["a repeated question: the answer given before (answer cache)"])
+    prepared = await s.answering.prepare(tenant, request)
     done: answers.Done | None = None
     async with aclosing(s.answering.events(tenant, prepared, restart_on_failure=True)) as events:
         async for event in events:
@@ -84,6 +91,10 @@ async def answer(info: strawberry.Info[Context], question: str, options: AnswerO
             elif isinstance(event, answers.Failed):
                 raise DomainError(event.message)
     assert done is not None
+    if key is not None and done.generator == s.answering.generator.name:
+        # Only an answer from the configured generator is reused: a fallback after a provider
+        # failure is not what the next asker should get once the provider is back.
+        await s.answering.remember(key, prepared.answer_id)
     return Answer(
         id=to_global_id("Answer", prepared.answer_id),
         session_id=to_global_id("AnswerSession", prepared.session_id),
@@ -99,6 +110,28 @@ async def answer(info: strawberry.Info[Context], question: str, options: AnswerO
         notes=done.notes,
         took_ms=done.took_ms,
         first_token_ms=done.first_token_ms,
+    )
+
+
+def from_stored(answer: StoredAnswer, *, notes: list[str] | None = None) -> Answer:
+    """An answer read back from the answers table (node(id:), the answer cache)."""
+    r = answer.record
+    usage = DomainUsage(r.prompt_tokens, r.completion_tokens) if r.prompt_tokens or r.completion_tokens else None
+    return Answer(
+        id=to_global_id("Answer", r.id),
+        session_id=to_global_id("AnswerSession", r.session_id),
+        question=r.question,
+        retrieval_query=r.retrieval_query,
+        text=r.text,
+        sources=_hits(answer.sources),
+        citations=[_citation(c) for c in answer.citations],
+        dropped_citations=list(r.dropped_citations),
+        usage=_usage(usage),
+        generator=r.generator,
+        rerank=None,
+        notes=notes or [],
+        took_ms=r.took_ms,
+        first_token_ms=r.first_token_ms,
     )
 
 

@@ -44,6 +44,8 @@ async def revoke_api_key(info: strawberry.Info[Context], input: RevokeApiKeyInpu
     ctx = info.context
     key_id = from_global_id(input.id, expected="ApiKey")[1]
     key = await apikeys.revoke(ctx.services.db, ctx.tenant_id, key_id)
+    # Every replica drops the key from its lookup cache and closes the websockets made with it.
+    await ctx.services.revocations.revoked(str(key.id))
     return RevokeApiKeyPayload(api_key=to_api_key(key))
 
 

@@ -6,8 +6,10 @@ from importlib.metadata import PackageNotFoundError, version
 
 import strawberry
 
+from domain.answers import stored
 from domain.documents import service as documents
 from domain.feedback import service as feedback
+from resolvers.answers import from_stored
 from resolvers.feedback import to_feedback
 from schema.common import Node, from_global_id
 from schema.context import Context
@@ -81,6 +83,9 @@ async def node(info: strawberry.Info[Context], id: strawberry.ID) -> Node | None
     if type_name == "Document":
         row = await documents.get(db=info.context.services.db, tenant_id=info.context.tenant_id, document_id=ident)
         return Document.from_row(row) if row else None
+    if type_name == "Answer":
+        found = await stored.load(info.context.services.db, info.context.tenant_id, ident)
+        return from_stored(found) if found else None
     if type_name == "Feedback":
         event = await feedback.get(info.context.services.db, info.context.tenant_id, ident)
         return await to_feedback(info, event) if event else None

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import strawberry
 
+from schema.common import Node
 from schema.documents import Document
 from schema.error_codes import ErrorCode
 from schema.search import MetadataFilter, RerankInfo, RerankStrategy, SearchHit
@@ -49,8 +50,11 @@ class Usage:
     total_tokens: int
 
 
-@strawberry.type
-class Answer:
+@strawberry.type(
+    description="A stored answer; `node(id:)` reads it back. Read back (or reused for a repeated question), "
+    "its sources keep the score they had and no per-leg breakdown."
+)
+class Answer(Node):
     id: strawberry.ID = strawberry.field(description="Refer to this answer in submitFeedback(answerId:).")
     session_id: strawberry.ID = strawberry.field(description="Pass as options.sessionId to ask a follow-up.")
     question: str

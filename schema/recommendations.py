@@ -22,6 +22,7 @@ class RecommendationStrategy(Enum):
 class RecommendationSource(Enum):
     PROFILE = "PROFILE"
     CONTEXT = "CONTEXT"
+    MODEL = "MODEL"
     CO_ENGAGEMENT = "CO_ENGAGEMENT"
     POPULAR = "POPULAR"
 

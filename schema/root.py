@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
 
 import strawberry
-from graphql import GraphQLError
+from graphql import ASTValidationRule, GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     DisableIntrospection,
     FieldExtension,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
-    QueryDepthLimiter,
+    ValidationCache,
 )
+from strawberry.extensions.max_aliases import create_validator as aliases_rule
+from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.permission import BasePermission
 from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES, SubscriptionResult
 from strawberry.types import ExecutionContext, ExecutionResult
@@ -29,6 +31,7 @@ from schema.answers import Answer, AnswerEvent
 from schema.apikeys import ApiKey, CreateApiKeyPayload, RevokeApiKeyPayload
 from schema.common import Node
 from schema.cost import QueryCost
+from schema.document_cache import CachedParse
 from schema.documents import (
     Chunk,
     DeleteDocumentPayload,
@@ -209,6 +212,10 @@ class RagqlSchema(strawberry.Schema):
                 error.extensions = {"requestId": request_id, **(error.extensions or {})}
 
 
+# Distinct operation texts kept parsed and validated (each a few KiB).
+PARSED_DOCUMENTS = 512
+
+
 @dataclass(frozen=True)
 class QueryLimits:
     """Checked on every operation, before anything executes."""
@@ -222,23 +229,34 @@ class QueryLimits:
     suggestions: bool = True
 
 
-def build_schema(limits: QueryLimits | None = None) -> RagqlSchema:
+def build_schema(limits: QueryLimits | None = None, *, observers: Sequence[Any] = ()) -> RagqlSchema:
+    """`observers`: extensions the api layer adds around every operation (metrics, traces, logs)."""
     limits = limits or QueryLimits()
+    # The depth and alias limits as validation rules built once: QueryDepthLimiter and
+    # MaxAliasesLimiter build a new rule class per request, which no validation cache could match.
+    rules: list[type[ASTValidationRule]] = [depth_rule(limits.max_depth, None, None), aliases_rule(limits.max_aliases)]
     extensions: list[Any] = [
+        *observers,
         ErrorCodes,
         InputGuard,
         # Classes or factories, never instances: Strawberry builds each per request (it deprecates
         # shared instances, and the cost reported is per request).
         # Tokens first: it runs on the raw text, so a huge document is refused before parsing.
         partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
-        partial(QueryDepthLimiter, max_depth=limits.max_depth),
-        partial(MaxAliasesLimiter, max_alias_count=limits.max_aliases),
+        # Parsed and validated documents are kept (LRUs shared across requests, keyed by the query
+        # text and the rules): clients send the same few operations with different variables.
+        # A document that fails parsing is not cached; one that fails validation is cached with its
+        # errors, so a refused document stays refused.
+        partial(CachedParse, maxsize=PARSED_DOCUMENTS),
+        partial(AddValidationRules, rules),
+        # Strawberry's ValidationCache validates with graphql-core's "Did you mean" suggestions and
+        # overwrites any earlier result, so where suggestions are hidden (production) validation
+        # runs uncached through HideSuggestions instead.
+        partial(ValidationCache, maxsize=PARSED_DOCUMENTS) if limits.suggestions else HideSuggestions,
         partial(QueryCost, max_cost=limits.max_cost),
     ]
     if not limits.introspection:
         extensions.append(DisableIntrospection)
-    if not limits.suggestions:
-        extensions.append(HideSuggestions)
     return RagqlSchema(
         query=Query,
         mutation=Mutation,

@@ -118,6 +118,8 @@ def provider_values(fake: FakeProviders) -> dict[str, Any]:
         "rerank_max_candidates": 8,
         "rerank_window": 5,
         "rerank_step": 3,
+        # These apps test what providers do on each call; a reused answer would not call them.
+        "answer_cache_ttl_s": 0,
     }
 
 

@@ -154,3 +154,11 @@ def test_an_unreachable_database_names_the_fix(tmp_root: Path) -> None:
     assert "cannot use RAGQL_DATABASE_URL: ConnectionRefusedError" in result.output
     assert "unset it to use the embedded PostgreSQL" in result.output
     assert "secret-pw" not in result.output
+
+
+def test_serve_refuses_several_workers_on_the_embedded_database(tmp_root: Path) -> None:
+    # Several workers would each start the embedded PostgreSQL: refused before anything starts.
+    settings = Settings(workers=2, data_dir=tmp_root)
+    result = runner.invoke(app, ["serve"], obj=CliState(settings=settings))
+    assert result.exit_code == 2
+    assert "RAGQL_WORKERS > 1 needs RAGQL_DATABASE_URL" in result.output

@@ -1,41 +1,34 @@
-"""The pure parts of `make eval-recs`: ranking metrics and the seeded user simulation. No database."""
+"""The pure parts of `make eval-recs`: ranking metrics, the seeded simulation and the offline
+baselines' scoring. No database."""
 
 from __future__ import annotations
 
-import json
-import random
-from collections import Counter
-from pathlib import Path
-
+import numpy as np
 import pytest
 
-from bench.eval_recs import (
-    Film,
+from bench.eval_recs import feedback_input
+from bench.recs_baselines import evaluate, user_items
+from bench.recs_sim import (
+    LIKED_RATING,
+    Catalogue,
     SimUser,
-    feedback_input,
-    genre_weights,
-    group_by_genre,
     hit_at,
-    interleave,
+    make_catalogue,
     ndcg_at,
     rank_of,
-    sample_taste,
     simulate_users,
+    timeline,
 )
-
-DEMO = Path(__file__).resolve().parents[1] / "domain" / "demo" / "films.jsonl"
-LIKED_KINDS = {"LIKE", "WATCHED", "RATING"}
-
-
-def demo_films() -> list[Film]:
-    """The real demo catalogue, with the external id standing in for the database id."""
-    rows = [json.loads(line) for line in DEMO.read_text().splitlines() if line.strip()]
-    return [Film(r["externalId"], r["externalId"], r["title"], r["metadata"]["genre"]) for r in rows]
 
 
 @pytest.fixture(scope="module")
-def sim() -> list[SimUser]:
-    return simulate_users(demo_films(), users=200, seed=7)[0]
+def catalogue() -> Catalogue:
+    return make_catalogue(1500, seed=0)
+
+
+@pytest.fixture(scope="module")
+def sim(catalogue: Catalogue) -> list[SimUser]:
+    return simulate_users(catalogue, users=300, seed=7)
 
 
 @pytest.mark.parametrize(
@@ -61,88 +54,88 @@ def test_rank_of(target: str, ranked: list[str], expected: int | None) -> None:
     assert rank_of(target, ranked) == expected
 
 
-def test_genre_weights_follow_the_skew_whatever_the_input_order() -> None:
-    genres = ["a", "b", "c", "d"]
-    forward = genre_weights(genres, random.Random(3))
-    backward = genre_weights(list(reversed(genres)), random.Random(3))
-    assert forward == backward
-    assert sorted(forward.values(), reverse=True) == pytest.approx([1 / (r + 1) ** 0.8 for r in range(4)])
+def test_simulation_is_deterministic_for_a_seed(catalogue: Catalogue) -> None:
+    a, b = make_catalogue(300, seed=0), make_catalogue(300, seed=0)
+    assert a.items == b.items and np.array_equal(a.factors, b.factors) and np.array_equal(a.popularity, b.popularity)
+    first = simulate_users(catalogue, users=30, seed=5)
+    assert first == simulate_users(catalogue, users=30, seed=5)
+    assert first != simulate_users(catalogue, users=30, seed=6)
 
 
-def test_taste_is_distinct_and_skewed_towards_heavy_genres() -> None:
-    rng = random.Random(11)
-    weights = {"heavy": 1.0, "mid": 0.3, "light": 0.05}
-    draws = [sample_taste(weights, rng) for _ in range(2000)]
-    assert all(len(t) == 2 and len(set(t)) == 2 for t in draws)
-    counts = Counter(g for t in draws for g in t)
-    assert counts["heavy"] > counts["mid"] > counts["light"]
+def test_item_popularity_is_long_tailed(catalogue: Catalogue, sim: list[SimUser]) -> None:
+    counts = np.bincount([e.item for u in sim for e in u.history], minlength=len(catalogue.items))
+    ordered = np.sort(counts)[::-1]
+    top_share = ordered[: len(ordered) // 100].sum() / ordered.sum()
+    bottom_share = ordered[len(ordered) // 2 :].sum() / ordered.sum()
+    assert top_share > 0.1  # the top 1% of items take ten times their share of the events
+    assert bottom_share < 0.2  # and the less popular half of the catalogue a small part
 
 
-def test_simulation_is_deterministic_for_a_seed() -> None:
-    films = demo_films()
-    first, _ = simulate_users(films, users=20, seed=5)
-    again, _ = simulate_users(list(reversed(films)), users=20, seed=5)
-    other, _ = simulate_users(films, users=20, seed=6)
-    assert first == again
-    assert first != other
-
-
-def test_each_user_holds_out_exactly_one_liked_film_it_gives_no_feedback_on(sim: list[SimUser]) -> None:
+def test_the_held_out_item_is_each_users_last_like_and_never_sent(sim: list[SimUser]) -> None:
     for user in sim:
-        targets = {e.document_id for e in user.events}
-        assert user.held_out in user.liked
-        assert user.held_out not in targets
-        # every other liked film gets exactly one liking event
-        liked_events = [e.document_id for e in user.events if e.kind in LIKED_KINDS]
-        assert sorted(liked_events) == sorted(user.liked - {user.held_out})
+        sent = [e.item for e in user.history]
+        assert user.held_out not in sent
+        assert len(set(sent)) == len(sent)  # one interaction per item
+        assert any(e.liked for e in user.history)  # something to learn from
+        assert [e.at for e in user.history] == sorted(e.at for e in user.history)
 
 
-def test_views_and_dislike_fall_outside_the_liked_set(sim: list[SimUser]) -> None:
-    for user in sim:
-        views = [e.document_id for e in user.events if e.kind == "VIEW"]
-        dislikes = [e.document_id for e in user.events if e.kind == "DISLIKE"]
-        assert len(views) == len(set(views)) == 3
-        assert len(dislikes) == 1
-        assert not set(views) & user.liked
-        assert dislikes[0] not in user.liked
-        assert dislikes[0] not in views
+def test_ratings_are_noisy_half_stars_and_views_have_none(sim: list[SimUser]) -> None:
+    ratings = [e.rating for u in sim for e in u.history if e.rating is not None]
+    assert set(ratings) <= {x / 2 for x in range(1, 11)}
+    assert len(set(ratings)) >= 8  # the whole scale is used, not just likes
+    share_liked = np.mean([r >= LIKED_RATING for r in ratings])
+    assert 0.2 < share_liked < 0.8
+    views = [e for u in sim for e in u.history if e.rating is None]
+    assert views and not any(e.liked for e in views)
 
 
-def test_liked_set_is_the_taste_plus_one_film_from_elsewhere(sim: list[SimUser]) -> None:
-    genre_of = {f.id: f.genre for f in demo_films()}
-    for user in sim:
-        outside = [doc for doc in user.liked if genre_of[doc] not in user.taste]
-        assert len(user.taste) == 2
-        assert len(outside) == 1
+def test_users_differ_in_activity_and_taste(catalogue: Catalogue, sim: list[SimUser]) -> None:
+    lengths = [len(u.history) for u in sim]
+    assert max(lengths) > 4 * np.median(lengths)  # long-tailed activity
+    # Two users' histories overlap less than two halves of one user's history do: tastes differ.
+    halves = []
+    for user in sim[:100]:
+        items = [e.item for e in user.history]
+        first, second = catalogue.factors[items[: len(items) // 2]], catalogue.factors[items[len(items) // 2 :]]
+        halves.append(float(first.mean(0) @ second.mean(0)))
+    strangers = [
+        float(
+            catalogue.factors[[e.item for e in a.history]].mean(0)
+            @ catalogue.factors[[e.item for e in b.history]].mean(0)
+        )
+        for a, b in zip(sim[:100], sim[100:200], strict=True)
+    ]
+    assert np.mean(halves) > 1.5 * np.mean(strangers)
 
 
-def test_ratings_are_four_or_five_and_only_on_rating_events(sim: list[SimUser]) -> None:
-    events = [e for user in sim for e in user.events]
-    assert {e.rating for e in events if e.kind == "RATING"} <= {4.0, 5.0}
-    assert all(e.rating is None for e in events if e.kind != "RATING")
-    kinds = Counter(e.kind for e in events if e.kind in LIKED_KINDS)
-    # 50/30/20 split, loosely: thousands of events
-    assert kinds["LIKE"] > kinds["WATCHED"] > kinds["RATING"] > 0
-
-
-def test_interleaving_keeps_every_event_and_idempotency_keys_are_unique(sim: list[SimUser]) -> None:
-    flat = interleave(sim, random.Random(1))
-    assert len(flat) == sum(len(u.events) for u in sim)
-    assert [u.user_id for u, _, _ in flat[:50]] != sorted(u.user_id for u, _, _ in flat[:50])
-    keys = [feedback_input(u, n, e)["idempotencyKey"] for u, n, e in flat]
+def test_the_timeline_interleaves_users_in_time_order(sim: list[SimUser]) -> None:
+    flat = timeline(sim)
+    assert len(flat) == sum(len(u.history) for u in sim)
+    assert [e.at for _, _, e in flat] == sorted(e.at for _, _, e in flat)
+    assert len({u.user_id for u, _, _ in flat[:200]}) > 10  # users interleaved, not one after another
+    keys = [feedback_input(u, n, e, [f"doc-{i}" for i in range(1500)])["idempotencyKey"] for u, n, e in flat]
     assert len(keys) == len(set(keys))
 
 
-def test_feedback_input_sends_rating_only_with_rating(sim: list[SimUser]) -> None:
-    user = sim[0]
-    for n, event in enumerate(user.events):
-        payload = feedback_input(user, n, event)
-        assert payload["userId"] == user.user_id
-        assert ("rating" in payload) == (event.kind == "RATING")
+def test_feedback_input_sends_a_rating_or_a_view(sim: list[SimUser]) -> None:
+    ids = [f"doc-{i}" for i in range(1500)]
+    for n, event in enumerate(sim[0].history):
+        payload = feedback_input(sim[0], n, event, ids)
+        assert payload["documentId"] == ids[event.item]
+        assert payload["kind"] == ("RATING" if event.rating is not None else "VIEW")
+        assert payload.get("rating") == event.rating
 
 
-def test_genre_groups_cover_the_catalogue() -> None:
-    films = demo_films()
-    groups = group_by_genre(films)
-    assert sum(len(g) for g in groups.values()) == len(films)
-    assert all(g == sorted(g, key=lambda f: f.external_id) for g in groups.values())
+def test_offline_scoring_never_counts_seen_items(catalogue: Catalogue, sim: list[SimUser]) -> None:
+    users = sim[:20]
+    seen = user_items(users, len(catalogue.items), 1.0)
+    # A ranker that puts every user's held-out item first hits everyone ...
+    perfect = np.zeros((len(users), len(catalogue.items)))
+    perfect[np.arange(len(users)), [u.held_out for u in users]] = 1.0
+    assert evaluate(users, perfect, seen).hit == 1.0
+    # ... and one that only ranks what they already saw scores nothing: seen items are excluded.
+    cheating = np.asarray(seen.todense(), dtype=np.float64) * 10 + perfect
+    cheating[np.arange(len(users)), [u.held_out for u in users]] = 0.0
+    outcome = evaluate(users, cheating, seen)
+    assert outcome.hit < 0.5 and 0 < outcome.coverage <= 1

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from pathlib import Path
 
 import httpx
 from sqlalchemy import text
 
 from domain.persistence.database import Database
+from domain.providers.embedding import LocalEmbedder
 from schema.common import from_global_id, to_global_id
-from tests.conftest import error_codes, graphql, graphql_ok
+from tests.conftest import error_codes, graphql, graphql_ok, tenant_client
 
 ANSWER = """
 query($q: String!, $o: AnswerOptions) {
@@ -161,3 +163,33 @@ async def test_answer_stream_over_multipart_http_for_clients_without_websockets(
     events = [p["payload"]["data"]["answerStream"] for p in payloads]
     assert events[0]["__typename"] == "AnswerSources" and events[-1]["__typename"] == "AnswerDone"
     assert "".join(e["text"] for e in events if e["__typename"] == "AnswerDelta") == events[-1]["text"]
+
+
+async def test_a_repeated_question_reuses_the_answer_until_the_tenant_writes(
+    pg_url: str, tmp_root: Path, embedder: LocalEmbedder
+) -> None:
+    """The answer cache: the same question and options at the same index version get the stored
+    answer's text and sources again (read back through the answers table); after an ingest a new
+    answer is generated.
+    The answer is a Node: node(id:) reads it back."""
+    async with tenant_client(pg_url, tmp_root, embedder) as (client, _tenant):
+        ask = "query($q: String!) { answer(question: $q) { id text notes sources { document { title } } } }"
+        question = {"q": "Which film is about a heist that goes wrong?"}
+        first = (await graphql_ok(client, ask, question))["answer"]
+        again = (await graphql_ok(client, ask, question))["answer"]
+        # The same answer, stored again as the second asker's own (own id, own session).
+        assert again["id"] != first["id"] and again["text"] == first["text"]
+        assert again["sources"] == first["sources"]
+        assert any("answer cache" in n for n in again["notes"]) and not any("answer cache" in n for n in first["notes"])
+        node = await graphql_ok(
+            client, "query($id: ID!) { node(id: $id) { ... on Answer { id text } } }", {"id": first["id"]}
+        )
+        assert node["node"] == {"id": first["id"], "text": first["text"]}
+        await graphql_ok(
+            client,
+            "mutation($d: [DocumentInput!]!) { ingestDocuments(input: {documents: $d}) { documents { id } } }",
+            {"d": [{"title": "Vault Job", "text": "A heist that goes wrong in a bank vault."}]},
+        )
+        after = (await graphql_ok(client, ask, question))["answer"]
+        assert not any("answer cache" in n for n in after["notes"])
+        assert "Vault Job" in [h["document"]["title"] for h in after["sources"]]

@@ -88,7 +88,8 @@ async def test_an_outage_is_a_retryable_503_and_readyz_says_so(
     async with production_client(relay.url, tmp_root, embedder, signer) as client:
         before = await gql(client, DOCS, headers=headers)
         assert before.status_code == 200 and before.json()["data"]["documents"]["totalCount"] == 0
-        assert (await client.get("/readyz")).json() == {"status": "ready", "checks": {"database": "ok"}}
+        ready_before = (await client.get("/readyz")).json()
+        assert ready_before["status"] == "ready" and ready_before["checks"]["database"] == "ok"
 
         await relay.cut()
         for _ in range(2):  # the first meets dropped connections, the next a refused connect
@@ -99,7 +100,7 @@ async def test_an_outage_is_a_retryable_503_and_readyz_says_so(
         ready = await client.get("/readyz")
         assert ready.status_code == 503
         assert ready.json()["status"] == "unavailable"
-        assert ready.json()["checks"]["database"].startswith("unavailable")
+        assert ready.json()["checks"]["database"].startswith("failed")
 
         await relay.start()  # the same port again
         for _ in range(20):

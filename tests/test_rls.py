@@ -14,19 +14,29 @@ from domain.feedback import service as feedback
 from domain.feedback.profiles import LearningConfig
 from domain.persistence.database import APP_ROLE, Database
 from domain.providers.embedding import LocalEmbedder
+from domain.recommendations.training import train_tenant
 from domain.tenancy import ensure_tenant
 from tests.conftest import ingest_docs
 
 TENANCY = importlib.import_module("domain.persistence.migrations.versions.0004_tenancy")
-TABLES = sorted(TENANCY.TENANT_TABLES)
+ITEM_FACTORS = importlib.import_module("domain.persistence.migrations.versions.0007_item_factors")
+TABLES = sorted([*TENANCY.TENANT_TABLES, *ITEM_FACTORS.TENANT_TABLES])
+# Tables the fixture gives rows in both tenants, so "sees only A" cannot pass vacuously.
+FILLED = {"tenants", "documents", "chunks", "document_vectors", "feedback", "user_profiles", "co_engagement"}
+FILLED |= set(ITEM_FACTORS.TENANT_TABLES)
 
 
 async def _some_rows(db: Database, embedder: LocalEmbedder, tenant: str) -> None:
-    """A document (documents, chunks, document_vectors) and a like (feedback, user_profiles)."""
+    """Two documents (documents, chunks, document_vectors), liked by one user (feedback,
+    user_profiles, co_engagement, item_popularity), and a trained model (recs_models,
+    item_factors, item_neighbours)."""
     await ensure_tenant(db, tenant)
-    outcome = await ingest_docs(db, embedder, tenant, [DocumentInput(title=f"Doc of {tenant}", text="Some text.")])
-    request = feedback.FeedbackRequest(user_id="u1", kind="LIKE", document_id=outcome.documents[0].document.id)
-    await feedback.submit(db, tenant, request, LearningConfig())
+    docs = [DocumentInput(title=f"Doc {n} of {tenant}", text=f"Some text {n}.") for n in (1, 2)]
+    outcome = await ingest_docs(db, embedder, tenant, docs)
+    for item in outcome.documents:
+        request = feedback.FeedbackRequest(user_id="u1", kind="LIKE", document_id=item.document.id)
+        await feedback.submit(db, tenant, request, LearningConfig())
+    assert (await train_tenant(db, tenant)).version == 1
 
 
 @pytest.fixture
@@ -76,13 +86,13 @@ async def test_an_unfiltered_select_sees_only_the_current_tenant(
     async with db.session(a) as session:
         seen = set((await session.execute(text(unfiltered))).scalars())
     assert seen <= {a}
-    if table in ("tenants", "documents", "chunks", "document_vectors", "feedback", "user_profiles"):
+    if table in FILLED:
         assert seen == {a}  # the fixture gave A rows here, so the check can't pass vacuously
     async with db.session(f"nobody-{uuid.uuid4().hex[:6]}") as session:  # a tenant with no rows sees none
         assert list((await session.execute(text(unfiltered))).scalars()) == []
     async with db.engine.connect() as conn:  # the owner, for contrast, sees both
         everyone = set((await conn.execute(text(unfiltered))).scalars())
-    if table in ("tenants", "documents", "feedback"):
+    if table in FILLED:
         assert {a, b} <= everyone
 
 
@@ -103,3 +113,28 @@ async def test_writing_another_tenants_rows_is_refused(db: Database, two_tenants
         count_a = (await conn.execute(text("SELECT count(*) FROM documents WHERE tenant_id = :t"), {"t": a})).scalar()
     assert changed.rowcount == count_a  # type: ignore[attr-defined]
     assert deleted.rowcount == 0  # type: ignore[attr-defined]
+
+
+async def test_one_tenants_model_never_serves_another(db: Database, two_tenants: tuple[str, str]) -> None:
+    """B asks for A's model version and A's documents by id: RLS hides them, so the request-time
+    code finds no model and no factors, whatever ids it is handed."""
+    from domain.recommendations import factors
+
+    a, b = two_tenants
+    async with db.session(a) as session:
+        a_docs = list((await session.execute(text("SELECT document_id FROM item_factors"))).scalars())
+        assert (await factors.active(session, a)) is not None
+    assert len(a_docs) == 2
+    async with db.session(b) as session:
+        assert await factors.of_items(session, a, 1, a_docs) == {}
+        assert await factors.of_items(session, b, 1, a_docs) == {}
+        assert await factors.active(session, a) is None  # even with A's model cached in this process
+    with pytest.raises(DBAPIError, match="row-level security"):
+        async with db.session(b) as session:
+            await session.execute(
+                text(
+                    "INSERT INTO recs_models (tenant_id, version, status, algorithm, settings) "
+                    "VALUES (:t, 99, 'ready', 'x', '{}')"
+                ),
+                {"t": a},
+            )

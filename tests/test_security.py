@@ -379,6 +379,20 @@ async def test_query_bombs_are_rejected_before_execution(world: World, db: Datab
     assert await _search_count(db, world.a) == before  # nothing ran
 
 
+async def test_cached_documents_are_checked_again_on_every_request(world: World) -> None:
+    """Parsed and validated documents are cached (schema/root.py): a refused document stays refused
+    when sent again, and the per-request checks on variables still run for a cached document."""
+    headers = world.headers(world.a, "reader")
+    for bomb in ("depth", "aliases"):
+        for _ in range(2):
+            body = (await gql(world.client, BOMBS[bomb], headers=headers)).json()
+            assert body.get("data") is None and set(codes(body)) == {"GRAPHQL_VALIDATION_FAILED"}, body
+    ok = (await gql(world.client, SEARCH, {"q": "lagoon"}, headers)).json()
+    assert "errors" not in ok, ok
+    nul = (await gql(world.client, SEARCH, {"q": "lagoon\x00"}, headers)).json()
+    assert nul.get("data") is None and nul["errors"], nul
+
+
 async def test_a_batch_of_a_thousand_operations_is_refused(world: World) -> None:
     batch = [{"query": ME} for _ in range(1000)]
     response = await world.client.post("/graphql", json=batch, headers=world.headers(world.a, "reader"))

@@ -134,3 +134,91 @@ def test_serve_stops_the_embedded_postgres_on(sig: signal.Signals) -> None:
             if not _wait_gone(leftover, 10.0):
                 os.kill(leftover, signal.SIGKILL)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_in_flight_requests_and_closes_websockets_with_1001() -> None:
+    """A real `ragql serve`: SIGTERM while an ingest is running and a websocket is open. The ingest
+    still answers 200 with every document stored, the websocket gets close code 1001, and the
+    process exits within its grace period (RAGQL_SHUTDOWN_GRACE_S)."""
+    import asyncio
+    import json
+    import threading
+
+    import websockets
+    from websockets.typing import Subprotocol
+
+    root = Path(tempfile.mkdtemp(prefix="ragql-drain-"))
+    runtime = root / "run"
+    runtime.mkdir(mode=0o700)
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAGQL_")}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        XDG_RUNTIME_DIR=str(runtime),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        RAGQL_ENV="development",
+        RAGQL_HOST="127.0.0.1",
+        RAGQL_PORT=str(port),
+        RAGQL_DATA_DIR=str(root / "data"),
+        RAGQL_LOAD_DEMO="false",
+        RAGQL_SHUTDOWN_GRACE_S="20",
+    )
+    log = root / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "serve"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    docs = [
+        {"title": f"Drain {i}", "text": " ".join(f"word{i}x{j} harbour lagoon film" for j in range(120))}
+        for i in range(12)
+    ]
+    ingest = "mutation($d: [DocumentInput!]!) { ingestDocuments(input: {documents: $d}) { documents { title } } }"
+    outcome: dict[str, object] = {}
+
+    def run_ingest() -> None:
+        reply = httpx.post(
+            f"http://127.0.0.1:{port}/graphql", json={"query": ingest, "variables": {"d": docs}}, timeout=60
+        )
+        outcome["status"] = reply.status_code
+        outcome["stored"] = len(reply.json()["data"]["ingestDocuments"]["documents"])
+
+    async def socket_close_code() -> int | None:
+        async with websockets.connect(
+            f"ws://127.0.0.1:{port}/graphql", subprotocols=[Subprotocol("graphql-transport-ws")]
+        ) as ws:
+            await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            worker = threading.Thread(target=run_ingest)
+            worker.start()
+            await asyncio.sleep(0.5)  # the ingest is embedding now
+            proc.send_signal(signal.SIGTERM)
+            outcome["signalled"] = time.monotonic()
+            try:
+                await asyncio.wait_for(ws.recv(), 30)
+            except websockets.ConnectionClosed as exc:
+                worker.join(timeout=60)
+                return exc.rcvd.code if exc.rcvd else None
+        return None
+
+    try:
+        _wait_healthy(proc, port, log)
+        code = asyncio.run(socket_close_code())
+        signalled = float(outcome.pop("signalled"))  # type: ignore[arg-type]
+        assert code == 1001, f"websocket close code {code}:\n{_tail(log)}"
+        assert outcome == {"status": 200, "stored": len(docs)}, f"{outcome}:\n{_tail(log)}"
+        proc.wait(timeout=GRACE_S)
+        # RAGQL_SHUTDOWN_GRACE_S=20, plus stopping the embedded PostgreSQL.
+        assert time.monotonic() - signalled < GRACE_S
+        assert proc.returncode == 0, _tail(log)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        pgdata = root / "data" / "pgdata"
+        leftover = _postmaster_pid(pgdata)
+        if leftover is not None and _alive(leftover):
+            os.kill(leftover, signal.SIGINT)
+            _wait_gone(leftover, 10.0)
+        shutil.rmtree(root, ignore_errors=True)

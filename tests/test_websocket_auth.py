@@ -18,12 +18,14 @@ from websockets.typing import Origin, Subprotocol
 
 from api.app import create_app
 from domain.providers.embedding import LocalEmbedder
+from tests.log_secrets import remember
 from tests.security_harness import Signer, production_settings
 from tests.servers import serve_in_thread
 
 TRANSPORT_WS = Subprotocol("graphql-transport-ws")
 LEGACY_WS = Subprotocol("graphql-ws")
 ALLOWED = "http://app.example.test"
+CREATE_KEY = 'mutation { createApiKey(input: {name: "ws", roles: [READER]}) { apiKey { id } secret } }'
 ME = {"query": 'subscription { answerStream(question: "What is a lagoon?") { __typename } }'}
 
 
@@ -134,3 +136,35 @@ async def test_a_token_that_expires_ends_the_connection_with_4401(server: str, s
                     await ws.recv()
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 4401 and "expired" in closed.value.rcvd.reason.lower()
+
+
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS], ids=["graphql-transport-ws", "graphql-ws"])
+async def test_revoking_a_key_closes_its_open_websockets_with_4401(
+    server: str, signer: Signer, protocol: Subprotocol
+) -> None:
+    """Issue 13, failure 2: before, an open socket kept running operations after revokeApiKey."""
+    tenant = _tenant()
+    admin = {"Authorization": f"Bearer {signer.hs256(tenant, ['reader', 'editor', 'admin'])}"}
+    async with httpx.AsyncClient(base_url=f"http://{server}") as client:
+        created = (
+            await client.post(
+                "/graphql",
+                json={
+                    "query": 'mutation { createApiKey(input: {name: "ws", roles: [READER]}) { apiKey { id } secret } }'
+                },
+                headers=admin,
+            )
+        ).json()["data"]["createApiKey"]
+        key = remember(created["secret"])
+        async with websockets.connect(f"ws://{server}/graphql", subprotocols=[protocol]) as ws:
+            assert (await _init(ws, {"apiKey": key}))["type"] == "connection_ack"
+            revoke = "mutation($id: ID!) { revokeApiKey(input: {id: $id}) { apiKey { revokedAt } } }"
+            reply = await client.post(
+                "/graphql", json={"query": revoke, "variables": {"id": created["apiKey"]["id"]}}, headers=admin
+            )
+            assert reply.json()["data"]["revokeApiKey"]["apiKey"]["revokedAt"]
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                while True:  # legacy graphql-ws may send keep-alives first
+                    await asyncio.wait_for(ws.recv(), 5)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4401 and "revoked" in closed.value.rcvd.reason.lower()

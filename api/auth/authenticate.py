@@ -10,13 +10,17 @@ silently downgrading a bad token to the anonymous developer would hide the bug.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from api.auth.tokens import JwtVerifier
+from domain import telemetry
 from domain.auth import apikeys
 from domain.auth.apikeys import ROLES as ROLE_ORDER
+from domain.auth.apikeys import KeyMatch
 from domain.auth.principal import Principal
 from domain.errors import Unauthenticated
 from domain.persistence.database import Database
@@ -54,12 +58,58 @@ def credential_from_params(params: Mapping[str, Any] | None) -> str | None:
     return None
 
 
+class KeyCache:
+    """API-key lookups kept for `ttl_s`, by the key's hash (never the secret). Used only while
+    `trusted()` says this replica hears every revocation (api/revocation.py); a revocation drops
+    the key here at once."""
+
+    def __init__(self, *, ttl_s: float, trusted: Callable[[], bool], max_entries: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.trusted = trusted
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, tuple[float, KeyMatch]] = OrderedDict()
+
+    def get(self, digest: str) -> KeyMatch | None:
+        if self.ttl_s <= 0 or not self.trusted():
+            return None
+        entry = self._entries.get(digest)
+        if entry is None or entry[0] < time.monotonic():
+            self._entries.pop(digest, None)
+            telemetry.cache_lookup("apikey", False)
+            return None
+        telemetry.cache_lookup("apikey", True)
+        return entry[1]
+
+    def put(self, digest: str, match: KeyMatch) -> None:
+        if self.ttl_s <= 0 or not self.trusted():
+            return
+        self._entries[digest] = (time.monotonic() + self.ttl_s, match)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def drop(self, key_id: str) -> None:
+        for digest in [d for d, (_, m) in self._entries.items() if str(m.id) == key_id]:
+            del self._entries[digest]
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
 class Authenticator:
-    def __init__(self, *, db: Database, verifier: JwtVerifier, development: bool, dev_tenant: str) -> None:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        verifier: JwtVerifier,
+        development: bool,
+        dev_tenant: str,
+        key_cache: KeyCache | None = None,
+    ) -> None:
         self.db = db
         self.verifier = verifier
         self.development = development
         self.dev_tenant = dev_tenant
+        self.key_cache = key_cache or KeyCache(ttl_s=0, trusted=lambda: False)
         self._known_tenants: set[str] = {dev_tenant}
 
     async def authenticate(self, credential: str | None) -> Principal:
@@ -76,8 +126,13 @@ class Authenticator:
             return await self._api_key(credential)
         return await self._jwt(credential)
 
-    async def _api_key(self, secret: str) -> Principal:
-        match = await apikeys.find(self.db, secret)
+    async def _api_key(self, secret: str, *, fresh: bool = False) -> Principal:
+        digest = apikeys.hash_secret(secret)
+        match = None if fresh else self.key_cache.get(digest)
+        if match is None:
+            match = await apikeys.find(self.db, secret)
+            if match is not None:
+                self.key_cache.put(digest, match)
         if match is None:
             raise Unauthenticated("unknown API key")
         if match.revoked_at is not None:
@@ -93,6 +148,12 @@ class Authenticator:
             api_key_id=str(match.id),
             expires_at=match.expires_at.timestamp() if match.expires_at else None,
         )
+
+    async def recheck(self, credential: str) -> Principal:
+        """Authenticate again from the source (PostgreSQL for keys): for long-lived websockets."""
+        if credential.startswith(API_KEY_MARK):
+            return await self._api_key(credential, fresh=True)
+        return await self._jwt(credential)
 
     async def _jwt(self, token: str) -> Principal:
         verified = await self.verifier.verify(token)

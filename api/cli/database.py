@@ -1,4 +1,5 @@
-"""`ragql migrate`, `ragql reindex` and `ragql rebuild-profiles`: maintenance on the configured database."""
+"""`ragql migrate`, `ragql reindex`, `ragql rebuild-profiles` and `ragql train-recs`: maintenance on the
+configured database."""
 
 from __future__ import annotations
 
@@ -110,7 +111,47 @@ def rebuild_profiles(
     run(go())
 
 
+def train_recs(
+    ctx: typer.Context,
+    tenant: Annotated[str | None, typer.Option(help="only this tenant (default: every tenant)")] = None,
+) -> None:
+    """Train the recommendation model (ALS) from the feedback events, as a new version."""
+    from api.bootstrap import database_url
+    from domain.feedback.rebuild import tenant_ids
+    from domain.persistence.database import Database
+    from domain.recommendations.training import train_tenant
+
+    s = settings(ctx)
+
+    async def go() -> None:
+        db = Database(database_url(s)[0])
+        try:
+            await db.enable_vector_codec()
+            for t in [tenant] if tenant else await tenant_ids(db):
+                with Progress(TextColumn("train {task.description}"), BarColumn(), console=err()) as progress:
+                    task = progress.add_task(t, total=3)
+
+                    def step(message: str, task: TaskID = task, progress: Progress = progress, name: str = t) -> None:
+                        progress.update(task, advance=1, description=f"{name}: {message}")
+
+                    report = await train_tenant(db, t, progress=step)
+                if report.version is None:
+                    out().print(f"tenant {t}: no feedback yet, nothing to train (content and popularity serve)")
+                    continue
+                out().print(
+                    f"tenant {t}: model version {report.version} from {report.events} events "
+                    f"({report.users} users, {report.items} items, {report.neighbour_pairs} neighbour pairs); "
+                    f"fit {report.fit_ms / 1000:.1f}s, total {report.took_ms / 1000:.1f}s",
+                    markup=False,
+                )
+        finally:
+            await db.dispose()
+
+    run(go())
+
+
 def register(app: typer.Typer) -> None:
     app.command()(migrate)
     app.command()(reindex)
     app.command()(rebuild_profiles)
+    app.command()(train_recs)

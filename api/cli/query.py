@@ -10,7 +10,7 @@ import json
 import re
 import sys
 from contextlib import aclosing
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.table import Table
@@ -18,6 +18,9 @@ from rich.text import Text
 
 from api.cli.core import err, fail, out, run, settings, state
 from domain.retrieval.filters import Condition, MetadataFilter
+
+if TYPE_CHECKING:
+    from domain.answers.service import Done
 
 Mode = Literal["HYBRID", "DENSE", "KEYWORD"]
 Rerank = Literal["NONE", "COHERE", "LLM"]
@@ -173,7 +176,7 @@ def ask(
         raise typer.Exit(code)
 
 
-def _print_done(done: Any) -> None:
+def _print_done(done: Done) -> None:
     table = Table(title="sources cited", title_justify="left")
     table.add_column(Text("[n]"), justify="right")
     table.add_column("title")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from api.cli.core import settings
+from domain.errors import StartupError
 
 
 def serve(ctx: typer.Context) -> None:
@@ -12,11 +15,32 @@ def serve(ctx: typer.Context) -> None:
     import uvicorn
 
     from api.app import create_app
+    from api.logs import configure
     from api.serving import uvicorn_options
+    from api.shutdown import GracefulServer
+    from api.tracing import configure_tracing
 
     s = settings(ctx)
-    # Limits and proxy trust for a public server: api/serving.py.
-    uvicorn.run(create_app(s), **uvicorn_options(s))
+    configure(s.log_level, s.log_format)
+    configure_tracing()
+    # Limits and proxy trust for a public server: api/serving.py. log_config=None: api/logs.py
+    # formats every line, uvicorn's too. SIGTERM: stop accepting, finish in-flight requests, then
+    # give up after the grace period.
+    common: dict[str, Any] = {
+        **uvicorn_options(s),
+        "log_config": None,
+        "timeout_graceful_shutdown": max(1, int(s.shutdown_grace_s)),
+    }
+    if s.workers == 1:
+        GracefulServer(uvicorn.Config(create_app(s), **common)).run()
+        return
+    if s.database_url is None:
+        raise StartupError(
+            "RAGQL_WORKERS > 1 needs RAGQL_DATABASE_URL: the embedded PostgreSQL belongs to one process; "
+            "run one worker, or point RAGQL_DATABASE_URL at a PostgreSQL server"
+        )
+    # Each worker process builds its own app from the same RAGQL_* environment.
+    uvicorn.run("api.app:create_app", factory=True, workers=s.workers, **common)
 
 
 def schema() -> None:

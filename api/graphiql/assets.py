@@ -9,14 +9,14 @@ integrity attributes, so the browser checks every byte it runs as well.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import strawberry
+
+from api.vendoring import sri
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # Where the app mounts STATIC_DIR. Outside /graphql on purpose: api/guard.py admits and
@@ -67,10 +67,6 @@ def manifest(template: str | None = None) -> list[Asset]:
 @cache
 def template_html() -> str:
     return TEMPLATE.read_text(encoding="utf-8")
-
-
-def sri(data: bytes) -> str:
-    return "sha384-" + base64.b64encode(hashlib.sha384(data).digest()).decode("ascii")
 
 
 def problems() -> list[str]:

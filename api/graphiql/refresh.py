@@ -12,42 +12,11 @@ that needs the network for GraphiQL.
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
-import io
-import json
 import shutil
 import sys
-import tarfile
-import urllib.parse
-import urllib.request
 
 from api.graphiql.assets import STATIC_DIR, Asset, manifest, problems, sri
-
-REGISTRY = "https://registry.npmjs.org"
-
-
-def _get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=60) as response:
-        data: bytes = response.read()
-        return data
-
-
-def _tarball(package: str, version: str) -> tarfile.TarFile:
-    meta = json.loads(_get(f"{REGISTRY}/{urllib.parse.quote(package, safe='@')}/{version}"))
-    data = _get(meta["dist"]["tarball"])
-    algorithm, _, expected = meta["dist"]["integrity"].partition("-")
-    if algorithm != "sha512" or base64.b64encode(hashlib.sha512(data).digest()).decode() != expected:
-        raise SystemExit(f"{package}@{version}: tarball does not match the registry's integrity {algorithm}")
-    return tarfile.open(fileobj=io.BytesIO(data), mode="r:gz")
-
-
-def _member(archive: tarfile.TarFile, path: str) -> bytes | None:
-    try:
-        handle = archive.extractfile(f"package/{path}")
-    except KeyError:
-        return None
-    return handle.read() if handle else None
+from api.vendoring import member, tarball
 
 
 def refresh() -> None:
@@ -56,15 +25,15 @@ def refresh() -> None:
     for asset in manifest():
         by_package.setdefault((asset.package, asset.version), []).append(asset)
     for (package, version), assets in by_package.items():
-        with _tarball(package, version) as archive:
+        with tarball(package, version) as archive:
             for asset in assets:
-                data = _member(archive, asset.path)
+                data = member(archive, asset.path)
                 if data is None:
                     raise SystemExit(f"{asset.relative}: not in the npm package")
                 if sri(data) != asset.integrity:
                     raise SystemExit(f"{asset.relative}: hashes to {sri(data)}, the page expects {asset.integrity}")
                 staged[asset.relative] = data
-            licence = _member(archive, "LICENSE")
+            licence = member(archive, "LICENSE")
             if licence is not None:
                 staged[f"{package}@{version}/LICENSE"] = licence
         print(f"  {package}@{version}: {len(assets)} file(s) verified")

@@ -13,13 +13,16 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
-from domain.answers import store
+from domain import telemetry
+from domain.answers import store, stored
 from domain.answers.citations import CitationFilter
 from domain.answers.error_codes import AnswerErrorCode
 from domain.answers.extractive import ExtractiveGenerator
 from domain.answers.generators import Generator, LLMGenerator
 from domain.answers.prompt import Audience, Turn, condense_messages
 from domain.answers.sources import Source
+from domain.answers.stored import AnswerCache, StoredAnswer
+from domain.caching.store import CacheStore
 from domain.errors import InvalidInput
 from domain.persistence.database import Database
 from domain.persistence.tables import Answer
@@ -121,7 +124,10 @@ class Answering:
         extractive: ExtractiveGenerator,
         llm: LLMGenerator | None = None,
         limits: AnswerLimits | None = None,
+        embeddings: CacheStore | None = None,
+        answer_cache: AnswerCache | None = None,
     ) -> None:
+        self.answer_cache = answer_cache
         self.db = db
         self.embedder = embedder
         self.keyword_backend = keyword_backend
@@ -129,7 +135,49 @@ class Answering:
         self.extractive = extractive
         self.llm = llm
         self.limits = limits or AnswerLimits()
-        self.searching = Searching(db, embedder, keyword_backend, reranking)
+        self.searching = Searching(db, embedder, keyword_backend, reranking, embeddings=embeddings)
+
+    async def cache_key(self, tenant_id: str, request: AnswerRequest) -> str | None:
+        """Where a repeated question's answer is kept; None when this request is not cacheable."""
+        if self.answer_cache is None or request.session_id is not None or request.selected_text is not None:
+            return None
+        question = self.validate(request)
+        return await self.answer_cache.key(
+            tenant_id,
+            question,
+            request.sources,
+            repr(request.filter),
+            request.rerank,
+            request.audience,
+            self.generator.name,
+        )
+
+    async def repeated(self, tenant_id: str, key: str) -> StoredAnswer | None:
+        """The answer given before, stored again as this asker's own answer: a new id (their
+        feedback attaches to it) and a new session (a follow-up continues their conversation, never
+        the first asker's). Retrieval and generation are what is saved."""
+        assert self.answer_cache is not None
+        started = time.perf_counter()
+        answer_id = await self.answer_cache.get(key)
+        before = await stored.load(self.db, tenant_id, answer_id) if answer_id else None
+        if before is None:
+            return None
+        new_id = uuid.uuid4()
+        copy = Answer(
+            **{
+                **before.record.model_dump(exclude={"id", "session_id", "turn", "created_at", "took_ms"}),
+                "id": new_id,
+                "session_id": new_id,
+                "turn": 0,
+                "took_ms": (time.perf_counter() - started) * 1000,
+            }
+        )
+        await self._save(copy)
+        return stored.StoredAnswer(copy, before.sources)
+
+    async def remember(self, key: str, answer_id: uuid.UUID) -> None:
+        assert self.answer_cache is not None
+        await self.answer_cache.put(key, answer_id)
 
     @property
     def generator(self) -> Generator:
@@ -249,6 +297,7 @@ class Answering:
         audience = prepared.request.audience
         if audience and not generator.uses_audience:
             prepared.notes.append(f"the {generator.name} generator ignores audience={audience}")
+        generating = time.perf_counter()
         try:
             while True:
                 try:
@@ -301,6 +350,7 @@ class Answering:
                 notes=list(prepared.notes),
             )
         finally:
+            telemetry.observe("generate", time.perf_counter() - generating)
             record = self._record(
                 tenant_id,
                 prepared,

@@ -460,13 +460,13 @@ class Documents:
             # Nothing left to write (no documents, or every file failed to read): report what failed.
             return IngestOutcome(documents=[], errors=list(early_errors), chunks_embedded=0)
         outcome = await ingest(self.ingesting, request)
-        self.search_cache.invalidate(request.tenant_id)
+        await self.search_cache.invalidate(request.tenant_id)
         outcome.errors = [*early_errors, *outcome.errors]
         return outcome
 
     async def delete(self, tenant_id: str, document_id: uuid.UUID) -> Document:
         deleted = await delete(db=self.db, tenant_id=tenant_id, document_id=document_id)
-        self.search_cache.invalidate(tenant_id)
+        await self.search_cache.invalidate(tenant_id)
         return deleted
 
     async def get(self, tenant_id: str, document_id: uuid.UUID) -> Document | None:

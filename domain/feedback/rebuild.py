@@ -46,7 +46,7 @@ async def rebuild_tenant(
 ) -> RebuildReport:
     report = RebuildReport(tenants=1)
     async with db.session(tenant_id) as session:
-        report.pairs = await coengagement.rebuild(session, tenant_id)
+        report.pairs = await coengagement.rebuild(session, tenant_id, config.popularity_half_life_days)
     for user_id in await users_of(db, tenant_id):
         async with db.session(tenant_id) as session:
             await profiles.rebuild_user(session, tenant_id, user_id, config)

@@ -22,7 +22,7 @@ from domain.error_codes import CommonErrorCode
 from domain.errors import InvalidInput, NotFound
 from domain.feedback import coengagement, profiles
 from domain.feedback.error_codes import FeedbackErrorCode
-from domain.feedback.kinds import ANSWER_KINDS, KINDS, Kind, is_liked
+from domain.feedback.kinds import ANSWER_KINDS, KINDS, LIKED_AT, Kind, weight
 from domain.feedback.profiles import Event, LearningConfig
 from domain.persistence.database import Database
 
@@ -196,11 +196,7 @@ async def record(session: AsyncSession, tenant_id: str, req: FeedbackRequest, co
     if req.document_id is not None:
         # Events of one user are applied to the profile in the order they are inserted.
         await profiles.lock_user(session, tenant_id, req.user_id)
-        first_like = is_liked(req.kind, req.rating) and not await coengagement.already_liked(
-            session, tenant_id, req.user_id, req.document_id
-        )
-        if first_like:
-            await coengagement.add_like(session, tenant_id, req.user_id, req.document_id)
+        likers_delta = await _update_verdict(session, tenant_id, req, req.document_id)
     row = (
         await session.execute(
             text(
@@ -229,9 +225,33 @@ async def record(session: AsyncSession, tenant_id: str, req: FeedbackRequest, co
     event = _event(row)
     if req.document_id is not None:
         await _learn(session, tenant_id, event, config)
+        await coengagement.record_popularity(
+            session,
+            tenant_id,
+            req.document_id,
+            weight(req.kind, req.rating),
+            likers_delta,
+            config.popularity_half_life_days,
+        )
     elif req.kind in ANSWER_KINDS:
         await _learn_from_answer(session, tenant_id, event, config)
     return Submitted(event, duplicate=False)
+
+
+async def _update_verdict(session: AsyncSession, tenant_id: str, req: FeedbackRequest, document_id: uuid.UUID) -> int:
+    """Co-engagement follows the user's current verdict (the latest strong signal): a first like
+    adds this user to the document's pairs, a later dislike takes them out again. Returns the
+    change in the document's number of likers (-1, 0 or +1)."""
+    w = weight(req.kind, req.rating)
+    was_liked = await coengagement.currently_liked(session, tenant_id, req.user_id, document_id)
+    liked = w > 0 if abs(w) >= LIKED_AT else was_liked
+    if liked and not was_liked:
+        await coengagement.add_like(session, tenant_id, req.user_id, document_id)
+        return 1
+    if was_liked and not liked:
+        await coengagement.retract_like(session, tenant_id, req.user_id, document_id)
+        return -1
+    return 0
 
 
 async def _learn(session: AsyncSession, tenant_id: str, event: FeedbackEvent, config: LearningConfig) -> None:

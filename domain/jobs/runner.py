@@ -12,8 +12,9 @@ written in one transaction that first locks the job row and the batch's item row
 
 from __future__ import annotations
 
+import inspect
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -57,7 +58,8 @@ class Interrupted(Exception):
     """The worker was asked to stop between two batches; the job goes back to the queue."""
 
 
-Progress = Callable[[Job], None]
+# May return an awaitable (the search-cache version bump goes to Redis).
+Progress = Callable[[Job], Awaitable[None] | None]
 
 
 async def _lock_job(session: AsyncSession, job_id: uuid.UUID) -> Job:
@@ -232,7 +234,9 @@ async def run_job(
             break
         job = written
         if on_progress:
-            on_progress(job)
+            outcome = on_progress(job)
+            if inspect.isawaitable(outcome):
+                await outcome
     return job
 
 

@@ -73,3 +73,15 @@ async def keyword_backend(db: Database) -> str:
     async with db.engine.connect() as conn:
         value = (await conn.execute(text("SELECT value FROM ragql_meta WHERE key = 'keyword_backend'"))).scalar()
     return str(value or "fulltext")
+
+
+async def migrations_at_head(db: Database) -> bool:
+    """True when the database's alembic revision is this code's newest migration."""
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    heads = set(ScriptDirectory.from_config(cfg).get_heads())
+    async with db.engine.connect() as conn:
+        current = {str(v) for v in (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars()}
+    return current == heads

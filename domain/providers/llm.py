@@ -8,6 +8,8 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
 
+from domain import telemetry
+
 FailureKind = Literal["timeout", "rate_limited", "unavailable", "bad_response", "not_configured"]
 
 
@@ -88,10 +90,13 @@ class OpenAIChat:
         timeout_s: float = 30.0,
         max_retries: int = 2,
         temperature: float = 0.1,
+        usd_per_million: tuple[float, float] = (0.0, 0.0),
     ) -> None:
         from openai import AsyncOpenAI
 
         self.name = model
+        # (prompt, completion) prices from settings: what ragql_llm_cost_usd_total estimates with.
+        self._prices = usd_per_million
         self._provider = "llm"
         self._temperature = temperature
         # Local OpenAI-compatible servers often need no key, but the SDK insists on one.
@@ -113,7 +118,13 @@ class OpenAIChat:
         if content is None:
             raise ProviderFailure(self._provider, "bad_response", "the reply has no message content")
         usage = Usage(resp.usage.prompt_tokens, resp.usage.completion_tokens) if resp.usage else None
+        self._count(usage)
         return content, usage
+
+    def _count(self, usage: Usage | None) -> None:
+        if usage is not None:
+            cost = (usage.prompt_tokens * self._prices[0] + usage.completion_tokens * self._prices[1]) / 1e6
+            telemetry.llm_usage("openai", usage.prompt_tokens, usage.completion_tokens, cost)
 
     async def stream(self, messages: list[Message], *, max_tokens: int) -> AsyncGenerator[str | Usage, None]:
         # `async with` closes the HTTP response however this generator ends: finished, failed, or
@@ -137,6 +148,8 @@ class OpenAIChat:
                         if delta:
                             yield delta
                     if chunk.usage is not None:
-                        yield Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                        usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                        self._count(usage)
+                        yield usage
             except Exception as exc:
                 raise classify(self._provider, exc) from exc

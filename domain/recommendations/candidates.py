@@ -2,7 +2,8 @@
 the same exclusion of seen items:
 
 - `nearest`: documents closest to a vector (the preference profile, the context, or both);
-- `co_engaged`: documents liked by people who liked what this user liked;
+- `co_engaged`: documents liked by people who liked what this user liked (normalised);
+- `by_factors` (in `factors.py`): documents the trained model scores highest for this user;
 - `popular`: documents with the most (time-decayed) positive feedback in this tenant, or, in a
   tenant with no feedback yet, the best-rated documents.
 
@@ -27,26 +28,37 @@ _W = weight_sql("f")
 
 @dataclass
 class History:
-    """What one user has done: every document they reacted to, and what they currently like."""
+    """What one user has done: every document they reacted to, what they currently like, and
+    their signal on each of their most recent documents (for the model's fold-in)."""
 
     seen: list[uuid.UUID] = field(default_factory=list)
     liked: list[uuid.UUID] = field(default_factory=list)  # most recent first
+    signals: dict[uuid.UUID, float] = field(default_factory=dict)  # most recent `fold_in` documents
 
 
-async def history(session: AsyncSession, tenant_id: str, user_id: str, *, recent: int = 20) -> History:
-    # A document's verdict is the user's latest strong signal on it: liking then disliking is a dislike.
+# Per (user, document): the latest strong signal if there is one (liking then disliking is a
+# dislike), else the strongest weak one (a view). Training reads the same expression, so the
+# fold-in at request time solves the very equations training solved.
+SIGNAL_SQL = f"""coalesce(
+    (array_agg({_W} ORDER BY f.seq DESC) FILTER (WHERE abs({_W}) >= {LIKED_AT}))[1], max({_W}))"""
+
+
+async def history(
+    session: AsyncSession, tenant_id: str, user_id: str, *, recent: int = 20, fold_in: int = 500
+) -> History:
     sql = f"""
-        SELECT f.document_id, max(f.seq) AS last,
-               (array_agg({_W} ORDER BY f.seq DESC) FILTER (WHERE abs({_W}) >= {LIKED_AT}))[1] AS verdict
+        SELECT f.document_id, max(f.seq) AS last, {SIGNAL_SQL} AS signal
         FROM feedback f
         WHERE f.tenant_id = :t AND f.user_id = :u AND f.document_id IS NOT NULL
         GROUP BY f.document_id ORDER BY last DESC
         """
     out = History()
-    for doc_id, _last, verdict in (await session.execute(text(sql), {"t": tenant_id, "u": user_id})).all():
+    for doc_id, _last, signal in (await session.execute(text(sql), {"t": tenant_id, "u": user_id})).all():
         out.seen.append(doc_id)
-        if verdict is not None and verdict > 0 and len(out.liked) < recent:
+        if signal is not None and signal >= LIKED_AT and len(out.liked) < recent:
             out.liked.append(doc_id)
+        if signal and len(out.signals) < fold_in:
+            out.signals[doc_id] = float(signal)
     return out
 
 
@@ -73,8 +85,8 @@ async def nearest(
 
 @dataclass
 class CoEngaged:
-    score: float  # users who liked one of the seeds and this, summed over the seeds
-    because: uuid.UUID  # the seed that shares the most users with it
+    score: float  # normalised co-engagement with the seeds, summed over the seeds
+    because: uuid.UUID  # the seed it is most strongly co-engaged with
 
 
 async def co_engaged(
@@ -84,16 +96,47 @@ async def co_engaged(
     flt: CompiledFilter,
     exclude: list[uuid.UUID],
     k: int,
+    *,
+    model_version: int | None = None,
+    damping: float = 0.8,
+    shrink: float = 5.0,
 ) -> dict[uuid.UUID, CoEngaged]:
+    """With a trained model: its precomputed neighbour lists (`item_neighbours`). Before the first
+    training: the live pair counts, normalised the same way (`model.neighbours`), users(a, b) /
+    (likers_a^(1-d) · likers_b^d) · users/(users + shrink), so a blockbuster does not top every
+    list merely by being everywhere, nor a pair seen once by a single user."""
     if not seeds:
         return {}
-    sql = f"""
-        SELECT c.item_b, sum(c.users) AS s, (array_agg(c.item_a ORDER BY c.users DESC, c.item_a))[1] AS because
-        FROM co_engagement c JOIN documents d ON d.id = c.item_b
-        WHERE c.tenant_id = :t AND c.item_a = ANY(CAST(:seeds AS uuid[])) AND {_NOT_EXCLUDED}{flt.sql}
-        GROUP BY c.item_b ORDER BY s DESC, c.item_b LIMIT :k
-        """
-    rows = await session.execute(text(sql), _params(tenant_id, flt, exclude, k) | {"seeds": seeds})
+    params = _params(tenant_id, flt, exclude, k) | {"seeds": seeds}
+    if model_version is not None:
+        sql = f"""
+            SELECT n.neighbour, sum(n.score) AS s, (array_agg(n.item ORDER BY n.score DESC, n.item))[1]
+            FROM item_neighbours n JOIN documents d ON d.id = n.neighbour
+            WHERE n.tenant_id = :t AND n.version = :v AND n.item = ANY(CAST(:seeds AS uuid[]))
+              AND {_NOT_EXCLUDED}{flt.sql}
+            GROUP BY n.neighbour ORDER BY s DESC, n.neighbour LIMIT :k
+            """
+        params["v"] = model_version
+    else:
+        sql = f"""
+            WITH scored AS (
+                SELECT c.item_a, c.item_b,
+                       c.users / (power(greatest(pa.likers, 1), 1 - CAST(:dmp AS float8))
+                                  * power(greatest(pb.likers, 1), CAST(:dmp AS float8)))
+                       * c.users / (c.users + CAST(:shrink AS float8)) AS s
+                FROM co_engagement c
+                JOIN item_popularity pa ON pa.tenant_id = c.tenant_id AND pa.document_id = c.item_a
+                JOIN item_popularity pb ON pb.tenant_id = c.tenant_id AND pb.document_id = c.item_b
+                WHERE c.tenant_id = :t AND c.item_a = ANY(CAST(:seeds AS uuid[]))
+            )
+            SELECT c.item_b, sum(c.s) AS s, (array_agg(c.item_a ORDER BY c.s DESC, c.item_a))[1] AS because
+            FROM scored c JOIN documents d ON d.id = c.item_b
+            WHERE {_NOT_EXCLUDED}{flt.sql}
+            GROUP BY c.item_b ORDER BY s DESC, c.item_b LIMIT :k
+            """
+        params["dmp"] = damping
+        params["shrink"] = shrink
+    rows = await session.execute(text(sql), params)
     return {doc: CoEngaged(float(s), because) for doc, s, because in rows.all()}
 
 
@@ -111,14 +154,17 @@ async def popular(
     k: int,
     config: LearningConfig,
 ) -> Popular:
-    decay = math.log(2) / (config.popularity_half_life_days * 86400.0)
+    """Kept per document by every event (`feedback.coengagement.record_popularity`): reading it is
+    one pass over the tenant's `item_popularity` rows, never over its events."""
     sql = f"""
-        SELECT d.id, sum({_W} * exp(-CAST(:decay AS double precision) * extract(epoch FROM now() - f.created_at))) AS s
-        FROM feedback f JOIN documents d ON d.id = f.document_id
-        WHERE f.tenant_id = :t AND f.created_at >= now() - make_interval(days => :window)
+        SELECT d.id, p.score * exp(-CAST(:decay AS double precision)
+                                   * greatest(extract(epoch FROM now() - p.updated_at), 0)) AS s
+        FROM item_popularity p JOIN documents d ON d.id = p.document_id
+        WHERE p.tenant_id = :t AND p.score > 0 AND p.updated_at >= now() - make_interval(days => :window)
           AND {_NOT_EXCLUDED}{flt.sql}
-        GROUP BY d.id HAVING sum({_W}) > 0 ORDER BY s DESC, d.id LIMIT :k
+        ORDER BY s DESC, d.id LIMIT :k
         """
+    decay = math.log(2) / (config.popularity_half_life_days * 86400.0)
     params = _params(tenant_id, flt, exclude, k) | {"decay": decay, "window": int(config.popularity_window_days)}
     rows = (await session.execute(text(sql), params)).all()
     if rows:

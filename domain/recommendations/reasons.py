@@ -34,6 +34,10 @@ def similar_to_liked(title: str) -> str:
     return f"similar to *{title}*, which you liked"
 
 
+def because_you_liked(title: str) -> str:
+    return f"because you liked *{title}*"
+
+
 def liked_together(title: str) -> str:
     return f"people who liked *{title}* also liked this"
 

@@ -2,9 +2,13 @@
 has seen, diversify with MMR, optionally re-rank, and say why each item is there.
 
 Blending, per candidate (each source's score scaled to 0..1 over the candidates):
-    profile × w_content + context × w_context + co-engagement × w_co + popular × w_popular(history)
-Popularity carries a user with no history and fades as their likes accumulate. A dislike acts
-through the profile, which it pushes away from the disliked document's neighbourhood. The weights
+    profile × w_content + context × w_context + model × w_model + co-engagement × w_co
+    + popular × w_popular(history)
+The model's score is the trained item factors (`factors.py`) against the user's vector, folded in
+from their events at this request, so it counts a like made a second ago. Popularity carries a
+user with no history and fades as their likes accumulate. A dislike acts through the profile,
+which it pushes away from the disliked document's neighbourhood, and through the fold-in, where
+it is a negative observation. The weights
 were chosen on the simulation's tuning seed (`python -m bench eval-recs --seed 1 --sweep`), not on the
 reported one; see README, "Recommendation quality"."""
 
@@ -28,7 +32,7 @@ from domain.paging import check_first
 from domain.persistence.database import Database
 from domain.persistence.tables import Document, QueryLog
 from domain.providers.embedding import Embedder
-from domain.recommendations import candidates, reasons
+from domain.recommendations import candidates, factors, reasons
 from domain.recommendations.error_codes import RecommendationErrorCode
 from domain.recommendations.mmr import mmr
 from domain.rerank.service import Reranking, RerankOutcome
@@ -36,20 +40,22 @@ from domain.rerank.service import Strategy as RerankStrategy
 from domain.retrieval.filters import MetadataFilter, compile_filter
 
 Strategy = Literal["BLENDED", "CONTENT", "COLLABORATIVE", "POPULAR"]
-Source = Literal["PROFILE", "CONTEXT", "CO_ENGAGEMENT", "POPULAR"]
-SOURCE_ORDER: tuple[Source, ...] = ("PROFILE", "CONTEXT", "CO_ENGAGEMENT", "POPULAR")
+Source = Literal["PROFILE", "CONTEXT", "MODEL", "CO_ENGAGEMENT", "POPULAR"]
+SOURCE_ORDER: tuple[Source, ...] = ("PROFILE", "CONTEXT", "MODEL", "CO_ENGAGEMENT", "POPULAR")
 MAX_USER_ID_CHARS = 200
 
 
 @dataclass(frozen=True)
 class BlendWeights:
-    content: float = 0.25  # similarity to the user's profile
-    context: float = 1.0  # similarity to `context`: an explicit request outweighs history (not tuned:
-    # the simulation has no context)
-    co_engagement: float = 1.0
+    content: float = 0.5  # similarity to the user's profile
+    context: float = 2.5  # similarity to `context`: an explicit request outweighs history, the model
+    # included (not tuned: the simulation has no context)
+    model: float = 2.0  # the trained model's score for the user's folded-in vector
+    co_engagement: float = 0.5
     popular: float = 0.3  # for a user with no likes; halved once they have `popular_half_at` likes
     popular_half_at: float = 3.0
     liked_similarity_reason: float = 0.35  # "similar to X, which you liked" only above this cosine
+    liked_factor_reason: float = 0.3  # "because you liked X" only above this cosine in factor space
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,8 @@ class _Signals:
     profile_sim: npt.NDArray[np.float64] | None
     context_sim: npt.NDArray[np.float64] | None
     co: dict[uuid.UUID, candidates.CoEngaged]
+    model_score: npt.NDArray[np.float64] | None  # the model's score per candidate, None without a model
+    item_factors: dict[uuid.UUID, npt.NDArray[np.float32]]  # candidates' and liked documents' factors
     popular: candidates.Popular | None
     liked: list[uuid.UUID]
     positives: int
@@ -190,8 +198,34 @@ class Recommender:
         if query_vec is not None:
             content_ids = await candidates.nearest(session, tenant_id, query_vec, compiled, exclude, pool)
         co: dict[uuid.UUID, candidates.CoEngaged] = {}
+        trained = item_f = None
+        user_vec = None
+        model_ids: list[uuid.UUID] = []
         if req.strategy in ("BLENDED", "COLLABORATIVE"):
-            co = await candidates.co_engaged(session, tenant_id, history.liked, compiled, exclude, pool)
+            trained = await factors.active(session, tenant_id)
+            if trained is not None:
+                # The fold-in: this user's vector from their events up to this one, so a like
+                # made a second ago already moves the list, whenever the model was trained.
+                item_f = await factors.of_items(
+                    session, tenant_id, trained.version, list(dict.fromkeys([*history.signals, *history.liked]))
+                )
+                user_vec = factors.user_vector(trained, history.signals, item_f)
+                if user_vec is not None:
+                    found = await factors.nearest(
+                        session, tenant_id, trained.version, user_vec, compiled, exclude, pool
+                    )
+                    item_f.update(found)
+                    model_ids = list(found)
+            co = await candidates.co_engaged(
+                session,
+                tenant_id,
+                history.liked,
+                compiled,
+                exclude,
+                pool,
+                model_version=trained.version if trained else None,
+                damping=trained.damping if trained else 0.8,
+            )
             if co:
                 used.add("CO_ENGAGEMENT")
         popular = None
@@ -199,9 +233,19 @@ class Recommender:
             popular = await candidates.popular(session, tenant_id, compiled, exclude, pool, self.learning)
             if popular.scores:
                 used.add("POPULAR")
-        ids = list(dict.fromkeys([*content_ids, *co, *(popular.scores if popular else {})]))
+        ids = list(dict.fromkeys([*model_ids, *content_ids, *co, *(popular.scores if popular else {})]))
         vecs = await candidates.vectors(session, tenant_id, [*ids, *history.liked])
         ids = [i for i in ids if i in vecs]
+        model_score = None
+        if trained is not None and item_f is not None and user_vec is not None:
+            missing = [i for i in ids if i not in item_f]
+            item_f.update(await factors.of_items(session, tenant_id, trained.version, missing))
+            raw = np.array([float(item_f[i] @ user_vec) if i in item_f else np.nan for i in ids])
+            # An item with no factors yet (no events at training time) ranks as the model's
+            # weakest candidate: content, context and popularity can still carry it.
+            floor = float(np.nanmin(raw)) if np.isfinite(raw).any() else 0.0
+            model_score = np.where(np.isfinite(raw), raw, floor)
+            used.add("MODEL")
         wanted = [*ids, *history.liked]
         rows = await session.execute(select(Document).where(col(Document.id).in_(wanted)))
         docs = {d.id: d for d in rows.scalars()}
@@ -220,6 +264,8 @@ class Recommender:
             profile_sim=similarity(profile_vec),
             context_sim=similarity(context_vec if "CONTEXT" in used else None),
             co=co,
+            model_score=model_score,
+            item_factors=item_f or {},
             popular=popular,
             liked=[i for i in history.liked if i in vecs],
             positives=profile.positives if profile else 0,
@@ -241,10 +287,11 @@ class Recommender:
         parts: dict[str, npt.NDArray[np.float64]] = {
             "profile": w.content * _scaled(s.profile_sim) if s.profile_sim is not None else zeros,
             "context": w.context * _scaled(s.context_sim) if s.context_sim is not None else zeros,
+            "model": w.model * _scaled(s.model_score) if s.model_score is not None else zeros,
             "co": w.co_engagement * co,
             "pop": w_pop * pop,
         }
-        total = parts["profile"] + parts["context"] + parts["co"] + parts["pop"]
+        total = parts["profile"] + parts["context"] + parts["model"] + parts["co"] + parts["pop"]
         order = mmr(total, s.matrix, keep, req.diversity)
         return [
             self._item(s, req, idx, float(total[idx]), {k: float(v[idx]) for k, v in parts.items()}) for idx in order
@@ -261,15 +308,35 @@ class Recommender:
             best_sim, best = max(sims, key=lambda t: t[0])
             if best_sim >= self.weights.liked_similarity_reason and best in s.docs:
                 why.append((parts["profile"], reasons.similar_to_liked(s.docs[best].title), "PROFILE"))
+        because = self._because(s, doc_id) if parts["model"] > 0 else None
+        if because is not None:
+            why.append((parts["model"], reasons.because_you_liked(s.docs[because].title), "MODEL"))
         if parts["co"] > 0 and doc_id in s.co and s.co[doc_id].because in s.docs:
             why.append((parts["co"], reasons.liked_together(s.docs[s.co[doc_id].because].title), "CO_ENGAGEMENT"))
         if parts["pop"] > 0 and s.popular is not None:
             why.append((parts["pop"], reasons.popular(doc, s.popular.by_feedback), "POPULAR"))
         why.sort(key=lambda t: -t[0])
-        contributed = {"PROFILE": parts["profile"], "CONTEXT": parts["context"], "CO_ENGAGEMENT": parts["co"]}
+        contributed = {
+            "PROFILE": parts["profile"],
+            "CONTEXT": parts["context"],
+            "MODEL": parts["model"],
+            "CO_ENGAGEMENT": parts["co"],
+        }
         sources = {src for _, _, src in why} | {src for src, part in contributed.items() if part > 0}
         texts = [text for _, text, _ in why][:3] or ["recommended for you"]
         return Recommended(document=doc, score=score, reasons=texts, sources=[x for x in SOURCE_ORDER if x in sources])
+
+    def _because(self, s: _Signals, doc_id: uuid.UUID) -> uuid.UUID | None:
+        """The liked document most similar to this one in the model's factor space (cosine)."""
+        mine = s.item_factors.get(doc_id)
+        liked = [i for i in s.liked if i in s.item_factors and i in s.docs]
+        if mine is None or not liked:
+            return None
+        theirs = np.stack([s.item_factors[i] for i in liked]).astype(np.float64)
+        norms = np.linalg.norm(theirs, axis=1) * float(np.linalg.norm(mine))
+        cosine = (theirs @ mine.astype(np.float64)) / np.where(norms > 0, norms, 1.0)
+        best = int(np.argmax(cosine))
+        return liked[best] if cosine[best] >= self.weights.liked_factor_reason else None
 
     async def _rerank(self, req: RecommendRequest, items: list[Recommended], s: _Signals) -> RerankOutcome:
         liked = [s.docs[i].title for i in s.liked[:10] if i in s.docs]

@@ -1,62 +1,99 @@
-"""A short-lived cache of fused search results, per tenant.
+"""Fused search results, cached per tenant in a CacheStore (Redis shared by all replicas, or this
+process's memory).
 
-Repeated searches (a popular query, a user paging back, a page re-rendering) skip both retrieval
-legs. The key always starts with the tenant, so one tenant's results can never answer another's
-query, whatever the query text. Writes to a tenant (ingest, delete) drop that tenant's entries
-in this process at once; other replicas see the change when their entries expire (`ttl_s`).
+The key starts with the tenant and its index version, then a digest of everything that shapes
+the fused list (query text, mode, fusion, alpha, depth, filter, pool, keyword backend). Ingest and
+delete bump the tenant's version (Documents), so after a write no replica can find the old
+entries: B searches right after A ingests and sees the new document. When the store cannot say
+what the version is (Redis down), the cache is skipped: no result, rather than a stale one.
 
-What is cached is the fused list before re-ranking and logging: every search still gets its own
-`queryId` and query-log row, and re-ranking still runs per request.
+What is cached is the fused list before re-ranking and logging, as plain JSON (document ids,
+chunk text and scores, never Python objects): every search still gets its own `queryId` and
+query-log row, re-ranking still runs per request, and the documents are read fresh.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import time
-from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
 
-if TYPE_CHECKING:
-    from domain.retrieval.search import Hit
+from domain import telemetry
+from domain.caching.store import CacheStore, LocalStore
 
-CacheKey = tuple[Any, ...]
+
+def index_scope(tenant_id: str) -> str:
+    return f"index:{tenant_id}"
+
+
+@dataclass(frozen=True)
+class CachedHit:
+    document_id: uuid.UUID
+    chunk_id: uuid.UUID
+    chunk_text: str
+    chunk_ordinal: int
+    snippet: str
+    score: float
+    dense: float | None
+    keyword: float | None
+    fused: float
+    dense_rank: int | None
+    keyword_rank: int | None
+    fused_rank: int
+
+    def to_json(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["document_id"], out["chunk_id"] = str(self.document_id), str(self.chunk_id)
+        return out
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> CachedHit:
+        return cls(**{**raw, "document_id": uuid.UUID(raw["document_id"]), "chunk_id": uuid.UUID(raw["chunk_id"])})
 
 
 class SearchCache:
-    def __init__(self, *, ttl_s: float = 15.0, max_entries: int = 2048) -> None:
+    def __init__(self, store: CacheStore | None = None, *, ttl_s: float = 15.0) -> None:
+        self.store: CacheStore = store if store is not None else LocalStore()
         self.ttl_s = ttl_s
-        self.max_entries = max_entries
-        self._entries: OrderedDict[CacheKey, tuple[float, list[Hit], int]] = OrderedDict()
-        # Bumped on every write to a tenant; part of the key, so old entries just stop matching.
-        self._generation: dict[str, int] = {}
         self.hits = 0
         self.misses = 0
 
     @property
     def enabled(self) -> bool:
-        return self.ttl_s > 0 and self.max_entries > 0
+        return self.ttl_s > 0
 
-    def key(self, tenant_id: str, *parts: Any) -> CacheKey:
-        return (tenant_id, self._generation.get(tenant_id, 0), *parts)
-
-    def get(self, key: CacheKey) -> tuple[list[Hit], int] | None:
-        entry = self._entries.get(key)
-        if entry is None or entry[0] < time.monotonic():
-            self._entries.pop(key, None)
-            self.misses += 1
-            return None
-        self._entries.move_to_end(key)
-        self.hits += 1
-        # Copies: re-ranking annotates hits in place, and a cached hit must stay as it was fused.
-        return [dataclasses.replace(h) for h in entry[1]], entry[2]
-
-    def put(self, key: CacheKey, hits: list[Hit], total: int) -> None:
+    async def key(self, tenant_id: str, *parts: Any) -> str | None:
+        """The entry's key at the tenant's current index version; None when the version is unknown."""
         if not self.enabled:
-            return
-        self._entries[key] = (time.monotonic() + self.ttl_s, [dataclasses.replace(h) for h in hits], total)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+            return None
+        version = await self.store.version(index_scope(tenant_id))
+        if version is None:
+            return None
+        digest = hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
+        return f"search:{tenant_id}:{version}:{digest}"
 
-    def invalidate(self, tenant_id: str) -> None:
-        self._generation[tenant_id] = self._generation.get(tenant_id, 0) + 1
+    async def get(self, key: str) -> tuple[list[CachedHit], int] | None:
+        raw = await self.store.get(key)
+        if raw is None:
+            self.misses += 1
+            telemetry.cache_lookup("search", False)
+            return None
+        try:
+            body = json.loads(raw)
+            entry = [CachedHit.from_json(h) for h in body["hits"]], int(body["total"])
+        except (ValueError, KeyError, TypeError):
+            self.misses += 1  # written by an incompatible version: recompute
+            telemetry.cache_lookup("search", False)
+            return None
+        self.hits += 1
+        telemetry.cache_lookup("search", True)
+        return entry
+
+    async def put(self, key: str, hits: list[CachedHit], total: int) -> None:
+        body = json.dumps({"hits": [h.to_json() for h in hits], "total": total})
+        await self.store.set(key, body.encode(), self.ttl_s)
+
+    async def invalidate(self, tenant_id: str) -> None:
+        await self.store.bump(index_scope(tenant_id))

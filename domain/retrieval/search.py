@@ -13,13 +13,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from domain import telemetry
 from domain.errors import InvalidInput
 from domain.paging import check_first
 from domain.persistence.database import Database
 from domain.persistence.tables import Document, QueryLog
 from domain.rerank.service import Reranking, RerankOutcome, Strategy
 from domain.retrieval import personal
-from domain.retrieval.cache import SearchCache
+from domain.retrieval.cache import CachedHit, SearchCache
 from domain.retrieval.error_codes import SearchErrorCode
 from domain.retrieval.filters import MetadataFilter, compile_filter
 from domain.retrieval.fusion import FusionMethod, fuse, ranks
@@ -231,11 +232,13 @@ async def search(
     # A personalised list is one user's: never shared through the tenant's cache.
     cache = None if options.personalize is not None else cache
     cache_key = (
-        cache.key(tenant_id, keyword_backend, query, options.mode, fusion, alpha, depth, repr(options.filter), pool)
+        await cache.key(
+            tenant_id, keyword_backend, query, options.mode, fusion, alpha, depth, repr(options.filter), pool
+        )
         if cache
         else None
     )
-    cached = cache.get(cache_key) if cache and cache_key else None
+    cached = await cache.get(cache_key) if cache and cache_key else None
     personalized = False
     async with db.session(tenant_id) as session:
         user_vector = None
@@ -243,14 +246,15 @@ async def search(
             user_vector = await personal.preference(session, tenant_id, options.personalize.user_id)
             personalized = user_vector is not None
         if cached is not None:
-            hits, total = cached
+            hits, total = await _hits_from_cache(session, *cached)
         else:
-            legs = await fetch_legs(session, sql, params)
+            with telemetry.stage("sql"):
+                legs = await fetch_legs(session, sql, params)
             hits, total = await _fused_hits(
                 session, legs, options, fusion, alpha, terms, pool, (tenant_id, user_vector)
             )
             if cache and cache_key:
-                cache.put(cache_key, hits, total)
+                await cache.put(cache_key, [_cached(h) for h in hits], total)
         if not reranks:
             took_ms = (time.perf_counter() - started) * 1000
             logged = _logged(options, fusion, alpha, first, None)
@@ -260,7 +264,8 @@ async def search(
     if reranks and reranking is not None:
         # Outside the transaction: a slow provider must not hold a database connection.
         texts = [f"{h.document.title}\n{h.chunk_text}" for h in hits]
-        outcome = await reranking.rerank(options.rerank, query, texts, context=options.rerank_context)
+        with telemetry.stage("rerank"):
+            outcome = await reranking.rerank(options.rerank, query, texts, context=options.rerank_context)
         hits = apply_rerank(hits, outcome)[:first]
         took_ms = (time.perf_counter() - started) * 1000
         logged = _logged(options, fusion, alpha, first, outcome)
@@ -330,14 +335,15 @@ async def _fused_hits(
     best, chunks = legs.best, legs.chunks
     dense = {d: s for d, (s, _) in best["dense"].items()}
     keyword = {d: s for d, (s, _) in best["keyword"].items()}
-    if options.mode == "DENSE":
-        fused = dict(dense)
-    elif options.mode == "KEYWORD":
-        fused = dict(keyword)
-    else:
-        fused = fuse(dense, keyword, method=fusion, alpha=alpha)
-    dense_ranks, keyword_ranks = ranks(dense), ranks(keyword)
-    ordered = sorted(fused, key=lambda d: -fused[d])
+    with telemetry.stage("fusion"):
+        if options.mode == "DENSE":
+            fused = dict(dense)
+        elif options.mode == "KEYWORD":
+            fused = dict(keyword)
+        else:
+            fused = fuse(dense, keyword, method=fusion, alpha=alpha)
+        dense_ranks, keyword_ranks = ranks(dense), ranks(keyword)
+        ordered = sorted(fused, key=lambda d: -fused[d])
     affinity: dict[uuid.UUID, float] = {}
     tenant_id, user_vector = user
     if user_vector is not None and options.personalize is not None:
@@ -377,6 +383,39 @@ async def _fused_hits(
             )
         )
     return hits, len(fused)
+
+
+def _cached(hit: Hit) -> CachedHit:
+    return CachedHit(
+        document_id=hit.document.id,
+        chunk_id=hit.chunk_id,
+        chunk_text=hit.chunk_text,
+        chunk_ordinal=hit.chunk_ordinal,
+        snippet=hit.snippet,
+        score=hit.score,
+        dense=hit.dense,
+        keyword=hit.keyword,
+        fused=hit.fused,
+        dense_rank=hit.dense_rank,
+        keyword_rank=hit.keyword_rank,
+        fused_rank=hit.fused_rank,
+    )
+
+
+async def _hits_from_cache(session: AsyncSession, cached: list[CachedHit], total: int) -> tuple[list[Hit], int]:
+    """The cached list with its documents read now (one indexed lookup): the version in the key
+    guarantees none was written since, and nothing but ids and scores is kept outside PostgreSQL."""
+    ids = [h.document_id for h in cached]
+    docs: dict[uuid.UUID, Document] = {}
+    if ids:
+        result = await session.execute(select(Document).where(col(Document.id).in_(ids)))
+        docs = {d.id: d for d in result.scalars()}
+    hits = [
+        Hit(document=docs[h.document_id], **{k: v for k, v in h.__dict__.items() if k != "document_id"})
+        for h in cached
+        if h.document_id in docs
+    ]
+    return hits, total
 
 
 def apply_rerank(hits: list[Hit], outcome: RerankOutcome) -> list[Hit]:

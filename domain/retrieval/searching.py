@@ -3,8 +3,14 @@ in one call. The GraphQL resolver and answers both go through it."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
+
+from domain import telemetry
+from domain.caching.store import CacheStore
 from domain.persistence.database import Database
 from domain.providers.embedding import Embedder
 from domain.rerank.service import Reranking
@@ -22,6 +28,9 @@ class Searching:
     cache: SearchCache | None = None
     max_query_chars: int = 10_000
     terms: TermStatistics | None = None  # long queries' keyword terms; None keeps every word
+    # Query vectors, keyed by model, backend and text (no tenant: the same text has the same vector).
+    embeddings: CacheStore | None = None
+    embedding_ttl_s: float = 24 * 3600.0
 
     async def search(self, tenant_id: str, query: str, first: int, options: SearchOptions) -> SearchResult:
         """A user's search: validated, logged (for feedback and analytics), cached per tenant."""
@@ -36,7 +45,7 @@ class Searching:
     async def _run(
         self, tenant_id: str, query: str, first: int, options: SearchOptions, *, log: bool, cache: SearchCache | None
     ) -> SearchResult:
-        vector = await embed_any_length(self.embedder, query) if options.mode != "KEYWORD" else None
+        vector = await self.query_vector(query) if options.mode != "KEYWORD" else None
         keyword_query = None
         if self.terms is not None and options.mode != "DENSE":
             keyword_query = await self.terms.informative(tenant_id, query)
@@ -53,3 +62,20 @@ class Searching:
             cache=cache,
             keyword_query=keyword_query,
         )
+
+    async def query_vector(self, query: str) -> Any:
+        if self.embeddings is None or self.embedding_ttl_s <= 0:
+            with telemetry.stage("embed"):
+                return await embed_any_length(self.embedder, query)
+        backend = getattr(self.embedder, "backend", "remote")
+        digest = hashlib.sha256(query.encode()).hexdigest()
+        key = f"embedding:{self.embedder.name}:{backend}:{self.embedder.dim}:{digest}"
+        raw = await self.embeddings.get(key)
+        if raw is not None and len(raw) == 4 * self.embedder.dim:
+            telemetry.cache_lookup("embedding", True)
+            return np.frombuffer(raw, dtype=np.float32).copy()
+        telemetry.cache_lookup("embedding", False)
+        with telemetry.stage("embed"):
+            vector = await embed_any_length(self.embedder, query)
+        await self.embeddings.set(key, np.asarray(vector, dtype=np.float32).tobytes(), self.embedding_ttl_s)
+        return vector

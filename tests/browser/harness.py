@@ -14,7 +14,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -58,8 +58,9 @@ def _tail(path: Path, lines: int = 60) -> str:
 
 
 @contextmanager
-def ragql_server() -> Iterator[str]:
-    """Yields the base URL (http://127.0.0.1:<port>) once /readyz answers 200."""
+def ragql_server(extra_env: Mapping[str, str] | None = None) -> Iterator[str]:
+    """Yields the base URL (http://127.0.0.1:<port>) once /readyz answers 200. `extra_env` adds
+    settings (RAGQL_*), e.g. an LLM at the fake providers' address."""
     root = Path(tempfile.mkdtemp(prefix="ragql-browser-"))
     port = free_port()
     log_path = root / "server.log"
@@ -76,6 +77,7 @@ def ragql_server() -> Iterator[str]:
     )
     for name in ("RAGQL_DATABASE_URL", "RAGQL_REDIS_URL", "RAGQL_ENV", "RAGQL_CORS_ORIGINS", "RAGQL_CORS_ORIGIN_REGEX"):
         env.pop(name, None)
+    env.update(extra_env or {})
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "api.cli", "serve"],

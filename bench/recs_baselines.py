@@ -1,0 +1,135 @@
+"""The classic baselines of `make eval-recs`, computed offline by the client from the same events it
+replays through the API, on the same held-out items: popularity, item-KNN (normalised
+co-engagement), EASE (Steck 2019, closed form) and the ALS model alone (the product's own `fit` and
+`fold_in`). Seen items are never recommended, as in the API."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from bench.recs_sim import K, SimUser, hit_at, ndcg_at
+from domain.feedback.kinds import WEIGHTS, weight
+from domain.recommendations import model
+from domain.recommendations.model import ModelConfig
+
+Scores = npt.NDArray[np.float64]  # users × items
+
+
+@dataclass(frozen=True)
+class Outcome:
+    hit: float
+    ndcg: float
+    coverage: float  # share of the catalogue that appears in anyone's top 10
+
+
+def event_weight(rating: float | None) -> float:
+    """What the API makes of the event the eval sends for an interaction: a RATING, or a VIEW."""
+    return weight("RATING", rating) if rating is not None else WEIGHTS["VIEW"]
+
+
+def user_items(users: list[SimUser], n_items: int, alpha: float) -> sp.csr_matrix:
+    rows, cols, vals = [], [], []
+    for u, user in enumerate(users):
+        for event in user.history:
+            c = model.confidence(event_weight(event.rating), alpha)
+            if c != 0.0:
+                rows.append(u)
+                cols.append(event.item)
+                vals.append(c)
+    return sp.csr_matrix((vals, (rows, cols)), shape=(len(users), n_items), dtype=np.float32)
+
+
+def evaluate(users: list[SimUser], scores: Scores, seen: sp.csr_matrix) -> Outcome:
+    scores = scores.copy()
+    scores[seen.nonzero()] = -np.inf
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :K]
+    hits, gains = [], []
+    for u, user in enumerate(users):
+        where = np.flatnonzero(top[u] == user.held_out)
+        rank = int(where[0]) + 1 if len(where) else None
+        hits.append(hit_at(rank))
+        gains.append(ndcg_at(rank))
+    coverage = len(np.unique(top)) / scores.shape[1]
+    return Outcome(float(np.mean(hits)), float(np.mean(gains)), coverage)
+
+
+def popular(liked: sp.csr_matrix) -> Scores:
+    counts = np.asarray(liked.sum(axis=0)).ravel().astype(np.float64)
+    return np.tile(counts, (liked.shape[0], 1))
+
+
+def item_knn(liked: sp.csr_matrix, config: ModelConfig) -> Scores:
+    a, b, s = model.neighbours(liked, config)
+    n = liked.shape[1]
+    sims = sp.csr_matrix((s, (a, b)), shape=(n, n), dtype=np.float64)
+    return np.asarray((liked.astype(np.float64) @ sims).todense())
+
+
+def ease(liked: sp.csr_matrix, regularization: float = 50.0) -> Scores:
+    x = liked.astype(np.float64)
+    g = np.asarray((x.T @ x).todense())
+    g[np.diag_indices_from(g)] += regularization
+    p = np.linalg.inv(g)
+    b = -p / np.diag(p)
+    b[np.diag_indices_from(b)] = 0.0
+    return np.asarray(x @ b)
+
+
+def als(confidences: sp.csr_matrix, config: ModelConfig) -> Scores:
+    """Train on everyone, then fold each user in as the API does, rather than reading the
+    training's own user factors: this measures what serving computes."""
+    _, items = model.fit(confidences, config)
+    g = model.gram(items)
+    out = np.zeros((confidences.shape[0], items.shape[0]))
+    for u in range(confidences.shape[0]):
+        start, end = confidences.indptr[u], confidences.indptr[u + 1]
+        idx = confidences.indices[start:end]
+        x = model.fold_in(g, items[idx], confidences.data[start:end].astype(np.float64), config.regularization)
+        out[u] = items.astype(np.float64) @ x
+    return out
+
+
+def baselines(users: list[SimUser], n_items: int, config: ModelConfig) -> dict[str, Callable[[], Scores]]:
+    confidences = user_items(users, n_items, config.alpha)
+    liked = model.liked_matrix(confidences)
+    return {
+        "popular": lambda: popular(liked),
+        "item-knn": lambda: item_knn(liked, config),
+        "ease": lambda: ease(liked),
+        "als": lambda: als(confidences, config),
+    }
+
+
+def run(users: list[SimUser], n_items: int, config: ModelConfig | None = None) -> dict[str, Outcome]:
+    config = config or ModelConfig()
+    seen = user_items(users, n_items, 1.0)
+    return {name: evaluate(users, make(), seen) for name, make in baselines(users, n_items, config).items()}
+
+
+def sweep(users: list[SimUser], n_items: int) -> None:
+    """The grid the defaults were chosen from, printed: run it on the tuning seed."""
+    seen = user_items(users, n_items, 1.0)
+    base = ModelConfig()
+    liked = model.liked_matrix(seen)
+    for lam in (50.0, 150.0, 300.0, 600.0):
+        o = evaluate(users, ease(liked, lam), seen)
+        print(f"sweep ease lambda={lam} hit@10={o.hit:.4f} ndcg@10={o.ndcg:.4f}", flush=True)
+    for damping in (0.5, 0.65, 0.8):
+        for shrink in (0.0, 5.0):
+            cfg = replace(base, neighbour_damping=damping, neighbour_shrink=shrink)
+            o = evaluate(users, item_knn(liked, cfg), seen)
+            print(f"sweep item-knn damping={damping} shrink={shrink} hit@10={o.hit:.4f} ndcg@10={o.ndcg:.4f}")
+    for factors in (32, 64):
+        for alpha in (2.0, 10.0, 30.0):
+            for reg in (0.05, 1.0, 5.0):
+                cfg = replace(base, factors=factors, alpha=alpha, regularization=reg)
+                o = evaluate(users, als(user_items(users, n_items, alpha), cfg), seen)
+                print(
+                    f"sweep als factors={factors} alpha={alpha} reg={reg} hit@10={o.hit:.4f} ndcg@10={o.ndcg:.4f}",
+                    flush=True,
+                )

@@ -1,0 +1,373 @@
+"""The scenarios and ratios of `make bench`, in the order they run (see bench/harness.py).
+
+Query pools are disjoint slices of SciFact's 1,109 query texts, so a scenario that says "uncached"
+sends texts that no earlier request of the run has embedded (the server keeps a per-process
+query-embedding LRU). Each load is bounded by a duration and a request count."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.harness import INGEST, INGEST_TENANT, RECS, ROOT, STREAM, USERS, Bench, Server, search_body
+from bench.stats import percentile
+from bench.streams import _proc_status_kib
+
+LANCE_DEPS = ROOT / ".bench-deps"
+ROUNDS = 3
+PEER_QUERIES = 100
+
+
+def _http(url: str, requests: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
+    return {"kind": "http", "url": url, "requests": requests, **kw}
+
+
+def run_all(bench: Bench, url: str, corpus: list[dict[str, Any]], queries: list[str], long_qs: list[str]) -> None:
+    a = bench.args
+    short = a.duration
+    uncached_1, uncached_16 = queries[:150], queries[150:750]
+    peer_pool = queries[750 : 750 + ROUNDS * PEER_QUERIES]
+    repeated = queries[1050:1100]  # 50 texts, embedded once in the warm-up
+    # The floor embeds in this process, whose cache has seen none of them: any slice is fresh here.
+    floor_pool = queries[:40]
+    auth = bench.auth()
+    with Server(url, bench.secret, bench.workdir, {"RAGQL_SEARCH_CACHE_TTL_S": "0", **_workers(a)}) as server:
+        gql = f"{server.base}/graphql"
+        # Warm-up: the model's first calls, the pool's connections, the repeated texts' embeddings.
+        bench.scenario(
+            "warmup",
+            1,
+            _http(gql, [search_body(q) for q in repeated], headers=auth, cycle=False, duration_s=60),
+            record=False,
+        )
+        bench.scenario(
+            "search_hybrid_uncached",
+            1,
+            _http(gql, [search_body(q) for q in uncached_1], headers=auth, cycle=False, duration_s=short),
+        )
+        bench.scenario(
+            "search_hybrid_uncached",
+            16,
+            _http(gql, [search_body(q) for q in uncached_16], headers=auth, cycle=False, duration_s=short),
+        )
+        for conc in (1, 16):
+            bench.scenario(
+                "search_hybrid_embcached",
+                conc,
+                _http(gql, [search_body(q) for q in repeated], headers=auth, duration_s=short),
+            )
+        for conc, pool in ((1, long_qs[:100]), (16, long_qs[100:])):
+            bench.scenario(
+                "search_long_query",
+                conc,
+                _http(gql, [search_body(q, 100) for q in pool], headers=auth, cycle=False, duration_s=short),
+            )
+        recs_headers = [bench.auth(f"bench-user-{u}") for u in range(USERS)]
+        for conc in (1, 16):
+            bench.scenario(
+                "recommendations",
+                conc,
+                _http(gql, [{"query": RECS}] * USERS, headers_list=recs_headers, duration_s=short),
+            )
+        _answers(bench, server, corpus, short)
+        _graphql_overhead(bench, server, repeated, auth, short)
+        _floor(bench, url, floor_pool)
+        _peer(bench, server, url, peer_pool, auth)
+        _ingest(bench, server, corpus, short)
+        _held(bench, server, a.held)
+    with Server(url, bench.secret, bench.workdir, {"RAGQL_SEARCH_CACHE_TTL_S": "300", **_workers(a)}) as server:
+        gql = f"{server.base}/graphql"
+        bench.report.emit(
+            "info search_hybrid_cached uses main's in-process SearchCache (RAGQL_SEARCH_CACHE_TTL_S=300); "
+            "no Redis result cache on this branch"
+        )
+        bench.scenario(
+            "warmup",
+            1,
+            _http(gql, [search_body(q) for q in repeated], headers=auth, cycle=False, duration_s=60),
+            record=False,
+        )
+        for conc in (1, 16):
+            bench.scenario(
+                "search_hybrid_cached",
+                conc,
+                _http(gql, [search_body(q) for q in repeated], headers=auth, duration_s=short),
+            )
+    long_p50 = bench.figures[("search_long_query", 1)].p50
+    base_p50 = bench.figures[("search_hybrid_uncached", 1)].p50
+    bench.ratio(
+        "long_query",
+        long_p50 / base_p50,
+        f"search_long_query conc=1 p50 {long_p50:.1f} ms / search_hybrid_uncached conc=1 p50 {base_p50:.1f} ms",
+    )
+
+
+def _workers(args: Any) -> dict[str, str]:
+    return {"RAGQL_WORKERS": str(args.workers)} if args.workers else {}
+
+
+def _answers(bench: Bench, server: Server, corpus: list[dict[str, Any]], short: float) -> None:
+    ws = f"ws://127.0.0.1:{server.port}/graphql"
+    init = {"authorization": bench.auth()["authorization"]}
+    # Distinct questions (each a cold answer): SciFact titles asked as questions.
+    titles = [d["title"] for d in corpus if d.get("title")]
+    plan = ((1, 0, 30), (16, 30, 230), (100, 230, 630))
+    for conc, lo, hi in plan:
+        reqs = [{"query": STREAM, "variables": {"q": f"What is known about {t.rstrip('.')}?"}} for t in titles[lo:hi]]
+        spec = {
+            "kind": "ws_answer",
+            "url": ws,
+            "init_payload": init,
+            "requests": reqs,
+            "cycle": False,
+            "duration_s": short * (3 if conc == 100 else 1.5),
+        }
+        bench.scenario("answer_first_delta", conc, spec)
+
+
+def _graphql_overhead(bench: Bench, server: Server, repeated: list[str], auth: dict[str, str], short: float) -> None:
+    """Same domain call, same process, same warm query texts: /graphql vs the bare JSON route,
+    alternating rounds at concurrency 1."""
+    gql, bare = [], []
+    for _ in range(ROUNDS):
+        r = bench.scenario(
+            "graphql",
+            1,
+            _http(f"{server.base}/graphql", [search_body(q) for q in repeated], headers=auth, duration_s=short / 2),
+            record=False,
+        )
+        gql.append(r.p50)
+        r = bench.scenario(
+            "bare",
+            1,
+            _http(
+                f"{server.base}/graphql-bench/search",
+                [{"query": q, "first": 10} for q in repeated],
+                headers=auth,
+                duration_s=short / 2,
+                check_graphql=False,
+            ),
+            record=False,
+        )
+        bare.append(r.p50)
+    g, b = sorted(gql)[len(gql) // 2], sorted(bare)[len(bare) // 2]
+    bench.ratio(
+        "graphql_overhead",
+        g / b,
+        f"/graphql p50 {g:.2f} ms / bare JSON route p50 {b:.2f} ms (median of {ROUNDS} alternating rounds, conc 1)",
+    )
+
+
+def _floor(bench: Bench, url: str, fresh: list[str]) -> None:
+    """End-to-end p50 / (one query embedding p50 + the same hybrid SQL p50 straight through asyncpg)."""
+    emb_ms, sql_ms = asyncio.run(_floor_parts(bench, url, fresh))
+    e2e = bench.figures[("search_hybrid_uncached", 1)].p50
+    bench.ratio(
+        "floor",
+        e2e / (emb_ms + sql_ms),
+        f"search_hybrid_uncached conc=1 p50 {e2e:.1f} ms / (query embedding p50 {emb_ms:.1f} ms "
+        f"+ hybrid SQL p50 {sql_ms:.1f} ms)",
+    )
+
+
+async def _floor_parts(bench: Bench, url: str, fresh: list[str]) -> tuple[float, float]:
+    import asyncpg
+    from pgvector.asyncpg import register_vector
+
+    from domain.persistence.database import SERVER_SETTINGS
+    from domain.retrieval.search import SearchOptions, build_sql
+
+    embedder = bench.embedder  # type: ignore[attr-defined]
+    emb: list[float] = []
+    vectors = []
+    for q in fresh:
+        t0 = time.perf_counter()
+        vectors.append(await embedder.embed_query(q))
+        emb.append((time.perf_counter() - t0) * 1000)
+    # The search's own SQL, with its named parameters as asyncpg's positional ones.
+    sql = build_sql("HYBRID", "bm25", "", "default")
+    for i, name in enumerate((":qv", ":tenant", ":k", ":qt"), start=1):
+        sql = sql.replace(name, f"${i}")
+    depth = min(200, max(SearchOptions().candidates, 20))
+    conn = await asyncpg.connect(url, server_settings=SERVER_SETTINGS)
+    try:
+        await register_vector(conn)
+        stmt = await conn.prepare(sql)
+        took: list[float] = []
+        for _ in range(3):
+            for q, v in zip(fresh, vectors, strict=True):
+                t0 = time.perf_counter()
+                await stmt.fetch(v, "default", depth, q)
+                took.append((time.perf_counter() - t0) * 1000)
+    finally:
+        await conn.close()
+    return percentile(emb, 50), percentile(took, 50)
+
+
+def _peer(bench: Bench, server: Server, url: str, pool: list[str], auth: dict[str, str]) -> None:
+    """ragql over HTTP at conc 1 vs LanceDB's in-process hybrid search, alternating rounds, each
+    round on fresh query texts for both (query encoding included, same int8 MiniLM)."""
+    if importlib.util.find_spec("lancedb") is None and not (LANCE_DEPS / "lancedb").exists():
+        bench.ratio(
+            "peer_lancedb", None, skipped=f"lancedb not installed in {LANCE_DEPS.name}/: see README 'make bench'"
+        )
+        return
+    table_dir = bench.data_dir / "lancedb-scifact"
+    ours, theirs = [], []
+    for r in range(ROUNDS):
+        qs = pool[r * PEER_QUERIES : (r + 1) * PEER_QUERIES]
+        fig = bench.scenario(
+            "peer_ragql",
+            1,
+            _http(f"{server.base}/graphql", [search_body(q) for q in qs], headers=auth, cycle=False, duration_s=120),
+            record=False,
+        )
+        ours.append(fig.p50)
+        theirs.append(_lance_round(url, table_dir, qs, bench.workdir))
+    o, t = sorted(ours)[ROUNDS // 2], sorted(theirs)[ROUNDS // 2]
+    bench.ratio(
+        "peer_lancedb",
+        o / t,
+        f"ragql /graphql conc=1 p50 {o:.1f} ms / LanceDB in-process hybrid p50 {t:.1f} ms "
+        f"(median of {ROUNDS} alternating rounds of {PEER_QUERIES} fresh queries; "
+        f"rounds ragql {[round(x, 1) for x in ours]} lancedb {[round(x, 1) for x in theirs]})",
+    )
+
+
+def _lance_round(url: str, table_dir: Path, qs: list[str], workdir: Path) -> float:
+    spec = workdir / f"lance-{time.monotonic_ns()}.json"
+    spec.write_text(json.dumps({"url": url, "table_dir": str(table_dir), "queries": qs}))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(LANCE_DEPS)]))
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.peer_lancedb", str(spec)],
+        env=env,
+        cwd=ROOT,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"the LanceDB round failed:\n{out.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return float(result["p50_ms"])
+
+
+def _ingest(bench: Bench, server: Server, corpus: list[dict[str, Any]], short: float) -> None:
+    """chunks/s through ingestDocuments (the job path has not landed on main): batches of 16
+    SciFact documents under fresh external ids, into a tenant of its own that is emptied first."""
+    asyncio.run(_empty_ingest_tenant(bench))
+    editor = bench.auth("bench-ingest", INGEST_TENANT, ["editor"])
+    run = int(time.time())
+    for conc in (1, 4):
+        docs = [
+            {"title": d["title"] or d["_id"], "text": d["text"] or d["title"], "externalId": f"{run}-{conc}-{d['_id']}"}
+            for d in corpus[:2048]
+        ]
+        batches = [{"query": INGEST, "variables": {"docs": docs[i : i + 16]}} for i in range(0, len(docs), 16)]
+        before = asyncio.run(_count_chunks(bench))
+        fig = bench.scenario(
+            "ingest", conc, _http(f"{server.base}/graphql", batches, headers=editor, cycle=False, duration_s=short)
+        )
+        chunks = asyncio.run(_count_chunks(bench)) - before
+        bench.report.emit(
+            f"info ingest conc={conc} chunks={chunks} chunks_per_s={chunks / fig.wall_s:.1f} "
+            "(batches of 16 documents; p50 is per batch)",
+            {"ingest_conc": conc, "chunks": chunks, "chunks_per_s": chunks / fig.wall_s},
+        )
+
+
+async def _store(bench: Bench) -> Any:
+    import asyncpg
+
+    return await asyncpg.connect(bench.store_url)  # type: ignore[attr-defined]
+
+
+async def _empty_ingest_tenant(bench: Bench) -> None:
+    conn = await _store(bench)
+    try:
+        await conn.execute("DELETE FROM documents WHERE tenant_id = $1", INGEST_TENANT)
+    finally:
+        await conn.close()
+
+
+async def _count_chunks(bench: Bench) -> int:
+    conn = await _store(bench)
+    try:
+        n: int = await conn.fetchval("SELECT count(*) FROM chunks WHERE tenant_id = $1", INGEST_TENANT)
+        return n
+    finally:
+        await conn.close()
+
+
+def _tree(pid: int) -> list[int]:
+    """The process and its descendants (uvicorn's workers with RAGQL_WORKERS > 1)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def _tree_rss_kib(pid: int) -> int:
+    return sum(_proc_status_kib(p, "VmRSS") or 0 for p in _tree(pid))
+
+
+class TreeRssSampler:
+    """Peak RSS of the server and all its workers together, sampled every 0.2 s."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak_kib = pid, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.peak_kib = max(self.peak_kib, _tree_rss_kib(self.pid))
+            self._stop.wait(0.2)
+
+
+def _held(bench: Bench, server: Server, n: int) -> None:
+    ws = f"ws://127.0.0.1:{server.port}/graphql"
+    init = {"authorization": bench.auth()["authorization"]}
+    qs = [
+        f"Which studies report on {t}?"
+        for t in ("vitamin D", "statins", "BRCA1", "microRNA", "obesity", "malaria", "insulin", "T cells")
+    ]
+    reqs = [{"query": STREAM, "variables": {"q": f"{q} ({i})"}} for i, q in enumerate(qs * (n // len(qs) + 1))][:n]
+    before = _tree_rss_kib(server.pid)
+    sampler = TreeRssSampler(server.pid)
+    sampler.start()
+    try:
+        bench.scenario(
+            "subscriptions_held",
+            n,
+            {"kind": "ws_held", "url": ws, "init_payload": init, "requests": reqs, "duration_s": 300},
+        )
+    finally:
+        sampler.stop()
+    peak = sampler.peak_kib / 1024
+    bench.report.emit(
+        f"info subscriptions_held conc={n} server_rss_before_mib={(before or 0) / 1024:.0f} peak_rss_mib={peak:.0f} "
+        f"(p50 etc. are times to the first AnswerDelta with all {n} open)",
+        {"held": n, "peak_rss_mib": peak, "rss_before_mib": (before or 0) / 1024},
+    )

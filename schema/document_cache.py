@@ -1,0 +1,24 @@
+"""Parsed GraphQL documents, cached across requests (Strawberry's ParserCache), with one change.
+
+Strawberry's ParserCache parses inside the parsing hook, so a syntax error escapes from the hook
+rather than from Strawberry's own parse, and skips the path that gives it `extensions.code`. Here
+a document that does not parse is left unparsed: Strawberry parses it again itself and reports
+the error as it would with no cache (errors are rare, so parsing twice costs nothing that
+matters). Documents that parse come from the shared LRU."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from graphql import GraphQLError
+from strawberry.extensions import ParserCache
+
+
+class CachedParse(ParserCache):
+    def on_parse(self) -> Iterator[None]:
+        ctx = self.execution_context
+        try:
+            ctx.graphql_document = self.cached_parse_document(ctx.query, **ctx.parse_options)
+        except GraphQLError:
+            ctx.graphql_document = None
+        yield

@@ -1,0 +1,217 @@
+"""The trained recommendation model end to end, on real PostgreSQL and the real embedder: training
+is deterministic and changes the lists; a like folds in at once, before the next training;
+co-engagement is normalised and a dislike retracts it; a tenant with no feedback still gets
+recommendations; a document with no factors is still reachable. Plus the model's pure parts
+against the `implicit` library itself."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sqlalchemy import text
+
+from domain.persistence.database import Database
+from domain.providers.embedding import LocalEmbedder
+from domain.recommendations import model
+from domain.recommendations.model import ModelConfig
+from domain.recommendations.training import train_tenant
+from tests.conftest import catalogue, graphql_ok, tenant_client
+from tests.test_recommendations import feedback, recommend, titles
+
+
+def db_id(global_id: str) -> str:
+    """The database id inside a GraphQL global id (base64 of "Document:<uuid>")."""
+    return base64.b64decode(global_id).decode().split(":", 1)[1]
+
+
+INGEST = "mutation($i: IngestDocumentsInput!) { ingestDocuments(input: $i) { documents { id } errors { code } } }"
+
+
+@pytest.fixture
+async def trained_tenant(
+    pg_url: str, tmp_root: Path, embedder: LocalEmbedder
+) -> AsyncIterator[tuple[Any, str, dict[str, dict[str, Any]]]]:
+    async with tenant_client(pg_url, tmp_root, embedder) as (client, tenant_id):
+        yield client, tenant_id, await catalogue(client)
+
+
+def two_groups(films: dict[str, dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """Two sets of six films, taken by title order, so genre and text do not explain them."""
+    names = sorted(films)
+    return names[0:60:10], names[5:65:10]
+
+
+async def like_groups(client: Any, films: dict[str, dict[str, Any]], a: list[str], b: list[str]) -> None:
+    """Eight users like five of group A's six films each, eight others five of B's."""
+    for group, label in ((a, "a"), (b, "b")):
+        for u in range(8):
+            for title in group[: u % 6] + group[u % 6 + 1 :]:
+                await feedback(client, f"{label}-{u}", films[title]["id"], "LIKE")
+
+
+async def factors_of(db: Database, tenant_id: str, version: int) -> np.ndarray:
+    async with db.session(tenant_id) as session:
+        rows = await session.execute(
+            text("SELECT factor FROM item_factors WHERE version = :v ORDER BY document_id"), {"v": version}
+        )
+        return np.stack([np.asarray(v.to_numpy()) for (v,) in rows.all()])
+
+
+async def test_training_is_deterministic_and_changes_the_list(
+    db: Database, trained_tenant: tuple[Any, str, dict[str, dict[str, Any]]]
+) -> None:
+    client, tenant_id, films = trained_tenant
+    a, b = two_groups(films)
+    await like_groups(client, films, a, b)
+    await feedback(client, "probe", films[a[0]]["id"], "LIKE")
+    await feedback(client, "probe", films[a[1]]["id"], "LIKE")
+    before = await recommend(client, "probe", o={"strategy": "COLLABORATIVE"})
+    assert "MODEL" not in before["sources"]
+
+    first = await train_tenant(db, tenant_id)
+    second = await train_tenant(db, tenant_id)
+    assert (first.version, second.version) == (1, 2)
+    assert first.events == second.events == 8 * 5 * 2 + 2
+    assert np.array_equal(await factors_of(db, tenant_id, 1), await factors_of(db, tenant_id, 2))
+
+    after = await recommend(client, "probe", o={"strategy": "COLLABORATIVE"})
+    assert "MODEL" in after["sources"] and after["strategy"].startswith("collaborative: model")
+    assert titles(after) != titles(before)
+    assert set(titles(after)[:4]) == set(a[2:]), titles(after)
+    reasons = [r for item in after["items"][:4] for r in item["reasons"]]
+    assert any(r in (f"because you liked *{a[0]}*", f"because you liked *{a[1]}*") for r in reasons), reasons
+
+
+async def test_a_like_counts_at_once_before_the_next_training(
+    db: Database, trained_tenant: tuple[Any, str, dict[str, dict[str, Any]]]
+) -> None:
+    client, tenant_id, films = trained_tenant
+    a, b = two_groups(films)
+    await like_groups(client, films, a, b)
+    report = await train_tenant(db, tenant_id)
+    cold = await recommend(client, "late", o={"strategy": "COLLABORATIVE"})
+    assert "MODEL" not in cold["sources"]  # no events: nothing to fold in
+
+    await feedback(client, "late", films[b[0]]["id"], "LIKE")
+    warm = await recommend(client, "late", o={"strategy": "COLLABORATIVE"})
+    assert "MODEL" in warm["sources"]
+    assert len(set(titles(warm)[:5]) & set(b[1:])) >= 4, titles(warm)
+    # And switching taste moves the list the same way, still without training.
+    for title in a[:3]:
+        await feedback(client, "late", films[title]["id"], "LIKE")
+    await feedback(client, "late", films[b[0]]["id"], "DISLIKE")
+    switched = await recommend(client, "late", o={"strategy": "COLLABORATIVE"})
+    assert set(titles(switched)[:3]) <= set(a[3:]), titles(switched)
+    async with db.session(tenant_id) as session:
+        versions = (await session.execute(text("SELECT max(version) FROM recs_models"))).scalar()
+    assert versions == report.version  # no training happened in between
+
+
+async def test_a_tenant_with_no_feedback_still_gets_recommendations(
+    db: Database, trained_tenant: tuple[Any, str, dict[str, dict[str, Any]]]
+) -> None:
+    client, tenant_id, _ = trained_tenant
+    report = await train_tenant(db, tenant_id)
+    assert report.version is None and report.events == 0
+    result = await recommend(client, "anyone")
+    assert len(result["items"]) == 10 and result["sources"] == ["POPULAR"]
+    assert all(item["reasons"] for item in result["items"])
+
+
+async def test_a_document_with_no_events_is_reachable_by_its_content(
+    db: Database, trained_tenant: tuple[Any, str, dict[str, dict[str, Any]]]
+) -> None:
+    client, tenant_id, films = trained_tenant
+    a, b = two_groups(films)
+    await like_groups(client, films, a, b)
+    await train_tenant(db, tenant_id)
+    doc = {
+        "title": "Lighthouse Keepers",
+        "text": "Two lighthouse keepers on a storm-battered rock lose track of days, sanity and the supply boat.",
+        "metadata": {"genre": "Drama"},
+    }
+    new = (await graphql_ok(client, INGEST, {"i": {"documents": [doc]}}))["ingestDocuments"]
+    assert new["errors"] == []
+    await feedback(client, "keeper-fan", films[a[0]]["id"], "LIKE")
+    result = await recommend(client, "keeper-fan", c="lighthouse keepers alone on a rock in a storm")
+    assert "MODEL" in result["sources"]
+    assert "Lighthouse Keepers" in titles(result), titles(result)
+    cold = next(item for item in result["items"] if item["document"]["title"] == "Lighthouse Keepers")
+    assert "CONTEXT" in cold["sources"] and "MODEL" not in cold["sources"]  # it has no factors yet
+
+
+async def test_co_engagement_is_normalised_and_a_dislike_retracts_it(
+    db: Database, trained_tenant: tuple[Any, str, dict[str, dict[str, Any]]]
+) -> None:
+    client, tenant_id, films = trained_tenant
+    names = sorted(films)
+    blockbuster, first, second, *others = names[::7]
+    # Everyone likes the blockbuster; three people like `first` too, two of them also `second`.
+    for u in range(10):
+        await feedback(client, f"fan-{u}", films[blockbuster]["id"], "LIKE")
+        await feedback(client, f"fan-{u}", films[others[u % len(others)]]["id"], "LIKE")
+    for u, liked in enumerate(([first, second, blockbuster], [first, second, blockbuster], [first, blockbuster])):
+        for title in liked:
+            await feedback(client, f"pair-{u}", films[title]["id"], "LIKE")
+    await feedback(client, "probe", films[first]["id"], "LIKE")
+    result = await recommend(client, "probe", o={"strategy": "COLLABORATIVE"})
+    # Raw counts would put the blockbuster first (3 shared users against 2).
+    assert titles(result)[:2] == [second, blockbuster], titles(result)
+
+    async def pair_users() -> int | None:
+        async with db.session(tenant_id) as session:
+            return (
+                await session.execute(
+                    text("SELECT users FROM co_engagement WHERE item_a = :a AND item_b = :b"),
+                    {"a": db_id(films[first]["id"]), "b": db_id(films[second]["id"])},
+                )
+            ).scalar()
+
+    async def likers(title: str) -> int:
+        async with db.session(tenant_id) as session:
+            sql = "SELECT likers FROM item_popularity WHERE document_id = :d"
+            return int((await session.execute(text(sql), {"d": db_id(films[title]["id"])})).scalar_one())
+
+    assert await pair_users() == 2 and await likers(second) == 2
+    await feedback(client, "pair-0", films[second]["id"], "DISLIKE")
+    assert await pair_users() == 1 and await likers(second) == 1
+    await feedback(client, "pair-1", films[second]["id"], "RATING", rating=1.0)
+    assert await pair_users() is None and await likers(second) == 0
+    await feedback(client, "pair-1", films[second]["id"], "LIKE")  # liked again: counted again
+    assert await pair_users() == 1 and await likers(second) == 1
+
+
+def test_fold_in_is_the_als_user_step_of_the_implicit_library() -> None:
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    rng = np.random.default_rng(3)
+    dense = (rng.random((40, 30)) < 0.2) * rng.choice([1.0, 3.0, -2.0], size=(40, 30))
+    user_items = sp.csr_matrix(dense.astype(np.float32))
+    config = ModelConfig()
+    _, items = model.fit(user_items, config)
+    reference = AlternatingLeastSquares(factors=config.factors, regularization=config.regularization, alpha=1.0)
+    reference.item_factors = items
+    for u in (0, 7, 19):
+        row = user_items[u]
+        expected = reference.recalculate_user(u, row)
+        got = model.fold_in(model.gram(items), items[row.indices], row.data.astype(np.float64), config.regularization)
+        # implicit solves with a few conjugate-gradient steps; the fold-in solves exactly.
+        assert np.allclose(got, expected, rtol=0.05, atol=0.02), (u, np.abs(got - expected).max())
+
+
+def test_neighbours_are_cosine_at_half_damping_and_damp_popular_items_above() -> None:
+    # Items 0 and 1 share both their likers; item 2 is liked by everyone.
+    liked = sp.csr_matrix(np.array([[1, 1, 1], [1, 1, 1], [0, 0, 1], [0, 0, 1], [0, 0, 1]], dtype=np.float32))
+    a, b, s = model.neighbours(liked, ModelConfig(neighbour_damping=0.5, neighbour_shrink=0.0))
+    scores = {(int(i), int(j)): float(x) for i, j, x in zip(a, b, s, strict=True)}
+    assert scores[(0, 1)] == pytest.approx(1.0)  # cosine: identical liker sets
+    assert scores[(0, 2)] == pytest.approx(2 / np.sqrt(2 * 5))
+    damped = model.neighbours(liked, ModelConfig(neighbour_damping=0.8, neighbour_shrink=0.0))
+    top_of_0 = damped[1][damped[0] == 0][0]
+    assert top_of_0 == 1  # item 0's best neighbour is its twin, not the item everyone likes
