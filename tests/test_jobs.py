@@ -284,7 +284,8 @@ async def test_progress_subscription_counts_up_and_ends_with_one_final_state(
     settings = Settings(database_url=pg_url, data_dir=tmp_root, load_demo=False, dev_tenant=tenant)
     with serve_in_thread(create_app(settings, embedder=embedder)) as address:
         async with httpx.AsyncClient(base_url=f"http://{address}") as http:
-            job_id = await _submit(http, _docs(40, "progress"))
+            # 15 batches of 16: long enough for the 0.25 s progress poll to see it part-way.
+            job_id = await _submit(http, _docs(240, "progress"))
         transport = WebsocketsTransport(url=f"ws://{address}/graphql")
         events: list[dict[str, Any]] = []
         async with Client(transport=transport, fetch_schema_from_transport=False) as session:
@@ -296,7 +297,7 @@ async def test_progress_subscription_counts_up_and_ends_with_one_final_state(
     assert sum(s in ("SUCCEEDED", "FAILED", "CANCELLED") for s in states) == 1
     done = [e["documentsDone"] for e in events]
     chunks = [e["chunksEmbedded"] for e in events]
-    assert done == sorted(done) and chunks == sorted(chunks) and done[-1] == 40
+    assert done == sorted(done) and chunks == sorted(chunks) and done[-1] == 240
     assert len(events) >= 3  # it streamed progress, not only the start and the end
 
 
