@@ -39,9 +39,12 @@ def configure(level: str, fmt: str) -> None:
     )
     handler.set_name(_HANDLER_NAME)
     root = logging.getLogger()
-    # Replace only our own handler (a second configure() call): handlers others attached, such as
+    # Replace our own handler (a second call) and plain console handlers (logging.basicConfig's,
+    # which the CLI installs first), so each line is printed once. Handlers of other kinds, such as
     # pytest's capture or a log shipper's, keep receiving records.
-    root.handlers[:] = [h for h in root.handlers if h.get_name() != _HANDLER_NAME] + [handler]
+    root.handlers[:] = [
+        h for h in root.handlers if h.get_name() != _HANDLER_NAME and type(h) is not logging.StreamHandler
+    ] + [handler]
     root.setLevel(level.upper())
     # uvicorn's own loggers propagate to the root handler, so they are JSON too.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
