@@ -6,13 +6,16 @@ network: the files are committed, and tests check their hashes offline."""
 
 from __future__ import annotations
 
+import argparse
 import base64
 import hashlib
 import io
 import json
+import sys
 import tarfile
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 
 REGISTRY = "https://registry.npmjs.org"
 
@@ -47,3 +50,27 @@ def member(archive: tarfile.TarFile, path: str) -> bytes | None:
     except KeyError:
         return None
     return handle.read() if handle else None
+
+
+def refresh_or_check(
+    argv: list[str] | None,
+    *,
+    prog: str,
+    description: str,
+    refresh: Callable[[], None],
+    problems: Callable[[], list[str]],
+    ok: str,
+) -> None:
+    """The command line of every vendoring script: refresh from the registry (or, with --check,
+    only verify the committed copies), print what is wrong and exit 1, or print `ok`."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--check", action="store_true", help="verify the committed copies only")
+    args = parser.parse_args(argv)
+    if not args.check:
+        refresh()
+    wrong = problems()
+    for line in wrong:
+        print(line, file=sys.stderr)
+    if wrong:
+        raise SystemExit(1)
+    print(ok)

@@ -11,10 +11,9 @@ that needs the network for GraphiQL.
 
 from __future__ import annotations
 
-import argparse
 import shutil
-import sys
 
+from api import vendoring
 from api.graphiql.assets import STATIC_DIR, Asset, manifest, problems, sri
 from api.vendoring import member, tarball
 
@@ -46,17 +45,14 @@ def refresh() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m api.graphiql.refresh", description=__doc__.split("\n")[0])
-    parser.add_argument("--check", action="store_true", help="verify the committed copies only")
-    args = parser.parse_args(argv)
-    if not args.check:
-        refresh()
-    wrong = problems()
-    for line in wrong:
-        print(line, file=sys.stderr)
-    if wrong:
-        raise SystemExit(1)
-    print(f"{len(manifest())} GraphiQL assets match the SRI hashes in Strawberry's page")
+    vendoring.refresh_or_check(
+        argv,
+        prog="python -m api.graphiql.refresh",
+        description=__doc__.split("\n")[0],
+        refresh=refresh,
+        problems=problems,
+        ok=f"{len(manifest())} GraphiQL assets match the SRI hashes in Strawberry's page",
+    )
 
 
 if __name__ == "__main__":

@@ -13,14 +13,13 @@ never needs the network.
 
 from __future__ import annotations
 
-import argparse
 import json
 import posixpath
 import re
 import shutil
-import sys
 from pathlib import Path
 
+from api import vendoring
 from api.vendoring import member, sri, tarball
 
 HERE = Path(__file__).resolve().parent
@@ -102,17 +101,14 @@ def problems() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m api.webapp.vendor", description=__doc__.split("\n")[0])
-    parser.add_argument("--check", action="store_true", help="verify the committed copies only")
-    args = parser.parse_args(argv)
-    if not args.check:
-        refresh()
-    wrong = problems()
-    for line in wrong:
-        print(line, file=sys.stderr)
-    if wrong:
-        raise SystemExit(1)
-    print("the reference app's vendored files match the manifest and the lockfile")
+    vendoring.refresh_or_check(
+        argv,
+        prog="python -m api.webapp.vendor",
+        description=__doc__.split("\n")[0],
+        refresh=refresh,
+        problems=problems,
+        ok="the reference app's vendored files match the manifest and the lockfile",
+    )
 
 
 if __name__ == "__main__":

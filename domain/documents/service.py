@@ -8,12 +8,10 @@ failure never half-writes another."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -22,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, func, select
 
+from domain import paging
 from domain.documents.chunking import ChunkText, chunk_document
 from domain.documents.error_codes import DocumentErrorCode
 from domain.documents.parsing import ParseBudget
@@ -337,17 +336,7 @@ class DocumentPage:
 
 
 def encode_cursor(doc: Document) -> str:
-    return base64.urlsafe_b64encode(f"{doc.created_at.isoformat()}|{doc.id}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        created, ident = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(created), uuid.UUID(ident)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(
-            CommonErrorCode.INVALID_CURSOR, "`after` is not a cursor returned by this API", field="after"
-        ) from exc
+    return paging.encode_cursor(doc.created_at, doc.id)
 
 
 async def list_page(
@@ -361,7 +350,7 @@ async def list_page(
         total = (await session.execute(text(f"SELECT count(*) FROM documents d WHERE {where}"), params)).scalar_one()
         page_where = where
         if after:
-            created, ident = decode_cursor(after)
+            created, ident = paging.decode_cursor(after)
             page_where += " AND (d.created_at, d.id) > (:after_created, :after_id)"
             params |= {"after_created": created, "after_id": ident}
         ids = (

@@ -6,18 +6,16 @@ created a job returns, the job is durable and queued; if anything fails, none of
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from pgqueuer.queries import Queries
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.error_codes import CommonErrorCode
+from domain import paging
 from domain.errors import InvalidInput, NotFound
 from domain.jobs.error_codes import JobErrorCode
 from domain.jobs.model import (
@@ -198,17 +196,7 @@ class JobPage:
 
 
 def encode_cursor(job: Job) -> str:
-    return base64.urlsafe_b64encode(f"{job.created_at.isoformat()}|{job.id}".encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        created, ident = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(created), uuid.UUID(ident)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(
-            CommonErrorCode.INVALID_CURSOR, "`after` is not a cursor returned by this API", field="after"
-        ) from exc
+    return paging.encode_cursor(job.created_at, job.id)
 
 
 async def list_page(db: Database, tenant_id: str, *, first: int, after: str | None, state: JobState | None) -> JobPage:
@@ -220,7 +208,7 @@ async def list_page(db: Database, tenant_id: str, *, first: int, after: str | No
         where += " AND state = :state"
         params["state"] = state.value
     if after:
-        created, ident = _decode_cursor(after)
+        created, ident = paging.decode_cursor(after)
         where += " AND (created_at, id) < (:ac, :ai)"
         params |= {"ac": created, "ai": ident}
     async with db.session(tenant_id) as session:
