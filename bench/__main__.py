@@ -181,6 +181,10 @@ def main(argv: list[str] | None = None) -> None:
     sc.add_argument("--rounds", type=int, default=40, help="distinct queries (each also repeated twice)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # As in the ragql CLI: pgserver logs every pg_ctl/initdb call with its output, and Alembic each
+    # plugin, which buried the figures a bench prints. Warnings and errors still show.
+    for chatty in ("pgserver", "alembic.runtime.plugins"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     handlers = {
         "run": _run,
         "latency": _latency,
