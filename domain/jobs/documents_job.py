@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -92,8 +93,8 @@ class DocumentBatches:
         futures = [future for _, future in prepared.embedding.values()]
         if not futures:
             return
-        everything = asyncio.gather(*futures, return_exceptions=True)
-        stopping = asyncio.ensure_future(stop.wait())
+        everything: asyncio.Future[Any] = asyncio.gather(*futures, return_exceptions=True)
+        stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
         try:
             await asyncio.wait({everything, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
