@@ -178,6 +178,7 @@ async def test_sigterm_mid_batch_writes_the_embedded_documents_and_hands_back_th
         assert solo.terminate() == 0
     finally:
         solo.kill()
+    assert "Traceback" not in solo.output()
     # then: it did not finish the batch of 200; what it wrote is whole, and the job is queued again
     row = await _job_row(db, tenant, job_id)
     stored = await _stored(db, tenant)

@@ -179,6 +179,8 @@ async def _write_batch(
         if not pending:
             return job
         results, chunks = await processor.write(session, job, prepared, pending)
+        if not results:
+            return await read_in(session, job_id)  # stopped before any of them was ready
         await session.execute(
             text(
                 "UPDATE ingestion_job_items SET outcome = :outcome, document_id = :d, chunks = :c, input = NULL, "
