@@ -32,6 +32,7 @@ from domain.documents import service as documents
 from domain.documents.parsing import ParseBudget
 from domain.documents.service import ChunkingConfig, Documents, IngestContext
 from domain.feedback.profiles import LearningConfig
+from domain.jobs.progress import JobProgress
 from domain.persistence.database import Database
 from domain.persistence.migrate import check_embedding_model, keyword_backend, migrate
 from domain.providers.cross_rankers import CohereReranker
@@ -344,6 +345,7 @@ async def build_services(
         learning=learning,
         search_cache=search_cache,
         revocations=shared.broadcast if shared else LocalOnly(),
+        job_progress=JobProgress(db.url, fallback_s=settings.job_progress_fallback_s),
         dev_tenant=settings.dev_tenant,
         api_key_prefix=settings.api_key_prefix,
         database_kind=kind,
@@ -365,4 +367,10 @@ async def build_services(
         ctx = replace(services.documents.ingesting, max_batch=len(demo))
         outcome = await documents.ingest(ctx, documents.IngestRequest(settings.dev_tenant, demo))
         log.info("loaded the demo catalogue: %d films into tenant %r", len(outcome.documents), settings.dev_tenant)
-    return services, db.dispose
+
+    async def close() -> None:
+        if services.job_progress is not None:
+            await services.job_progress.aclose()
+        await db.dispose()
+
+    return services, close

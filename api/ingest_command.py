@@ -3,10 +3,10 @@
 Both go through the job path the API uses: the input becomes one job per 10,000 items, queued in
 PostgreSQL, and this process runs a worker of its own, so the jobs run with or without a
 `ragql worker` elsewhere (whichever worker dequeues a job first runs it). Progress is read from the
-job rows, so the bar is right whoever runs the job.
+job rows, on each of the job's NOTIFYs, so the bar is right whoever runs the job.
 
-Interrupted (Ctrl-C), the worker here finishes the batch in hand and hands the job back; run the
-same command again and it continues the same job (found by a fingerprint of the input), skipping
+Interrupted (Ctrl-C), the worker here writes the documents already embedded and hands the job
+back; run the same command again and it continues the same job (found by a fingerprint of the input), skipping
 every document already stored. Inputs carry an externalId (a file's relative path, a JSONL
 line's `externalId`/`_id`, else `<file>:<line>`), so even a fresh job of the same input stores
 nothing twice: unchanged documents are neither embedded nor written again."""
@@ -41,10 +41,10 @@ from domain.jobs.error_codes import JobErrorCode
 from domain.jobs.feedback_job import FeedbackEventInput, feedback_items
 from domain.jobs.items import document_items
 from domain.jobs.model import MAX_JOB_ITEMS, ItemError, Job, JobKind, NewItem
+from domain.jobs.progress import JobProgress
 from domain.persistence.database import Database
 from domain.tenancy import ensure_tenant
 
-POLL_S = 0.25
 HIDDEN = (".", "_")
 
 
@@ -206,25 +206,30 @@ async def _open_or_resume(db: Database, tenant: str, kind: JobKind, items: list[
     )
 
 
-async def _follow(db: Database, job: Job, progress: Progress, task: Any, interrupted: asyncio.Event) -> Job:
-    """Poll the job row until it ends (or Ctrl-C); the bar shows items, items/s and chunks/s."""
+async def _follow(
+    db: Database, feed: JobProgress, job: Job, progress: Progress, task: Any, interrupted: asyncio.Event
+) -> Job:
+    """Follow the job row until it ends (or Ctrl-C), waking on its NOTIFY; the bar shows items,
+    items/s and chunks/s."""
     start = time.monotonic()
     done0, chunks0 = job.items_done, job.chunks_embedded
-    while True:
-        job = await store.get(db, job.tenant_id, job.id)
-        elapsed = max(time.monotonic() - start, 1e-6)
-        progress.update(
-            task,
-            completed=job.items_done,
-            rate=f"{(job.items_done - done0) / elapsed:.1f}",
-            chunk_rate=f"{(job.chunks_embedded - chunks0) / elapsed:.1f}",
-        )
-        if job.finished or interrupted.is_set():
-            return job
-        try:
-            await asyncio.wait_for(interrupted.wait(), timeout=POLL_S)
-        except TimeoutError:
-            pass
+    async with feed.watch(job.id) as watch:
+        while True:
+            job = await store.get(db, job.tenant_id, job.id)
+            elapsed = max(time.monotonic() - start, 1e-6)
+            progress.update(
+                task,
+                completed=job.items_done,
+                rate=f"{(job.items_done - done0) / elapsed:.1f}",
+                chunk_rate=f"{(job.chunks_embedded - chunks0) / elapsed:.1f}",
+            )
+            if job.finished or interrupted.is_set():
+                return job
+            waiting = asyncio.ensure_future(watch.next())
+            stopping = asyncio.ensure_future(interrupted.wait())
+            await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            waiting.cancel()
+            stopping.cancel()
 
 
 def _progress(console: Console, unit: str, with_chunks: bool) -> Progress:
@@ -248,10 +253,13 @@ async def run_jobs(
     totals = RunTotals()
     interrupted = asyncio.Event()
     worker = BackgroundWorker(Worker(deps, worker_config(settings)))
+    feed = JobProgress(deps.db.url, fallback_s=settings.job_progress_fallback_s)
     loop = asyncio.get_running_loop()
 
     def on_interrupt() -> None:
-        console.print("[yellow]interrupted: finishing the batch in hand; run the same command again to continue")
+        console.print(
+            "[yellow]interrupted: writing the documents already embedded; run the same command again to continue"
+        )
         interrupted.set()
         worker.worker.stop()
 
@@ -274,7 +282,7 @@ async def run_jobs(
                     rate="0.0",
                     chunk_rate="0.0",
                 )
-                job = await _follow(deps.db, job, progress, task, interrupted)
+                job = await _follow(deps.db, feed, job, progress, task, interrupted)
                 if interrupted.is_set():
                     await worker.stop()
                     job = await store.get(deps.db, tenant, job.id)
@@ -289,6 +297,7 @@ async def run_jobs(
     finally:
         totals.seconds = time.monotonic() - started
         await worker.stop()
+        await feed.aclose()
         loop.remove_signal_handler(signal.SIGINT)
         loop.remove_signal_handler(signal.SIGTERM)
         await close()

@@ -165,13 +165,17 @@ class Settings(BaseSettings):
     # database, as under `make run`) saves starting `ragql worker` in development.
     worker_concurrency: int = 2
     worker_in_process: bool | None = None
-    # Documents written per transaction; SIGTERM finishes the batch in hand, then exits.
+    # Documents written per transaction (the next batch is embedded while one is written). SIGTERM
+    # writes the documents already embedded, then exits.
     job_batch_size: int = 16
     # A job whose heartbeat is older than this is taken over by another worker, which looks at
     # least every job_poll_s: a killed worker's job resumes within their sum.
     job_heartbeat_timeout_s: float = 10.0
     job_poll_s: float = 5.0
     job_max_attempts: int = 5
+    # Progress followers (ingestionProgress, `ragql ingest`) wake on NOTIFY; without one they read the
+    # job anyway after this long (a lost notification, or LISTEN unavailable).
+    job_progress_fallback_s: float = 2.0
     # `ragql worker` serves /metrics here (0: any free port).
     metrics_port: int = 9100
     load_demo: bool = True

@@ -8,8 +8,9 @@ The queue is pgqueuer's (PostgreSQL, asyncpg-native; see the README for why). A 
   which happens within `poll_s` (at once when a NOTIFY arrives). Heartbeats go out every half
   timeout, so a SIGKILLed worker's job resumes between heartbeat_timeout_s / 2 and
   heartbeat_timeout_s + poll_s after the kill (5 to 15 s with the defaults; `make bench-jobs`);
-- on SIGTERM/SIGINT stops taking jobs, finishes the batch of documents in hand (writes it), hands
-  each job back to the queue (pgqueuer RetryRequested: queued again at once) and exits;
+- on SIGTERM/SIGINT stops taking jobs and stops embedding: the documents already fully embedded
+  are written (each whole), the others dropped from the encoder's queue; each job goes back to
+  the queue (pgqueuer RetryRequested: queued again at once) and the worker exits;
 - retries a job that raised (a lost database, say) with backoff (pgqueuer's
   DatabaseRetryEntrypointExecutor); after the last attempt the job ends FAILED with the reason.
 
@@ -96,12 +97,14 @@ class Worker:
     _qm: QueueManager | None = None
     _slots: asyncio.Semaphore | None = None
     jobs_run: int = 0
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     def stop(self) -> None:
-        """Graceful: finish the batch in hand, hand the job back, exit."""
+        """Graceful: write the documents already embedded, hand the job back, exit."""
         if not self.stopping:
-            log.info("worker stopping: finishing the current batch, then handing its job back to the queue")
+            log.info("worker stopping: writing the documents already embedded, then handing each job back")
         self.stopping = True
+        self._stop.set()
         if self._qm is not None:
             self._qm.shutdown.set()
 
@@ -124,7 +127,7 @@ class Worker:
                     job_id,
                     self._processor(str(queued.entrypoint)),
                     batch_size=self.config.batch_size,
-                    should_stop=lambda: self.stopping,
+                    stop=self._stop,
                     on_progress=self.deps.on_progress,
                     worker=WORKER_NAME,
                 )

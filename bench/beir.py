@@ -1,7 +1,8 @@
 """`make eval`: BEIR SciFact through the same ingest and search code the API uses.
 
-The corpus is ingested into a cached embedded store (`.ragql-eval/`): ingest is idempotent, so
-a second run finds every document unchanged and embeds nothing."""
+The corpus is ingested (as ingestion jobs, like `ragql ingest`) into a cached embedded store
+(`.ragql-eval/`): ingest is idempotent, so a second run finds every document unchanged and embeds
+nothing."""
 
 from __future__ import annotations
 
@@ -14,19 +15,22 @@ from typing import Any
 
 from tqdm import tqdm
 
-from domain.documents import service as documents
 from domain.documents.service import ChunkingConfig
 from domain.documents.validation import DocumentInput
 from domain.evaluation.metrics import ndcg_at_k, recall_at_k
+from domain.feedback.profiles import LearningConfig
+from domain.jobs import store as job_store
+from domain.jobs.items import document_items
+from domain.jobs.model import MAX_JOB_ITEMS, Job, JobKind, JobState
 from domain.persistence.database import Database
 from domain.persistence.migrate import check_embedding_model, keyword_backend, migrate
 from domain.providers.embedding import Embedder
 from domain.retrieval.fusion import FusionMethod, fuse
 from domain.retrieval.index_health import ensure_bm25_healthy
 from domain.retrieval.search import SearchOptions, fetch_legs, leg_query, search
+from domain.tenancy import ensure_tenant
 
 TENANT = "default"
-BATCH = 128
 
 
 def load(dataset: Path, split: str) -> tuple[list[dict[str, Any]], dict[str, str], dict[str, dict[str, int]]]:
@@ -42,24 +46,42 @@ def load(dataset: Path, split: str) -> tuple[list[dict[str, Any]], dict[str, str
 async def ingest_corpus(
     db: Database, embedder: Embedder, corpus: list[dict[str, Any]], chunking: ChunkingConfig
 ) -> None:
-    started, embedded = time.perf_counter(), 0
+    """Through the job path `ragql ingest` and ASYNC ingests take: the corpus becomes jobs (10,000
+    documents each), run here by a worker of this process until the queue is empty."""
+    from api.worker import Worker, WorkerConfig, WorkerDeps
+
+    await ensure_tenant(db, TENANT)
+    inputs = [
+        DocumentInput(title=d["title"] or d["_id"], text=d["text"] or d["title"], external_id=d["_id"]) for d in corpus
+    ]
+    items = document_items(inputs, "documents", max_chars=10**7)
+    started = time.perf_counter()
+    jobs = [
+        await job_store.create(
+            db, TENANT, JobKind.DOCUMENTS, items[i : i + MAX_JOB_ITEMS], created_by="eval", field_prefix="documents"
+        )
+        for i in range(0, len(items), MAX_JOB_ITEMS)
+    ]
     bar = tqdm(total=len(corpus), unit="doc", desc="ingest scifact")
-    for start in range(0, len(corpus), BATCH):
-        batch = corpus[start : start + BATCH]
-        inputs = [
-            DocumentInput(title=d["title"] or d["_id"], text=d["text"] or d["title"], external_id=d["_id"])
-            for d in batch
-        ]
-        ctx = documents.IngestContext(db, embedder, chunking, max_batch=BATCH, max_chars=10**7)
-        out = await documents.ingest(ctx, documents.IngestRequest(TENANT, inputs))
-        if out.errors:
-            raise RuntimeError(f"ingest errors: {[e.message for e in out.errors[:3]]}")
-        embedded += out.chunks_embedded
-        elapsed = time.perf_counter() - started
-        bar.set_postfix(chunks=embedded, chunks_per_s=f"{embedded / elapsed:.1f}")
-        bar.update(len(batch))
+    seen: dict[Any, tuple[int, int]] = {}
+
+    def progress(job: Job) -> None:
+        done = seen.get(job.id, (0, 0))[0]
+        seen[job.id] = (job.items_done, job.chunks_embedded)
+        embedded = sum(c for _, c in seen.values())
+        bar.set_postfix(chunks=embedded, chunks_per_s=f"{embedded / (time.perf_counter() - started):.1f}")
+        bar.update(job.items_done - done)
+
+    deps = WorkerDeps(db, embedder, chunking, 10**7, LearningConfig(), on_progress=progress)
+    await Worker(deps, WorkerConfig(concurrency=1, poll_s=0.5)).run(drain=True)
     bar.close()
     elapsed = time.perf_counter() - started
+    finished = [await job_store.get(db, TENANT, job.id) for job in jobs]
+    failed = sum(job.failed for job in finished)
+    if failed or any(job.state is not JobState.SUCCEEDED for job in finished):
+        errors = await job_store.errors(db, TENANT, finished[0].id, first=3)
+        raise RuntimeError(f"ingest errors ({failed} failed): {[e.message for e in errors]}")
+    embedded = sum(job.chunks_embedded for job in finished)
     if embedded:
         print(f"ingest: {embedded} chunks embedded in {elapsed:.1f}s = {embedded / elapsed:.1f} chunks/s")
     else:

@@ -10,6 +10,7 @@ from domain.answers.service import Answering
 from domain.auth.revocation import LocalOnly, Revocations
 from domain.documents.service import ChunkingConfig, Documents
 from domain.feedback.profiles import LearningConfig
+from domain.jobs.progress import JobProgress
 from domain.persistence.database import Database
 from domain.providers.embedding import Embedder
 from domain.recommendations.service import Recommender
@@ -50,6 +51,8 @@ class Services:
     learning: LearningConfig = field(default_factory=LearningConfig)
     search_cache: SearchCache = field(default_factory=SearchCache)
     revocations: Revocations = field(default_factory=LocalOnly)
+    # Wakes ingestionProgress followers on each change of their job (None: they poll).
+    job_progress: JobProgress | None = None
 
 
 class RateLimitBackend(Protocol):

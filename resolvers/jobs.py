@@ -5,8 +5,10 @@ or for a query its GraphQL error (an unknown or foreign id: NOT_FOUND)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncGenerator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import strawberry
@@ -16,6 +18,7 @@ from domain.jobs.feedback_job import FeedbackEventInput as DomainEvent
 from domain.jobs.feedback_job import feedback_items
 from domain.jobs.model import ItemError, JobKind, JobState, NewItem
 from domain.jobs.model import Job as JobRow
+from domain.jobs.progress import JobProgress, Watch
 from schema.common import PageInfo, from_global_id
 from schema.context import Context
 from schema.jobs import (
@@ -30,8 +33,8 @@ from schema.jobs import (
     IngestionJobState,
 )
 
-# How often a progress subscription reads its job row.
-PROGRESS_POLL_S = 0.25
+# How often a progress subscription reads its job row when nothing notifies it (no LISTEN feed).
+PROGRESS_POLL_S = 2.0
 
 
 def _job_id(raw: str, field: str = "id") -> uuid.UUID:
@@ -78,20 +81,28 @@ async def cancel_ingestion_job(
 async def ingestion_progress(
     info: strawberry.Info[Context], job_id: strawberry.ID
 ) -> AsyncGenerator[IngestionJob, None]:
-    """The job now, then each time its counts or state change, ending with its final state. The row
-    is read every PROGRESS_POLL_S, so progress shows whichever worker (or replica) runs the job."""
-    db, tenant = info.context.services.db, info.context.tenant_id
+    """The job now, then each time its counts or state change, ending with its final state. It
+    wakes on the job's NOTIFY (domain/jobs/progress.py), whichever worker or replica runs the job,
+    and reads the row at least every fallback interval in case a notification was lost."""
+    services, tenant = info.context.services, info.context.tenant_id
     ident = _job_id(job_id, field="jobId")
-    job = await store.get(db, tenant, ident)
-    yield IngestionJob.from_row(job)
-    last = (job.state, job.items_done, job.chunks_embedded)
-    while not job.finished:
-        await asyncio.sleep(PROGRESS_POLL_S)
-        job = await store.get(db, tenant, ident)
-        now = (job.state, job.items_done, job.chunks_embedded)
-        if now != last:
-            last = now
-            yield IngestionJob.from_row(job)
+    async with _watch(services.job_progress, ident) as watch:
+        job = await store.get(services.db, tenant, ident)
+        yield IngestionJob.from_row(job)
+        last = (job.state, job.items_done, job.chunks_embedded)
+        while not job.finished:
+            await watch.next()
+            job = await store.get(services.db, tenant, ident)
+            now = (job.state, job.items_done, job.chunks_embedded)
+            if now != last:
+                last = now
+                yield IngestionJob.from_row(job)
+
+
+def _watch(feed: JobProgress | None, job_id: uuid.UUID) -> AbstractAsyncContextManager[Watch]:
+    if feed is None:
+        return contextlib.nullcontext(Watch(asyncio.Event(), PROGRESS_POLL_S))
+    return feed.watch(job_id)
 
 
 async def job_errors(info: strawberry.Info[Any], row: JobRow, first: int) -> list[IngestionJobError]:

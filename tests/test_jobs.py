@@ -151,6 +151,61 @@ async def test_sigterm_finishes_the_batch_in_hand_and_hands_the_job_back(
         solo.kill()
 
 
+def _long_docs(n: int, tag: str) -> list[dict[str, Any]]:
+    """Documents of about four chunks each, so embedding a batch of them takes a while."""
+    return [
+        {
+            "title": f"{tag} survey {i}",
+            "text": " ".join(
+                f"Plot {j} of survey {i} recorded {word(i * 64 + j)} in the tidal zone." for j in range(48)
+            ),
+        }
+        for i in range(n)
+    ]
+
+
+async def test_sigterm_mid_batch_writes_the_embedded_documents_and_hands_back_the_rest(
+    pg_url: str, tmp_root: Path, client: tuple[httpx.AsyncClient, str], db: Database
+) -> None:
+    # given: one batch of 200 long documents, so the batch in hand is the whole job
+    http, tenant = client
+    solo = start_worker(pg_url, tmp_root, "sigterm-batch", RAGQL_JOB_BATCH_SIZE="200")
+    try:
+        solo.wait_ready()
+        job_id = await _submit(http, _long_docs(200, "halt"))
+        await _wait(db, tenant, job_id, lambda r: r["state"] == "RUNNING" and r["worker"] == f"{_host()}:{solo.pid}")
+        # when: SIGTERM while the batch is being embedded
+        assert solo.terminate() == 0
+    finally:
+        solo.kill()
+    assert "Traceback" not in solo.output()
+    # then: it did not finish the batch of 200; what it wrote is whole, and the job is queued again
+    row = await _job_row(db, tenant, job_id)
+    stored = await _stored(db, tenant)
+    assert row["state"] == "QUEUED" and row["done"] < 200
+    assert stored["documents"] == row["done"] and stored["without_chunks"] == 0
+    async with db.session(tenant) as session:
+        partial = (
+            await session.execute(
+                text(
+                    "SELECT count(*) FROM documents d "
+                    "WHERE chunk_count <> (SELECT count(*) FROM chunks c WHERE c.document_id = d.id)"
+                )
+            )
+        ).scalar()
+    assert partial == 0
+    # and the next worker resumes it: every document stored exactly once
+    resumer = start_worker(pg_url, tmp_root, "sigterm-resume")
+    try:
+        resumer.wait_ready()
+        final = await _wait(db, tenant, job_id, lambda r: r["state"] in ("SUCCEEDED", "FAILED", "CANCELLED"))
+    finally:
+        resumer.kill()
+    stored = await _stored(db, tenant)
+    assert final["state"] == "SUCCEEDED" and final["done"] == 200
+    assert stored["documents"] == 200 and stored["distinct_texts"] == 200 and stored["without_chunks"] == 0
+
+
 async def test_an_async_job_stores_every_valid_document_and_reports_the_bad_ones(
     pair: list[WorkerProcess], client: tuple[httpx.AsyncClient, str], db: Database
 ) -> None:
@@ -281,10 +336,14 @@ async def test_progress_subscription_counts_up_and_ends_with_one_final_state(
     pair: list[WorkerProcess], pg_url: str, tmp_root: Path, embedder: LocalEmbedder, db: Database
 ) -> None:
     tenant = f"t-{uuid.uuid4().hex[:12]}"
-    settings = Settings(database_url=pg_url, data_dir=tmp_root, load_demo=False, dev_tenant=tenant)
-    with serve_in_thread(create_app(settings, embedder=embedder)) as address:
+    # The fallback poll is far longer than the job: only its NOTIFYs can show it part-way.
+    settings = Settings(
+        database_url=pg_url, data_dir=tmp_root, load_demo=False, dev_tenant=tenant, job_progress_fallback_s=120
+    )
+    app = create_app(settings, embedder=embedder)
+    with serve_in_thread(app) as address:
         async with httpx.AsyncClient(base_url=f"http://{address}") as http:
-            # 15 batches of 16: long enough for the 0.25 s progress poll to see it part-way.
+            # 60 batches of 4 on the two workers.
             job_id = await _submit(http, _docs(240, "progress"))
         transport = WebsocketsTransport(url=f"ws://{address}/graphql")
         events: list[dict[str, Any]] = []
@@ -292,6 +351,7 @@ async def test_progress_subscription_counts_up_and_ends_with_one_final_state(
             request = GraphQLRequest(PROGRESS, variable_values={"id": job_id})
             async for result in session.subscribe(request):
                 events.append(result["ingestionProgress"])
+        notifications = app.state.services.job_progress.notifications
     states = [e["state"] for e in events]
     assert states[-1] == "SUCCEEDED"
     assert sum(s in ("SUCCEEDED", "FAILED", "CANCELLED") for s in states) == 1
@@ -299,6 +359,7 @@ async def test_progress_subscription_counts_up_and_ends_with_one_final_state(
     chunks = [e["chunksEmbedded"] for e in events]
     assert done == sorted(done) and chunks == sorted(chunks) and done[-1] == 240
     assert len(events) >= 3  # it streamed progress, not only the start and the end
+    assert notifications >= len(events) - 1  # each update after the first was woken by a NOTIFY
 
 
 def _host() -> str:

@@ -16,7 +16,7 @@ import pytest
 
 from api.bootstrap import build_embedder
 from api.settings import Settings
-from domain.providers.embedding import LocalEmbedder
+from domain.providers.embedding import LocalEmbedder, embed_each
 from domain.providers.onnx_embedder import OnnxEmbedder, _Request
 from domain.providers.onnx_export import (
     MODEL_FILE,
@@ -102,9 +102,9 @@ def test_small_requests_go_first_and_batches_respect_the_token_cap(
     onnx_embedders: dict[str, OnnxEmbedder],
 ) -> None:
     model = onnx_embedders["onnx"]
-    bulk = _Request(texts=["long"] * 40, future=concurrent.futures.Future())
+    bulk = _Request(texts=["long"] * 40, future=concurrent.futures.Future(), rank=(1, 7))
     bulk.ids = [[1] * (20 + i) for i in range(40)]
-    query = _Request(texts=["query"], future=concurrent.futures.Future())
+    query = _Request(texts=["query"], future=concurrent.futures.Future(), rank=(0, 0))
     query.ids = [[1] * 30]
     pending = [(bulk, i) for i in range(40)] + [(query, 0)]
     batch = model._next_batch(pending)
@@ -113,6 +113,33 @@ def test_small_requests_go_first_and_batches_respect_the_token_cap(
     assert max(len(r.ids[i]) for r, i in batch) * len(batch) <= 512
     # The rest of the batch is the shortest bulk texts.
     assert [i for r, i in batch[1:]] == list(range(len(batch) - 1))
+
+
+def test_bulk_requests_are_served_oldest_first(onnx_embedders: dict[str, OnnxEmbedder]) -> None:
+    """An ingest pipeline queues the next batch while the current one runs: the current batch's
+    texts go first even when the next one's are shorter."""
+    model = onnx_embedders["onnx"]
+    current = _Request(texts=["x"] * 3, future=concurrent.futures.Future(), rank=(1, 1))
+    current.ids = [[1] * 60, [1] * 50, [1] * 40]
+    following = _Request(texts=["y"] * 3, future=concurrent.futures.Future(), rank=(1, 2))
+    following.ids = [[1] * 5, [1] * 6, [1] * 7]
+    pending = [(following, i) for i in range(3)] + [(current, i) for i in range(3)]
+    batch = model._next_batch(pending)
+    assert [(r is current, i) for r, i in batch[:3]] == [(True, 2), (True, 1), (True, 0)]
+
+
+async def test_each_documents_vectors_arrive_whole_and_a_cancelled_one_is_dropped(
+    onnx_embedders: dict[str, OnnxEmbedder],
+) -> None:
+    model = onnx_embedders["onnx-int8"]
+    groups = [SENTENCES[:2], SENTENCES[2:3], SENTENCES * 30]
+    futures = embed_each(model, groups)
+    futures[2].cancel()
+    first, second = await futures[0], await futures[1]
+    # int8 scales activations per encoder batch, so compare directions, not digits.
+    cosine = np.sum(np.vstack([first, second]) * model.encode(SENTENCES[:3]), axis=1)
+    assert first.shape == (2, 384) and second.shape == (1, 384) and cosine.min() > 0.98
+    assert futures[2].cancelled()
 
 
 async def test_a_cancelled_request_does_not_stop_the_encoder(onnx_embedders: dict[str, OnnxEmbedder]) -> None:

@@ -1,8 +1,18 @@
 """Document ingestion as a job, in a worker: the same normalisation, chunking, embedding and
-idempotent write (domain.documents.service) as a synchronous ingest, one batch at a time."""
+idempotent write (domain.documents.service) as a synchronous ingest.
+
+`prepare` chunks a batch (in a thread) and queues each changed document's chunks on the encoder as
+a request of its own, then returns at once: the runner writes the batch before while the encoder
+works on this one. `settle` waits for the vectors. Asked to stop, it waits no longer: the
+documents already fully embedded are written (whole: a document is stored with all its chunks or
+not at all) and the encoder drops the rest, which stay pending for whoever resumes the job. So a
+SIGTERM costs at most the encoder batch in flight (capped in tokens) and one write, whatever the
+size of the documents or of the job's batch."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,15 +28,16 @@ from domain.jobs.items import document_input, item_error, with_index
 from domain.jobs.model import ItemError, Job
 from domain.jobs.runner import ItemResult, PendingItem
 from domain.persistence.database import Database
-from domain.providers.embedding import Embedder
+from domain.providers.embedding import Embedder, Vectors, embed_each
 
 
 @dataclass
 class _Prepared:
     docs: list[tuple[int, NormalizedDocument]]
     failed: list[ItemResult]
-    # ordinal -> (chunks, vectors) for the documents that need embedding; others are unchanged.
-    embedded: dict[int, tuple[list[ChunkText], Any]]
+    # ordinal -> (chunks, their vectors to come) for the documents that need embedding; the
+    # others are unchanged and written without.
+    embedding: dict[int, tuple[list[ChunkText], asyncio.Future[Vectors]]]
     prefix: str
 
 
@@ -52,25 +63,54 @@ class DocumentBatches:
             known = await documents._existing_hashes(
                 session, job.tenant_id, [d.external_id for _, d in docs if d.external_id]
             )
-        to_embed: list[tuple[int, list[ChunkText]]] = []
-        for ordinal, doc in docs:
-            if doc.external_id is None or known.get(doc.external_id) != doc.content_hash:
-                chunks = chunk_document(
+        changed = [
+            (ordinal, doc)
+            for ordinal, doc in docs
+            if doc.external_id is None or known.get(doc.external_id) != doc.content_hash
+        ]
+        # Chunking tokenises every sentence: in a thread, so the event loop keeps writing meanwhile.
+        chunked = await asyncio.to_thread(self._chunk_all, changed)
+        vectors = embed_each(self.embedder, [[c.search_text for c in chunks] for _, chunks in chunked])
+        embedding = {ordinal: (chunks, future) for (ordinal, chunks), future in zip(chunked, vectors, strict=True)}
+        return _Prepared(docs, failed, embedding, prefix)
+
+    def _chunk_all(self, changed: list[tuple[int, NormalizedDocument]]) -> list[tuple[int, list[ChunkText]]]:
+        return [
+            (
+                ordinal,
+                chunk_document(
                     doc.title,
                     doc.text,
                     max_tokens=self.chunking.max_tokens,
                     overlap_tokens=self.chunking.overlap_tokens,
                     count=self.embedder.count_tokens,
-                )
-                to_embed.append((ordinal, chunks))
-        flat = [c.search_text for _, chunks in to_embed for c in chunks]
-        vectors = await self.embedder.embed(flat)
-        embedded: dict[int, tuple[list[ChunkText], Any]] = {}
-        offset = 0
-        for ordinal, chunks in to_embed:
-            embedded[ordinal] = (chunks, vectors[offset : offset + len(chunks)])
-            offset += len(chunks)
-        return _Prepared(docs, failed, embedded, prefix)
+                ),
+            )
+            for ordinal, doc in changed
+        ]
+
+    async def settle(self, prepared: _Prepared, stop: asyncio.Event) -> None:
+        futures = [future for _, future in prepared.embedding.values()]
+        if not futures:
+            return
+        everything: asyncio.Future[Any] = asyncio.gather(*futures, return_exceptions=True)
+        stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({everything, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not everything.done():
+            self.discard(prepared)
+            with contextlib.suppress(asyncio.CancelledError):
+                await everything
+        for future in futures:  # an embedding that failed fails the batch (the queue retries the job)
+            if future.done() and not future.cancelled() and future.exception() is not None:
+                raise future.exception()  # type: ignore[misc]
+
+    def discard(self, prepared: _Prepared) -> None:
+        """Drop the embedding not done yet: the encoder skips cancelled requests."""
+        for _, future in prepared.embedding.values():
+            future.cancel()
 
     async def write(
         self, session: AsyncSession, job: Job, prepared: _Prepared, pending: set[int]
@@ -80,7 +120,13 @@ class DocumentBatches:
         for ordinal, doc in prepared.docs:
             if ordinal not in pending:
                 continue
-            chunks, vectors = prepared.embedded.get(ordinal, (None, None))
+            chunks: list[ChunkText] | None = None
+            vectors: Vectors | None = None
+            if ordinal in prepared.embedding:
+                chunks, future = prepared.embedding[ordinal]
+                if future.cancelled():
+                    continue  # stopped before its vectors were ready: it stays pending
+                vectors = future.result()
             try:
                 doc_id, status = await documents._write_one(session, job.tenant_id, doc, chunks, vectors)
             except DomainError as exc:

@@ -8,6 +8,7 @@ UNCHANGED and change nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -116,6 +117,12 @@ class FeedbackBatches:
 
     async def prepare(self, job: Job, prefix: str, items: Sequence[PendingItem]) -> Sequence[PendingItem]:
         return items
+
+    async def settle(self, prepared: Sequence[PendingItem], stop: asyncio.Event) -> None:
+        return None
+
+    def discard(self, prepared: Sequence[PendingItem]) -> None:
+        return None
 
     async def write(
         self, session: AsyncSession, job: Job, prepared: Sequence[PendingItem], pending: set[int]

@@ -1,8 +1,11 @@
 """Running one job: its pending items in small batches until none is left, it is cancelled, or the
 worker is asked to stop.
 
-Each batch is prepared outside any transaction (for documents: chunked and embedded), then
-written in one transaction that first locks the job row and the batch's item rows:
+Each batch is prepared outside any transaction (for documents: chunked, and queued on the
+encoder), settled (its embedding awaited), then written in one transaction. Batches overlap: the
+next batch is read and prepared while this one is embedded and written, so the encoder always
+has work queued and never waits for chunking or for the database. The write first locks the job
+row and the batch's item rows:
 - a batch committed before a cancel stays; one that meets a cancelled job is rolled back, so
   nothing is stored after `cancelIngestionJob` returns;
 - an item is written at most once even if two workers ever hold the same job (the second finds
@@ -12,6 +15,7 @@ written in one transaction that first locks the job row and the batch's item row
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -44,10 +48,17 @@ class ItemResult:
 
 
 class BatchProcessor(Protocol):
-    """One kind of job's work. `prepare` runs outside a transaction (slow work: embedding);
-    `write` runs inside the batch's transaction and returns one result per item it was given."""
+    """One kind of job's work. `prepare` runs outside a transaction and may leave slow work
+    (embedding) running; `settle` waits for it, or, once `stop` is set, stops waiting and drops
+    what is not done; `discard` drops a prepared batch that will not be written. `write` runs
+    inside the batch's transaction and returns one result per item it stored or failed; an item
+    without a result stays pending."""
 
     async def prepare(self, job: Job, prefix: str, items: Sequence[PendingItem]) -> Any: ...
+
+    async def settle(self, prepared: Any, stop: asyncio.Event) -> None: ...
+
+    def discard(self, prepared: Any) -> None: ...
 
     async def write(
         self, session: AsyncSession, job: Job, prepared: Any, pending: set[int]
@@ -55,7 +66,7 @@ class BatchProcessor(Protocol):
 
 
 class Interrupted(Exception):
-    """The worker was asked to stop between two batches; the job goes back to the queue."""
+    """The worker was asked to stop; what was ready is written and the job goes back to the queue."""
 
 
 # May return an awaitable (the search-cache version bump goes to Redis).
@@ -81,7 +92,9 @@ async def _start(db: Database, tenant_id: str, job_id: uuid.UUID, worker: str) -
         return await read_in(session, job_id)
 
 
-async def _pending(db: Database, tenant_id: str, job_id: uuid.UUID, limit: int) -> tuple[Job, str, list[PendingItem]]:
+async def _pending(
+    db: Database, tenant_id: str, job_id: uuid.UUID, limit: int, after: int
+) -> tuple[Job, str, list[PendingItem]]:
     async with db.session(tenant_id) as session:
         job = await read_in(session, job_id)
         prefix = (
@@ -90,9 +103,9 @@ async def _pending(db: Database, tenant_id: str, job_id: uuid.UUID, limit: int) 
         rows = await session.execute(
             text(
                 "SELECT ordinal, input FROM ingestion_job_items WHERE job_id = :id AND outcome IS NULL "
-                "ORDER BY ordinal LIMIT :n"
+                "AND ordinal > :after ORDER BY ordinal LIMIT :n"
             ),
-            {"id": job_id, "n": limit},
+            {"id": job_id, "n": limit, "after": after},
         )
         items = [PendingItem(int(o), dict(p)) for o, p in rows.all()]
     return job, str(prefix), items
@@ -166,6 +179,8 @@ async def _write_batch(
         if not pending:
             return job
         results, chunks = await processor.write(session, job, prepared, pending)
+        if not results:
+            return await read_in(session, job_id)  # stopped before any of them was ready
         await session.execute(
             text(
                 "UPDATE ingestion_job_items SET outcome = :outcome, document_id = :d, chunks = :c, input = NULL, "
@@ -203,6 +218,23 @@ async def _write_batch(
         return await read_in(session, job_id)
 
 
+@dataclass
+class _Batch:
+    job: Job
+    items: list[PendingItem]
+    prepared: Any = None
+
+
+async def _next_batch(
+    db: Database, tenant_id: str, job_id: uuid.UUID, processor: BatchProcessor, batch_size: int, after: int
+) -> _Batch:
+    job, prefix, items = await _pending(db, tenant_id, job_id, batch_size, after)
+    batch = _Batch(job, items)
+    if items and job.state is JobState.RUNNING:
+        batch.prepared = await processor.prepare(job, prefix, items)
+    return batch
+
+
 async def run_job(
     db: Database,
     tenant_id: str,
@@ -210,34 +242,60 @@ async def run_job(
     processor: BatchProcessor,
     *,
     batch_size: int = DEFAULT_BATCH,
-    should_stop: Callable[[], bool] = lambda: False,
+    stop: asyncio.Event | None = None,
     on_progress: Progress | None = None,
     worker: str = "",
 ) -> Job:
-    """Process the job to its end and return it; raises Interrupted when `should_stop()` turns true
-    (checked between batches, so the batch in hand is always finished first)."""
+    """Process the job to its end and return it; raises Interrupted once `stop` is set, after
+    writing what was ready (for documents: every document already fully embedded)."""
+    stop = stop or asyncio.Event()
     job = await _start(db, tenant_id, job_id, worker)
-    while not job.finished:
-        if should_stop():
-            await requeued(db, tenant_id, job_id)
-            raise Interrupted(str(job_id))
-        job, prefix, items = await _pending(db, tenant_id, job_id, batch_size)
-        if job.state is not JobState.RUNNING:
-            break  # cancelled (or ended elsewhere)
-        if not items:
-            job = await _finish(db, tenant_id, job_id)
-            break
-        prepared = await processor.prepare(job, prefix, items)
-        written = await _write_batch(db, tenant_id, job_id, processor, prepared, [i.ordinal for i in items])
-        if written is None:
-            job = await _read_job(db, tenant_id, job_id)
-            break
-        job = written
-        if on_progress:
-            outcome = on_progress(job)
-            if inspect.isawaitable(outcome):
-                await outcome
-    return job
+    if job.finished:
+        return job
+    ahead: asyncio.Task[_Batch] | None = asyncio.create_task(
+        _next_batch(db, tenant_id, job_id, processor, batch_size, -1)
+    )
+    try:
+        while ahead is not None:
+            if stop.is_set():
+                break
+            batch = await ahead
+            ahead = None
+            if batch.job.state is not JobState.RUNNING:
+                return await _read_job(db, tenant_id, job_id)  # cancelled (or ended elsewhere)
+            if not batch.items:
+                return await _finish(db, tenant_id, job_id)
+            if not stop.is_set():
+                # The next batch is read, chunked and queued on the encoder while this one is written.
+                after = batch.items[-1].ordinal
+                ahead = asyncio.create_task(_next_batch(db, tenant_id, job_id, processor, batch_size, after))
+            await processor.settle(batch.prepared, stop)
+            written = await _write_batch(
+                db, tenant_id, job_id, processor, batch.prepared, [i.ordinal for i in batch.items]
+            )
+            if written is None:
+                return await _read_job(db, tenant_id, job_id)
+            if on_progress:
+                outcome = on_progress(written)
+                if inspect.isawaitable(outcome):
+                    await outcome
+    finally:
+        if ahead is not None:
+            await _drop(ahead, processor)
+    await requeued(db, tenant_id, job_id)
+    raise Interrupted(str(job_id))
+
+
+async def _drop(ahead: asyncio.Task[_Batch], processor: BatchProcessor) -> None:
+    """The prepared batch that will not be written: its embedding is cancelled."""
+    if not ahead.done():
+        ahead.cancel()
+    try:
+        batch = await ahead
+    except (asyncio.CancelledError, Exception):  # it is being thrown away
+        return
+    if batch.prepared is not None:
+        processor.discard(batch.prepared)
 
 
 async def _read_job(db: Database, tenant_id: str, job_id: uuid.UUID) -> Job:

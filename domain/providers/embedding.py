@@ -4,10 +4,11 @@ distance and inner product agree."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import threading
 from collections import OrderedDict
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -110,3 +111,42 @@ class OpenAIEmbedder:
 
     async def embed_query(self, text: str) -> Vectors:
         return (await self.embed([text]))[0]
+
+
+@runtime_checkable
+class QueuedEmbedder(Protocol):
+    """An embedder with its own request queue (OnnxEmbedder): many small requests cost no more
+    than one large one, because its encoder thread pools them into length-sorted batches."""
+
+    def submit(self, texts: list[str], *, order: int | None = None) -> concurrent.futures.Future[Vectors]: ...
+
+    def next_order(self) -> int: ...
+
+
+def embed_each(embedder: Embedder, groups: list[list[str]]) -> list[asyncio.Future[Vectors]]:
+    """Start embedding each group of texts (one document's chunks) and return one future per
+    group, in order, without waiting. With a queued embedder each group is its own request, so
+    each document's vectors arrive as soon as they are ready and a cancelled one is dropped from
+    the queue; any other embedder gets the groups as one call, split when it returns."""
+    loop = asyncio.get_running_loop()
+    if isinstance(embedder, QueuedEmbedder):
+        order = embedder.next_order()
+        return [asyncio.wrap_future(embedder.submit(g, order=order), loop=loop) for g in groups]
+    futures: list[asyncio.Future[Vectors]] = [loop.create_future() for _ in groups]
+    whole = asyncio.ensure_future(embedder.embed([t for g in groups for t in g]))
+
+    def split(done: asyncio.Future[Vectors]) -> None:
+        offset = 0
+        for group, future in zip(groups, futures, strict=True):
+            if future.done():
+                pass
+            elif done.cancelled():
+                future.cancel()
+            elif done.exception() is not None:
+                future.set_exception(done.exception())  # type: ignore[arg-type]
+            else:
+                future.set_result(done.result()[offset : offset + len(group)])
+            offset += len(group)
+
+    whole.add_done_callback(split)
+    return futures

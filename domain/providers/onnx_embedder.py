@@ -3,13 +3,16 @@
 One encoder thread owns the session. Every `embed` call, from any event loop or ingest job, is a
 request on its queue; the thread pools the texts of all waiting requests, sorts them by length and
 runs batches capped in tokens (so padding stays small and memory bounded). Small requests (search
-queries) go first, so a query never waits behind a large ingest for more than one batch.
+queries) go first, so a query never waits behind a large ingest for more than one batch. Bulk
+requests (ingest) go oldest first by their `order`: an ingest pipeline that queues the next batch's
+documents while it writes the last one gets its current batch back first, not pooled with the next.
 onnxruntime releases the GIL and uses its own intra-op threads, so the event loop stays free."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
 import os
 import queue
 import threading
@@ -30,13 +33,11 @@ _SMALL_REQUEST = 4
 class _Request:
     texts: list[str]
     future: concurrent.futures.Future[Vectors]
+    # (0, 0) for an interactive request; (1, order) for bulk work, served oldest order first.
+    rank: tuple[int, int] = (1, 0)
     ids: list[list[int]] = field(default_factory=list)
     left: int = 0
     out: Vectors = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
-
-    @property
-    def small(self) -> bool:
-        return len(self.texts) <= _SMALL_REQUEST
 
 
 def _settle(future: concurrent.futures.Future[Vectors], result: Vectors | None, error: BaseException | None) -> None:
@@ -76,6 +77,7 @@ class OnnxEmbedder:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._session: Any = ort.InferenceSession(str(model.model_file), options, providers=["CPUExecutionProvider"])
         self._queue: queue.SimpleQueue[_Request] = queue.SimpleQueue()
+        self._arrivals = itertools.count()
         self._query_cache: OrderedDict[str, Vectors] = OrderedDict()
         self._thread = threading.Thread(target=self._serve, name="ragql-embedder", daemon=True)
         self._thread.start()
@@ -83,14 +85,25 @@ class OnnxEmbedder:
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
 
-    def submit(self, texts: list[str]) -> concurrent.futures.Future[Vectors]:
-        """Thread-safe and loop-free: the future resolves on the encoder thread."""
+    def submit(self, texts: list[str], *, order: int | None = None) -> concurrent.futures.Future[Vectors]:
+        """Thread-safe and loop-free: the future resolves on the encoder thread. Without `order`, a
+        request of a few texts is interactive (served first) and a larger one is bulk work in
+        arrival order; with it, the request is bulk work at that place in line. Cancelling the
+        future drops the texts not yet encoded."""
         future: concurrent.futures.Future[Vectors] = concurrent.futures.Future()
         if not texts:
             future.set_result(np.zeros((0, self.dim), dtype=np.float32))
             return future
-        self._queue.put(_Request(texts=list(texts), future=future))
+        if order is None and len(texts) <= _SMALL_REQUEST:
+            rank = (0, 0)
+        else:
+            rank = (1, next(self._arrivals) if order is None else order)
+        self._queue.put(_Request(texts=list(texts), future=future, rank=rank))
         return future
+
+    def next_order(self) -> int:
+        """A place in line for bulk requests submitted later with `order=`."""
+        return next(self._arrivals)
 
     def encode(self, texts: list[str]) -> Vectors:
         return self.submit(texts).result()
@@ -141,8 +154,9 @@ class OnnxEmbedder:
         return [(request, i) for i in range(len(request.ids))]
 
     def _next_batch(self, pending: list[tuple[_Request, int]]) -> list[tuple[_Request, int]]:
-        """Small requests first, then the shortest texts, as many as fit the token cap once padded."""
-        pending.sort(key=lambda p: (not p[0].small, len(p[0].ids[p[1]])))
+        """Interactive requests first, then bulk work oldest first; within that, the shortest texts,
+        as many as fit the token cap once padded."""
+        pending.sort(key=lambda p: (p[0].rank, len(p[0].ids[p[1]])))
         batch: list[tuple[_Request, int]] = []
         longest = 0
         for item in pending:
