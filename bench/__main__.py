@@ -202,6 +202,9 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="outside the lock: build the stores, exact top-10s, halfvec probe; leave PostgreSQL running",
     )
+    sl.add_argument(
+        "--recall-only", action="store_true", help="only recall@10 per ef_search (a quality figure), no load"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     handlers = {

@@ -36,9 +36,11 @@ from bench.harness import RESULTS, ROOT, Bench, Report, Server, _queries, load_a
 from bench.scale_corpus import NOISE_COSINE, TENANT, load_corpus, read_source, write_json
 from bench.stats import percentile
 
-SCALE_DIR = ROOT / ".ragql-bench" / "scale"
+SCALE_DIR = (ROOT / ".ragql-bench" / "scale").resolve()
 SIZES = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
 RECALL_QUERIES = 100
+# A returned neighbour within this cosine distance of the exact 10th counts as "near" (near_recall).
+NEAR_TIE = 0.005
 DEPTH = 50  # what the search asks of each leg for `first: 10` (max(candidates 50, 2 x first))
 
 
@@ -61,7 +63,7 @@ def run_scale(args: Any) -> None:
         _one_size(bench, name, size, queries)
     RESULTS.mkdir(exist_ok=True)
     stamp = dt.datetime.now(dt.UTC)
-    kind = "scale-prepare" if args.prepare else "scale"
+    kind = "scale-prepare" if args.prepare else "scale-recall" if args.recall_only else "scale"
     out = RESULTS / f"{stamp:%Y-%m-%d}-{kind}-{args.sizes.replace(',', '-')}.json"
     out.write_text(
         json.dumps(
@@ -87,7 +89,7 @@ def _one_size(bench: Bench, name: str, size: int, queries: list[str]) -> None:
     pgdata = SCALE_DIR / f"pgdata-{name}"
     # --prepare leaves the store running, so the measuring run that follows attaches to it without
     # a restart (which would cost a BM25 repair, pg_textsearch 1.0) and finds its pages cached.
-    url = embedded.start(pgdata, cleanup_mode=None if args.prepare else "stop")
+    url = embedded.start(pgdata, cleanup_mode=None if args.prepare or args.recall_only else "stop")
     try:
         build = asyncio.run(_ensure_store(bench, url, pgdata, size))
         report.emit(
@@ -115,14 +117,17 @@ def _one_size(bench: Bench, name: str, size: int, queries: list[str]) -> None:
                     {"size": name, "halfvec_probe": probe},
                 )
             return
-        sweep = asyncio.run(_recall_sweep(bench, url, name, test_queries, args.ef))
+        sweep = asyncio.run(_recall_sweep(bench, url, name, test_queries, args.ef, drop_probe=not args.recall_only))
         for row in sweep:
             report.emit(
                 f"info scale size={name} index={row['index']} ef_search={row['ef_search']} "
-                f"recall@10={row['recall_at_10']:.4f} dense_leg_p50_ms={row['p50_ms']:.2f} "
+                f"recall@10={row['recall_at_10']:.4f} near_recall@10={row['near_recall_at_10']:.4f} "
+                f"tenth_gap={row['tenth_distance_gap']:.4f} dense_leg_p50_ms={row['p50_ms']:.2f} "
                 f"dense_leg_p95_ms={row['p95_ms']:.2f} loadavg={row['loadavg']}",
                 {"size": name, "recall": row},
             )
+        if args.recall_only:
+            return
         _load(bench, name, url, queries, args)
         mem, disk = asyncio.run(_footprint(url, pgdata))
         report.emit(
@@ -132,7 +137,7 @@ def _one_size(bench: Bench, name: str, size: int, queries: list[str]) -> None:
             {"size": name, "memory": mem, "disk": disk},
         )
     finally:
-        if not args.prepare:
+        if not (args.prepare or args.recall_only):
             pgserver.get_server(pgdata).cleanup()
 
 
@@ -230,7 +235,9 @@ async def _prepare_measures(bench: Bench, url: str, name: str, texts: list[str],
     return {}
 
 
-async def _recall_sweep(bench: Bench, url: str, name: str, texts: list[str], efs: list[int]) -> list[dict[str, Any]]:
+async def _recall_sweep(
+    bench: Bench, url: str, name: str, texts: list[str], efs: list[int], *, drop_probe: bool
+) -> list[dict[str, Any]]:
     from domain.retrieval.tenant_index import chunk_partition
 
     embedder = bench.embedder  # type: ignore[attr-defined]
@@ -253,7 +260,8 @@ async def _recall_sweep(bench: Bench, url: str, name: str, texts: list[str], efs
                     rows.append(await _leg_recall(conn, part, distance, ef, vectors, exact, index="halfvec"))
             finally:
                 # Measured once: dropped, so the server's run and the footprint see the schema's indexes.
-                await conn.execute(f"DROP INDEX {probe_name}")
+                if drop_probe:
+                    await conn.execute(f"DROP INDEX {probe_name}")
     finally:
         await conn.close()
     return rows
@@ -289,25 +297,35 @@ async def _leg_recall(
     plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {sql}", vectors[0], TENANT, DEPTH))
     if "hnsw" not in plan.lower() and "Index Scan" not in plan:
         raise RuntimeError(f"the dense leg does not use the HNSW index:\n{plan}")
+    # The exact 10th-nearest distance of each query: how far behind the missed neighbours are.
+    tenth_sql = f"SELECT max({distance}) FROM {part} c WHERE c.id = ANY($2::uuid[])"  # noqa: S608
+    tenth = [float(await conn.fetchval(tenth_sql, v, want)) for v, want in zip(vectors, exact, strict=True)]
     load_before = load_average()
     took: list[float] = []
-    hits = 0
+    hits = near = 0
+    gaps: list[float] = []
     for rnd in range(2):  # the first round warms the index pages; the second is measured
         took.clear()
-        hits = 0
-        for v, want in zip(vectors, exact, strict=True):
+        gaps.clear()
+        hits = near = 0
+        for v, want, d10 in zip(vectors, exact, tenth, strict=True):
             async with conn.transaction():
                 await conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef)}")
                 t0 = time.perf_counter()
                 got = await stmt.fetch(v, TENANT, DEPTH)
                 took.append((time.perf_counter() - t0) * 1000)
-            top = [str(r[0]) for r in sorted(got, key=lambda r: r[1])[:10]]
+            ranked = sorted(got, key=lambda r: r[1])[:10]
+            top = [str(r[0]) for r in ranked]
             hits += len(set(top) & set(want))
+            near += sum(1 for r in ranked if r[1] <= d10 + NEAR_TIE)
+            gaps.append(float(ranked[-1][1]) - d10)
         del rnd
     return {
         "index": index,
         "ef_search": ef,
         "recall_at_10": hits / (10 * len(vectors)),
+        "near_recall_at_10": near / (10 * len(vectors)),
+        "tenth_distance_gap": sum(gaps) / len(gaps),
         "p50_ms": percentile(took, 50),
         "p95_ms": percentile(took, 95),
         "loadavg": f"{load_before}->{load_average()}",

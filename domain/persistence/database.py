@@ -11,10 +11,10 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 # Sent in the connection's startup packet, so they cost no round trip per query.
-# ef_search >= 100 restores exact-search quality on SciFact (each transaction of `session()`
-# sets its own, RAGQL_HNSW_EF_SEARCH); iterative scans keep filtered and deep
+# ef_search >= 100 restores exact-search quality on SciFact, 200 keeps recall@10 >= 0.95 at 100k
+# chunks (each transaction of `session()` sets its own, RAGQL_HNSW_EF_SEARCH); iterative scans keep filtered and deep
 # (LIMIT > ef_search) queries from silently returning fewer rows.
-DEFAULT_EF_SEARCH = 100
+DEFAULT_EF_SEARCH = 200
 SERVER_SETTINGS = {
     "hnsw.ef_search": str(DEFAULT_EF_SEARCH),
     "hnsw.iterative_scan": "relaxed_order",
