@@ -1,8 +1,9 @@
-"""Chunk vectors stored as `halfvec` (16-bit floats): half the bytes in the heap and in the HNSW
-index, so twice the chunks fit in RAM before the index spills to disk.
+"""Chunk vectors stored as `halfvec` (16-bit floats): 776 bytes a vector instead of 1,544, so the
+heap's vector column halves and the HNSW index shrinks by 43% (1,953 -> 1,116 MB at 1M chunks).
 
-Measured before deciding (README, "Scale"): SciFact test nDCG@10 within noise of float32, and the
-HNSW leg's recall@10 against exact float32 search unchanged at each size.
+Measured before deciding (README, "Scale"): SciFact test nDCG@10 unchanged to four decimals in
+every mode (hybrid 0.7374 both), and the dense leg's recall@10 against exact float32 search the
+same within noise at 10k and 100k chunks.
 
 What changes and what does not:
 - `chunks.embedding` becomes `halfvec(dim)`, its HNSW index `halfvec_cosine_ops`. Every partition
