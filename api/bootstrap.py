@@ -274,7 +274,7 @@ async def build_services(
     settings: Settings, *, embedder: Embedder | None = None, shared: Shared | None = None
 ) -> tuple[Services, Callable[[], Awaitable[None]]]:
     url, kind = database_url(settings)
-    db = Database(url)
+    db = Database(url, hnsw_ef_search=settings.hnsw_ef_search)
     try:
         emb = embedder or build_embedder(settings)
         await migrate(db, embedding_dim=emb.dim, keyword_backend=settings.keyword_backend)

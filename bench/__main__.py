@@ -130,6 +130,12 @@ def _search_cache(args: argparse.Namespace) -> None:
     run_search_cache_bench(args.rounds)
 
 
+def _scale(args: argparse.Namespace) -> None:
+    from bench.scale import run_scale
+
+    run_scale(args)
+
+
 def _recs_scale(_args: argparse.Namespace) -> None:
     from bench.recs_scale import run_scale_bench
 
@@ -179,6 +185,26 @@ def main(argv: list[str] | None = None) -> None:
     jb.add_argument("--documents", type=int, default=600, help="documents in the job")
     sc = sub.add_parser("search-cache", help="search p50 server side, uncached and cached, with Redis")
     sc.add_argument("--rounds", type=int, default=40, help="distinct queries (each also repeated twice)")
+    sl = sub.add_parser("scale", help="search_hybrid_embcached, recall@10 and footprint at 10k/100k/1M chunks")
+    sl.add_argument("--sizes", default="10k,100k,1m", help="comma-separated: 10k, 100k, 1m")
+    sl.add_argument("--dataset", default="../shared/data/beir/scifact")
+    sl.add_argument("--data-dir", default=".ragql-eval", help="the eval's store, where SciFact's real chunks are read")
+    sl.add_argument("--duration", type=float, default=10.0, help="seconds per load step")
+    sl.add_argument(
+        "--ef", type=lambda s: [int(x) for x in s.split(",")], default=[40, 64, 100, 200], help="hnsw.ef_search values"
+    )
+    sl.add_argument("--halfvec", action="store_true", help="also probe an HNSW index over embedding::halfvec")
+    sl.add_argument("--ef-server", type=int, default=0, help="RAGQL_HNSW_EF_SEARCH for the server (0: its default)")
+    sl.add_argument("--workers", type=int, default=0, help="RAGQL_WORKERS for the server (0: its default)")
+    sl.add_argument("--maintenance-work-mem", default="4GB", help="for the index builds")
+    sl.add_argument(
+        "--prepare",
+        action="store_true",
+        help="outside the lock: build the stores, exact top-10s, halfvec probe; leave PostgreSQL running",
+    )
+    sl.add_argument(
+        "--recall-only", action="store_true", help="only recall@10 per ef_search (a quality figure), no load"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # As in the ragql CLI: pgserver logs every pg_ctl/initdb call with its output, and Alembic each
@@ -198,6 +224,7 @@ def main(argv: list[str] | None = None) -> None:
         "long-query": _long_query,
         "search-cache": _search_cache,
         "recs-scale": _recs_scale,
+        "scale": _scale,
     }
     try:
         handlers[args.command](args)
