@@ -21,7 +21,7 @@ Revision ID: 0013
 from alembic import context, op
 
 revision = "0013"
-down_revision = "0007"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
