@@ -5,10 +5,7 @@ a second run finds every document unchanged and embeds nothing."""
 
 from __future__ import annotations
 
-import csv
-import json
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +14,7 @@ from tqdm import tqdm
 from domain.documents import service as documents
 from domain.documents.service import ChunkingConfig
 from domain.documents.validation import DocumentInput
+from domain.evaluation.beir import load_beir
 from domain.evaluation.metrics import ndcg_at_k, recall_at_k
 from domain.persistence.database import Database
 from domain.persistence.migrate import check_embedding_model, keyword_backend, migrate
@@ -30,13 +28,10 @@ BATCH = 128
 
 
 def load(dataset: Path, split: str) -> tuple[list[dict[str, Any]], dict[str, str], dict[str, dict[str, int]]]:
-    corpus = [json.loads(line) for line in (dataset / "corpus.jsonl").open(encoding="utf-8")]
-    queries = {q["_id"]: q["text"] for q in map(json.loads, (dataset / "queries.jsonl").open(encoding="utf-8"))}
-    qrels: dict[str, dict[str, int]] = defaultdict(dict)
-    with (dataset / "qrels" / f"{split}.tsv").open(encoding="utf-8") as fh:
-        for row in csv.DictReader(fh, delimiter="\t"):
-            qrels[row["query-id"]][row["corpus-id"]] = int(row["score"])
-    return corpus, queries, dict(qrels)
+    """The served BEIR loader (domain/evaluation/beir.py), as the benches' plain dicts."""
+    beir = load_beir(dataset, split)
+    corpus = [{"_id": d.id, "title": d.title, "text": d.text} for d in beir.corpus]
+    return corpus, beir.queries, beir.qrels
 
 
 async def ingest_corpus(
