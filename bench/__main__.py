@@ -62,6 +62,19 @@ def _eval(args: argparse.Namespace) -> None:
         out.mkdir(parents=True, exist_ok=True)
         asyncio.run(run_bm25_sweep(database_url=url, dataset=dataset, out_dir=out))
         return
+    if args.keyword_levers:
+        from bench.beir import run_keyword_levers
+
+        out = Path(args.data_dir).resolve() / f"legs-{tag}"
+        asyncio.run(run_keyword_levers(database_url=url, dataset=dataset, out_dir=out))
+        return
+    if args.dense_levers:
+        from bench.beir import run_dense_levers
+
+        out = Path(args.data_dir).resolve() / f"legs-{tag}"
+        emb = build_embedder(settings)
+        asyncio.run(run_dense_levers(embedder=emb, database_url=url, dataset=dataset, out_dir=out))
+        return
     if args.dump_legs:
         from bench.beir import run_dump
 
@@ -156,6 +169,10 @@ def main(argv: list[str] | None = None) -> None:
     ev.add_argument("--sweep", action="store_true", help="grid over fusion settings (use on train)")
     ev.add_argument("--bm25-sweep", action="store_true", help="store the keyword leg for each BM25 k1/b")
     ev.add_argument("--dump-legs", action="store_true", help="store per-chunk leg results of both splits")
+    ev.add_argument("--dense-levers", action="store_true", help="store exact-chunk and whole-document dense legs")
+    ev.add_argument(
+        "--keyword-levers", action="store_true", help="store whole-doc, title and RM3 keyword legs (after --dump-legs)"
+    )
     sub.add_parser("long-query", help="latency of a 3,900-character query against a short one (first=100)")
     tu = sub.add_parser("tune", help="levers cross-validated on train, then test, over stored leg results")
     tu.add_argument("--dataset", default=str(DEFAULT_DATASET))

@@ -171,11 +171,42 @@ async def run_bm25_sweep(*, database_url: str, dataset: Path, out_dir: Path) -> 
 
     db = Database(database_url)
     try:
-        ext = await _external_ids(db)
         splits = {}
         for split in ("train", "test"):
             _, queries, qrels = load(dataset, split)
             splits[split] = [(q, queries[q]) for q in sorted(qrels)]
-        await sweep_bm25(db, splits, ext, out_dir)
+        await sweep_bm25(db, splits, out_dir)
+    finally:
+        await db.dispose()
+
+
+async def run_keyword_levers(*, database_url: str, dataset: Path, out_dir: Path) -> None:
+    import json
+
+    from bench.keyword_levers import dump_keyword_levers
+
+    db = Database(database_url)
+    try:
+        await ensure_bm25_healthy(db, await keyword_backend(db))
+        splits, legs = {}, {}
+        for split in ("train", "test"):
+            _, queries, qrels = load(dataset, split)
+            splits[split] = [(q, queries[q]) for q in sorted(qrels)]
+            legs[split] = json.loads((out_dir / f"legs-{split}.json").read_text())
+        await dump_keyword_levers(db, splits, legs, out_dir / "keyword-levers.json")
+    finally:
+        await db.dispose()
+
+
+async def run_dense_levers(*, embedder: Embedder, database_url: str, dataset: Path, out_dir: Path) -> None:
+    from bench.dense_levers import dump_dense_levers
+
+    db = Database(database_url)
+    try:
+        splits = {}
+        for split in ("train", "test"):
+            _, queries, qrels = load(dataset, split)
+            splits[split] = [(q, queries[q]) for q in sorted(qrels)]
+        await dump_dense_levers(db, embedder, splits, out_dir / "dense-levers.json")
     finally:
         await db.dispose()
