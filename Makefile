@@ -66,9 +66,14 @@ eval: install
 	$(BIN)/python -m bench eval --split test
 
 # Every lever, cross-validated on train, then test: per-chunk leg results are stored once
-# (.ragql-eval/legs-*), and fused offline for each setting.
+# (.ragql-eval/legs-*), with the extra legs the levers need (BM25 k1/b grid, whole-document,
+# title and RM3 keyword legs, exact and whole-document dense legs), and fused offline for each
+# setting. Each step skips what is already stored.
 eval-train: install
 	$(BIN)/python -m bench eval --dump-legs
+	$(BIN)/python -m bench eval --bm25-sweep
+	$(BIN)/python -m bench eval --keyword-levers
+	$(BIN)/python -m bench eval --dense-levers
 	$(BIN)/python -m bench tune
 
 # Simulated users through the GraphQL API: hit@10 and nDCG@10 per recommendation strategy.

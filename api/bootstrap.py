@@ -42,7 +42,7 @@ from domain.recommendations.service import Recommender
 from domain.rerank.service import RerankConfig, Reranking
 from domain.retrieval.cache import SearchCache
 from domain.retrieval.index_health import ensure_bm25_healthy
-from domain.retrieval.long_query import TermStatistics
+from domain.retrieval.long_query import TermStatistics, warm_up
 from domain.retrieval.searching import Searching
 from domain.runtime import Limits, Services
 from domain.tenancy import ensure_tenant
@@ -277,6 +277,7 @@ async def build_services(
     db = Database(url, hnsw_ef_search=settings.hnsw_ef_search)
     try:
         emb = embedder or build_embedder(settings)
+        await warm_up(emb)
         await migrate(db, embedding_dim=emb.dim, keyword_backend=settings.keyword_backend)
         await check_embedding_model(db, model=emb.name, dim=emb.dim)
         backend = await keyword_backend(db)

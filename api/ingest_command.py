@@ -43,6 +43,7 @@ from domain.jobs.items import document_items
 from domain.jobs.model import MAX_JOB_ITEMS, ItemError, Job, JobKind, NewItem
 from domain.jobs.progress import JobProgress
 from domain.persistence.database import Database
+from domain.providers.embedding import Embedder
 from domain.tenancy import ensure_tenant
 
 HIDDEN = (".", "_")
@@ -247,9 +248,17 @@ def _progress(console: Console, unit: str, with_chunks: bool) -> Progress:
 
 
 async def run_jobs(
-    settings: Settings, tenant: str, kind: JobKind, items: list[NewItem], labels: list[str], console: Console
+    settings: Settings,
+    tenant: str,
+    kind: JobKind,
+    items: list[NewItem],
+    labels: list[str],
+    console: Console,
+    *,
+    embedder: Embedder | None = None,
 ) -> RunTotals:
-    deps, close = await open_worker_deps(settings)
+    """`embedder`: one already loaded (`ragql eval` searches with the same one afterwards)."""
+    deps, close = await open_worker_deps(settings, embedder=embedder)
     totals = RunTotals()
     interrupted = asyncio.Event()
     worker = BackgroundWorker(Worker(deps, worker_config(settings)))

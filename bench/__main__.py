@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from api.settings import Settings
 from domain.errors import StartupError
+from domain.evaluation.beir import DEFAULT_DATASET
 
 
 def _latency(_args: argparse.Namespace) -> None:
@@ -60,6 +61,19 @@ def _eval(args: argparse.Namespace) -> None:
         out = Path(args.data_dir).resolve() / f"legs-{tag}"
         out.mkdir(parents=True, exist_ok=True)
         asyncio.run(run_bm25_sweep(database_url=url, dataset=dataset, out_dir=out))
+        return
+    if args.keyword_levers:
+        from bench.beir import run_keyword_levers
+
+        out = Path(args.data_dir).resolve() / f"legs-{tag}"
+        asyncio.run(run_keyword_levers(database_url=url, dataset=dataset, out_dir=out))
+        return
+    if args.dense_levers:
+        from bench.beir import run_dense_levers
+
+        out = Path(args.data_dir).resolve() / f"legs-{tag}"
+        emb = build_embedder(settings)
+        asyncio.run(run_dense_levers(embedder=emb, database_url=url, dataset=dataset, out_dir=out))
         return
     if args.dump_legs:
         from bench.beir import run_dump
@@ -146,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description="ragql benches and evaluations")
     sub = parser.add_subparsers(dest="command", required=True)
     rn = sub.add_parser("run", help="the real server under load: every scenario and ratio (make bench)")
-    rn.add_argument("--dataset", default="../shared/data/beir/scifact")
+    rn.add_argument("--dataset", default=str(DEFAULT_DATASET))
     rn.add_argument("--data-dir", default=".ragql-eval", help="the eval's cached store (SciFact is ingested once)")
     rn.add_argument("--duration", type=float, default=10.0, help="seconds per load step (each is also capped)")
     rn.add_argument("--held", type=int, default=500, help="subscriptions held open at once")
@@ -155,22 +169,26 @@ def main(argv: list[str] | None = None) -> None:
     st = sub.add_parser("streams", help="N concurrent answerStream subscriptions against a real server process")
     st.add_argument("subscriptions", type=int, nargs="?", default=200, metavar="N")
     ev = sub.add_parser("eval", help="BEIR SciFact retrieval quality (nDCG@10, Recall@100)")
-    ev.add_argument("--dataset", default="../shared/data/beir/scifact")
+    ev.add_argument("--dataset", default=str(DEFAULT_DATASET))
     ev.add_argument("--split", choices=["train", "test"], default="test")
     ev.add_argument("--data-dir", default=".ragql-eval", help="cached embedded store for the eval corpus")
     ev.add_argument("--sweep", action="store_true", help="grid over fusion settings (use on train)")
     ev.add_argument("--bm25-sweep", action="store_true", help="store the keyword leg for each BM25 k1/b")
     ev.add_argument("--dump-legs", action="store_true", help="store per-chunk leg results of both splits")
+    ev.add_argument("--dense-levers", action="store_true", help="store exact-chunk and whole-document dense legs")
+    ev.add_argument(
+        "--keyword-levers", action="store_true", help="store whole-doc, title and RM3 keyword legs (after --dump-legs)"
+    )
     sub.add_parser("long-query", help="latency of a 3,900-character query against a short one (first=100)")
     tu = sub.add_parser("tune", help="levers cross-validated on train, then test, over stored leg results")
-    tu.add_argument("--dataset", default="../shared/data/beir/scifact")
+    tu.add_argument("--dataset", default=str(DEFAULT_DATASET))
     tu.add_argument("--legs", default=".ragql-eval/legs-c200o48-onnx-int8", help="from `eval --dump-legs`")
     tu.add_argument("--only", help="run only the levers whose name contains this")
     tu.add_argument("--write", action="store_true", help="write the LEARNED weights fitted on all of train")
     em = sub.add_parser("embedding", help="chunks/s, one-query p50 and cosine to torch per local embedding backend")
     em.add_argument("--backend", action="append", choices=["torch", "onnx", "onnx-int8"], help="repeatable")
     em.add_argument("--chunks", type=int, default=2000, help="SciFact chunks to embed")
-    em.add_argument("--dataset", default="../shared/data/beir/scifact")
+    em.add_argument("--dataset", default=str(DEFAULT_DATASET))
     er = sub.add_parser("eval-recs", help="simulated users: hit@10 and nDCG@10 per recommendation strategy")
     er.add_argument("--users", type=int, default=800, help="simulated users")
     er.add_argument("--seed", type=int, default=7, help="seed of the simulation (tune on 1, report on 7)")

@@ -6,10 +6,7 @@ nothing."""
 
 from __future__ import annotations
 
-import csv
-import json
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +14,7 @@ from tqdm import tqdm
 
 from domain.documents.service import ChunkingConfig
 from domain.documents.validation import DocumentInput
+from domain.evaluation.beir import load_beir
 from domain.evaluation.metrics import ndcg_at_k, recall_at_k
 from domain.feedback.profiles import LearningConfig
 from domain.jobs import store as job_store
@@ -34,13 +32,10 @@ TENANT = "default"
 
 
 def load(dataset: Path, split: str) -> tuple[list[dict[str, Any]], dict[str, str], dict[str, dict[str, int]]]:
-    corpus = [json.loads(line) for line in (dataset / "corpus.jsonl").open(encoding="utf-8")]
-    queries = {q["_id"]: q["text"] for q in map(json.loads, (dataset / "queries.jsonl").open(encoding="utf-8"))}
-    qrels: dict[str, dict[str, int]] = defaultdict(dict)
-    with (dataset / "qrels" / f"{split}.tsv").open(encoding="utf-8") as fh:
-        for row in csv.DictReader(fh, delimiter="\t"):
-            qrels[row["query-id"]][row["corpus-id"]] = int(row["score"])
-    return corpus, queries, dict(qrels)
+    """The served BEIR loader (domain/evaluation/beir.py), as the benches' plain dicts."""
+    beir = load_beir(dataset, split)
+    corpus = [{"_id": d.id, "title": d.title, "text": d.text} for d in beir.corpus]
+    return corpus, beir.queries, beir.qrels
 
 
 async def ingest_corpus(
@@ -198,11 +193,42 @@ async def run_bm25_sweep(*, database_url: str, dataset: Path, out_dir: Path) -> 
 
     db = Database(database_url)
     try:
-        ext = await _external_ids(db)
         splits = {}
         for split in ("train", "test"):
             _, queries, qrels = load(dataset, split)
             splits[split] = [(q, queries[q]) for q in sorted(qrels)]
-        await sweep_bm25(db, splits, ext, out_dir)
+        await sweep_bm25(db, splits, out_dir)
+    finally:
+        await db.dispose()
+
+
+async def run_keyword_levers(*, database_url: str, dataset: Path, out_dir: Path) -> None:
+    import json
+
+    from bench.keyword_levers import dump_keyword_levers
+
+    db = Database(database_url)
+    try:
+        await ensure_bm25_healthy(db, await keyword_backend(db))
+        splits, legs = {}, {}
+        for split in ("train", "test"):
+            _, queries, qrels = load(dataset, split)
+            splits[split] = [(q, queries[q]) for q in sorted(qrels)]
+            legs[split] = json.loads((out_dir / f"legs-{split}.json").read_text())
+        await dump_keyword_levers(db, splits, legs, out_dir / "keyword-levers.json")
+    finally:
+        await db.dispose()
+
+
+async def run_dense_levers(*, embedder: Embedder, database_url: str, dataset: Path, out_dir: Path) -> None:
+    from bench.dense_levers import dump_dense_levers
+
+    db = Database(database_url)
+    try:
+        splits = {}
+        for split in ("train", "test"):
+            _, queries, qrels = load(dataset, split)
+            splits[split] = [(q, queries[q]) for q in sorted(qrels)]
+        await dump_dense_levers(db, embedder, splits, out_dir / "dense-levers.json")
     finally:
         await db.dispose()

@@ -53,13 +53,18 @@ def cross_validate(
     qids = sorted(qrels)
     random.Random(17).shuffle(qids)
     parts = [qids[i::folds] for i in range(folds)]
-    held = []
+    # Each setting's nDCG per query, once: the folds only sum different subsets of it.
+    per = [{q: ndcg_at_k(run(legs[q], p), qrels[q], 10) for q in qids} for p in grid]
+
+    def best(subset: Sequence[str]) -> int:
+        return max(range(len(grid)), key=lambda i: sum(per[i][q] for q in subset))
+
+    held = 0.0
     for i, part in enumerate(parts):
         rest = [q for j, p in enumerate(parts) if j != i for q in p]
-        best = max(grid, key=lambda p: mean_ndcg(run, legs, qrels, rest, p))
-        held.append(mean_ndcg(run, legs, qrels, part, best) * len(part))
-    chosen = max(grid, key=lambda p: mean_ndcg(run, legs, qrels, qids, p))
-    return sum(held) / len(qids), chosen
+        chosen_i = best(rest)
+        held += sum(per[chosen_i][q] for q in part)
+    return held / len(qids), grid[best(qids)]
 
 
 def zscore_run(agg_d: tuple[str, float] = ("max", 0.0), agg_k: tuple[str, float] = ("max", 0.0)) -> Run:
@@ -185,6 +190,12 @@ def run_tuning(
         )
     lever("per-query alpha (score spread)", adaptive_run, [(b, g) for b in alphas for g in (0.0, 0.05, 0.1, 0.2)])
     lever("Rocchio on the query vector (top 3)", prf_run, [(b, a) for b in ("0.3", "0.6") for a in alphas])
+    from bench.tuning_keyword import attach, run_keyword_levers
+
+    run_keyword_levers(attach(leg_dir, train, test), lever, alphas)
+    from bench import tuning_dense
+
+    tuning_dense.run_dense_levers(tuning_dense.attach(leg_dir, train, test), lever, alphas)
     if only and only.lower() not in "learned":
         return
     cv = learned_cv(train, qtrain)

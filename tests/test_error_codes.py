@@ -12,12 +12,14 @@ from enum import StrEnum
 from pathlib import Path
 
 from domain.error_codes import RequestErrorCode, StartupErrorCode
+from domain.evaluation.error_codes import EvaluationErrorCode
 from schema.error_codes import PAYLOAD_AREAS, ErrorCode
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVED = ("domain", "schema", "resolvers", "api")
-# Request refusals travel as GraphQL errors' extensions.code; start-up codes never reach a client.
-NOT_IN_PAYLOADS: tuple[type[StrEnum], ...] = (RequestErrorCode, StartupErrorCode)
+# Request refusals travel as GraphQL errors' extensions.code; start-up codes and `ragql eval`'s
+# dataset codes never reach a client.
+NOT_IN_PAYLOADS: tuple[type[StrEnum], ...] = (RequestErrorCode, StartupErrorCode, EvaluationErrorCode)
 
 
 def area_enums() -> list[type[StrEnum]]:

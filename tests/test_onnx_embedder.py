@@ -180,3 +180,20 @@ def test_an_unwritable_cache_names_the_fix(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(ModelExportError, match="RAGQL_MODEL_CACHE_DIR"):
         ensure_exported(blocker, "onnx")
+
+
+async def test_long_texts_are_counted_whole_and_windowed(
+    embedder: LocalEmbedder, onnx_embedders: dict[str, OnnxEmbedder]
+) -> None:
+    """The encoder truncates what it embeds at 256 word pieces, but counting must not: a long
+    query's windows (domain/retrieval/long_query.py) are sized from the count, and a count capped at
+    256 made the served backend embed one truncated window plus the tail, dropping the middle."""
+    from domain.retrieval.long_query import embed_any_length
+
+    long_text = " ".join(SENTENCES[:4]) * 12
+    onnx = onnx_embedders["onnx-int8"]
+    assert embedder.count_tokens(long_text) > 600
+    assert onnx.count_tokens(long_text) == embedder.count_tokens(long_text)
+    # The pooled vector of the ONNX backend is torch's (same windows), not the first window's.
+    pooled, reference = await embed_any_length(onnx, long_text), await embed_any_length(embedder, long_text)
+    assert float(np.dot(pooled, reference)) > 0.98

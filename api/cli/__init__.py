@@ -23,7 +23,7 @@ from types import FrameType
 
 import typer
 
-from api.cli import access, database, jobs, model, query, server
+from api.cli import access, database, evaluation, jobs, model, query, server
 from api.cli.core import RagqlGroup
 
 app = typer.Typer(
@@ -35,7 +35,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # locals would print settings, secrets among them
 )
 
-GROUPS = (server, database, jobs, query, access, model)
+GROUPS = (server, database, jobs, query, access, model, evaluation)
 for group in GROUPS:
     group.register(app)
 

@@ -69,6 +69,11 @@ class OnnxEmbedder:
         tokenizer = Tokenizer.from_file(str(model.tokenizer_file))
         # The shipped tokenizer.json pads every input to 128: pad per batch instead.
         tokenizer.no_padding()
+        # Counting must see the whole text (long queries are windowed by the count, chunks are cut
+        # by it), so it gets a copy without the truncation the encoder needs.
+        counter = Tokenizer.from_str(tokenizer.to_str())
+        counter.no_truncation()
+        self._counter: Any = counter
         tokenizer.enable_truncation(max_length=self.max_tokens)
         self._tokenizer: Any = tokenizer
         options = ort.SessionOptions()
@@ -83,7 +88,7 @@ class OnnxEmbedder:
         self._thread.start()
 
     def count_tokens(self, text: str) -> int:
-        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+        return len(self._counter.encode(text, add_special_tokens=False).ids)
 
     def submit(self, texts: list[str], *, order: int | None = None) -> concurrent.futures.Future[Vectors]:
         """Thread-safe and loop-free: the future resolves on the encoder thread. Without `order`, a

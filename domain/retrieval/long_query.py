@@ -7,6 +7,9 @@ Keyword leg: a pasted paragraph ORs hundreds of terms, most of them common; it k
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import logging
 import math
 import re
 import time
@@ -20,6 +23,7 @@ from domain.persistence.database import Database
 from domain.providers.embedding import Embedder, Vectors
 from domain.retrieval.tenant_index import chunk_partition
 
+log = logging.getLogger("ragql.search")
 _WORD = re.compile(r"\w+", re.UNICODE)
 KEYWORD_TERM_CAP = 48
 SAMPLE_CHUNKS = 2000
@@ -66,6 +70,19 @@ async def embed_any_length(embedder: Embedder, query: str) -> Vectors:
     return vector
 
 
+WARM_WINDOWS = 8  # the most full windows the ONNX encoder runs in one batch (2,048 tokens)
+
+
+async def warm_up(embedder: Embedder) -> None:
+    """Run the model once on a batch of full windows at start. The first batch of a new size pays
+    for allocating its buffers (onnxruntime's arena, torch's kernels); without this the first
+    pasted paragraph after a start paid it, and was the slowest query of the process."""
+    limit = int(getattr(embedder, "max_tokens", 0))
+    if limit <= 0:
+        return  # a remote provider: nothing local to warm
+    await embedder.embed([" ".join(["word"] * limit)] * WARM_WINDOWS)
+
+
 @dataclass
 class _Stats:
     chunks: int
@@ -80,11 +97,26 @@ class TermStatistics:
     db: Database
     cap: int = KEYWORD_TERM_CAP
     _cache: dict[str, _Stats] = field(default_factory=dict)
+    _refreshing: dict[str, asyncio.Task[_Stats]] = field(default_factory=dict)
 
     async def _stats(self, tenant_id: str) -> _Stats:
         hit = self._cache.get(tenant_id)
-        if hit is not None and time.monotonic() - hit.at < STATS_TTL_S:
-            return hit
+        if hit is None:
+            return await self._load(tenant_id)
+        if time.monotonic() - hit.at >= STATS_TTL_S and tenant_id not in self._refreshing:
+            # Expired: refreshed in the background while this query uses the old sample, so only
+            # a tenant's very first long query waits for the sample.
+            task = asyncio.create_task(self._load(tenant_id))
+            self._refreshing[tenant_id] = task
+            task.add_done_callback(functools.partial(self._refreshed, tenant_id))
+        return hit
+
+    def _refreshed(self, tenant_id: str, task: asyncio.Task[_Stats]) -> None:
+        self._refreshing.pop(tenant_id, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("refreshing the keyword-term sample of a tenant failed: %s", task.exception())
+
+    async def _load(self, tenant_id: str) -> _Stats:
         async with self.db.session(tenant_id) as s:
             sample = _sample_sql(tenant_id)
             n = int((await s.execute(text(f"SELECT count(*) FROM ({sample}) x"))).scalar_one())  # noqa: S608
@@ -93,13 +125,7 @@ class TermStatistics:
         self._cache[tenant_id] = stats
         return stats
 
-    async def informative(self, tenant_id: str, query: str) -> str:
-        """The query itself when it has at most `cap` distinct words; else its `cap` rarest words
-        in their original order."""
-        words = list(dict.fromkeys(w.lower() for w in _WORD.findall(query)))
-        if len(words) <= self.cap:
-            return query
-        stats = await self._stats(tenant_id)
+    async def _lexemes(self, tenant_id: str, words: list[str]) -> dict[str, str]:
         async with self.db.session(tenant_id) as s:
             rows = (
                 await s.execute(
@@ -110,7 +136,16 @@ class TermStatistics:
                     {"words": words},
                 )
             ).all()
-        lexeme = {w: lex for w, lex in rows}
+        return {w: lex for w, lex in rows}
+
+    async def informative(self, tenant_id: str, query: str) -> str:
+        """The query itself when it has at most `cap` distinct words; else its `cap` rarest words
+        in their original order."""
+        words = list(dict.fromkeys(w.lower() for w in _WORD.findall(query)))
+        if len(words) <= self.cap:
+            return query
+        # The sample (cold once per tenant) and the query's lexemes are two independent reads.
+        stats, lexeme = await asyncio.gather(self._stats(tenant_id), self._lexemes(tenant_id, words))
 
         def idf(word: str) -> float:
             lex = lexeme.get(word) or ""

@@ -3,6 +3,7 @@ in one call. The GraphQL resolver and answers both go through it."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,10 @@ from domain.rerank.service import Reranking
 from domain.retrieval.cache import SearchCache
 from domain.retrieval.long_query import TermStatistics, embed_any_length
 from domain.retrieval.search import SearchOptions, SearchResult, search, validate
+
+
+async def _none() -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -45,10 +50,14 @@ class Searching:
     async def _run(
         self, tenant_id: str, query: str, first: int, options: SearchOptions, *, log: bool, cache: SearchCache | None
     ) -> SearchResult:
-        vector = await self.query_vector(query) if options.mode != "KEYWORD" else None
-        keyword_query = None
-        if self.terms is not None and options.mode != "DENSE":
-            keyword_query = await self.terms.informative(tenant_id, query)
+        # The embedding (CPU, off the loop) and a long query's term selection (two round trips to
+        # PostgreSQL) do not depend on each other: run them at once, so a pasted paragraph waits
+        # for the slower of the two rather than their sum.
+        embedding = self.query_vector(query) if options.mode != "KEYWORD" else _none()
+        informative = (
+            self.terms.informative(tenant_id, query) if self.terms is not None and options.mode != "DENSE" else _none()
+        )
+        vector, keyword_query = await asyncio.gather(embedding, informative)
         return await search(
             db=self.db,
             tenant_id=tenant_id,
