@@ -15,8 +15,20 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from api.app import create_app
+from api.metrics_server import MetricsServer
+from api.settings import DEFAULT_JWT_SECRET
 from domain.providers.embedding import LocalEmbedder
-from tests.security_harness import Signer, bearer, codes, gql, production_client, production_settings
+from tests.log_secrets import remember
+from tests.security_harness import (
+    TEST_JWT_SECRET,
+    Signer,
+    app_of,
+    bearer,
+    codes,
+    gql,
+    production_client,
+    production_settings,
+)
 
 ME = "{ me { tenant } }"
 
@@ -272,6 +284,68 @@ async def test_fastapi_docs_pages_are_off_in_production(probe: Probe, path: str)
 
 async def test_fastapi_docs_pages_are_served_in_development(app_client: httpx.AsyncClient) -> None:
     assert (await app_client.get("/openapi.json")).status_code == 200
+
+
+# --- /metrics ------------------------------------------------------------------------------------
+
+METRICS_TOKEN = remember("metrics-" + "7c1e9a4f0b3d5e8a2c6f1b9d4e7a0c3f")
+
+
+async def test_metrics_are_not_on_the_api_port_in_production_without_a_token(probe: Probe) -> None:
+    response = await probe.client.get("/metrics")
+    assert response.status_code == 404
+    assert "ragql_" not in response.text
+    # Not with a credential that opens /graphql either.
+    assert (await probe.client.get("/metrics", headers=probe.headers("admin"))).status_code == 404
+
+
+async def test_metrics_need_the_token_on_the_api_port_and_on_the_metrics_port(
+    pg_url: str, tmp_root: Path, embedder: LocalEmbedder, signer: Signer
+) -> None:
+    async with production_client(
+        pg_url, tmp_root, embedder, signer, metrics_token=METRICS_TOKEN, metrics_port=0
+    ) as client:
+        token = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": METRICS_TOKEN},
+            bearer(TEST_JWT_SECRET),
+        ):
+            refused = await client.get("/metrics", headers=headers)
+            assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
+            assert "ragql_" not in refused.text
+        served = await client.get("/metrics", headers=token)
+        assert served.status_code == 200 and "ragql_redis_up" in served.text
+        # The separate port (RAGQL_METRICS_PORT=0: any free one), bound to RAGQL_HOST.
+        port = app_of(client).state.metrics_server.port
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as side:
+            assert (await side.get("/metrics")).status_code == 401
+            assert "ragql_redis_up" in (await side.get("/metrics", headers=token)).text
+            assert (await side.get("/healthz")).status_code == 200  # the worker's probes: no token
+    # Closed with the app.
+    async with httpx.AsyncClient() as after:
+        with pytest.raises(httpx.ConnectError):
+            await after.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+
+
+async def test_a_metrics_port_without_a_token_serves_only_metrics() -> None:
+    server = MetricsServer("127.0.0.1", 0, None)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as side:
+            assert "ragql_redis_up" in (await side.get("/metrics")).text
+    finally:
+        server.close()
+
+
+async def test_metrics_stay_open_in_development(app_client: httpx.AsyncClient) -> None:
+    assert "ragql_redis_up" in (await app_client.get("/metrics")).text
+
+
+@pytest.mark.parametrize("token", ["short-token", TEST_JWT_SECRET, DEFAULT_JWT_SECRET])
+def test_production_refuses_a_weak_metrics_token(pg_url: str, tmp_root: Path, signer: Signer, token: str) -> None:
+    with pytest.raises(ValueError, match="RAGQL_METRICS_TOKEN"):
+        production_settings(pg_url, tmp_root, signer, metrics_token=token)
 
 
 INFO = "{ serverInfo { database databaseVersion pgvectorVersion } }"
