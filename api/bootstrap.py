@@ -14,7 +14,7 @@ from api.auth.authenticate import Authenticator, KeyCache
 from api.auth.jwks import JwksSource
 from api.auth.tokens import JwtConfig, JwtVerifier
 from api.graphql_router import Gatekeeping
-from api.ratelimit import Rate, RateLimiter, redis_client
+from api.ratelimit import Rate, RateLimiter
 from api.redis_link import RedisLink
 from api.revocation import Broadcast
 from api.settings import Settings
@@ -158,7 +158,10 @@ def build_gate(settings: Settings, services: Services, shared: Shared) -> Gateke
         dev_tenant=settings.dev_tenant,
         key_cache=key_cache,
     )
-    redis = redis_client(settings.redis_url) if settings.redis_url else None
+    # One pool and one view of Redis's health for the limiter and the caches: serverInfo.rateLimits
+    # and ragql_redis_up can't disagree.
+    link = shared.link
+    limiter = RateLimiter(link.client, health=link.health) if link else RateLimiter(None)
     period = settings.rate_period_s
     rates = {
         "api_key": Rate(settings.rate_per_api_key, period),
@@ -168,7 +171,7 @@ def build_gate(settings: Settings, services: Services, shared: Shared) -> Gateke
     }
     return Gatekeeping(
         authenticator=authenticator,
-        limiter=RateLimiter(redis),
+        limiter=limiter,
         rates=rates,
         slots=shared.slots,
         broadcast=shared.broadcast,
