@@ -29,6 +29,7 @@ from domain.auth.revocation import LocalOnly
 from domain.caching.store import CacheStore, LocalStore
 from domain.demo.loader import demo_documents
 from domain.documents import service as documents
+from domain.documents.parse_pool import ParsePool
 from domain.documents.parsing import ParseBudget
 from domain.documents.service import ChunkingConfig, Documents, IngestContext
 from domain.feedback.profiles import LearningConfig
@@ -318,6 +319,7 @@ async def build_services(
         db=db, embedder=emb, reranking=reranking, learning=learning, max_context_chars=settings.max_query_chars
     )
     search_cache = SearchCache(store, ttl_s=settings.search_cache_ttl_s)
+    parse_pool = ParsePool(settings.parse_workers)
     chunking = ChunkingConfig(max_tokens=settings.chunk_tokens, overlap_tokens=settings.chunk_overlap_tokens)
     services = Services(
         db=db,
@@ -343,6 +345,7 @@ async def build_services(
             max_upload_bytes=settings.max_upload_bytes,
             async_threshold=settings.async_ingest_threshold,
             parse_budget=ParseBudget(seconds=settings.parse_timeout_s, max_chars=settings.max_document_chars),
+            parse_pool=parse_pool,
         ),
         learning=learning,
         search_cache=search_cache,
@@ -368,4 +371,9 @@ async def build_services(
         ctx = replace(services.documents.ingesting, max_batch=len(demo))
         outcome = await documents.ingest(ctx, documents.IngestRequest(settings.dev_tenant, demo))
         log.info("loaded the demo catalogue: %d films into tenant %r", len(outcome.documents), settings.dev_tenant)
-    return services, db.dispose
+
+    async def close() -> None:
+        parse_pool.close()
+        await db.dispose()
+
+    return services, close

@@ -88,8 +88,10 @@ class Settings(BaseSettings):
     # address that have not finished it.
     websocket_init_timeout_s: float = 10.0
     max_unidentified_websockets_per_ip: int = 20
-    # Every parse of an uploaded file gets this long and this much extracted text.
-    parse_timeout_s: float = 10.0
+    # Every parse of an uploaded file gets this long and this much extracted text. Parses run in
+    # this many worker processes (started on first upload), which are killed when they overrun.
+    parse_timeout_s: float = Field(default=10.0, gt=0)
+    parse_workers: int = Field(default=2, ge=1, le=32)
 
     embedding_provider: Literal["local", "openai"] = "local"
     embedding_model: str = "all-MiniLM-L6-v2"

@@ -3,6 +3,7 @@ tokens, its own PostgreSQL and Redis-less limits: each one failed before its fix
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -220,6 +221,83 @@ def test_the_markdown_link_pattern_is_linear() -> None:
     data = b"# T\nsee [the docs](https://x.test) and ![img](i.png)"
     title, text = parse_upload("a.md", data, max_bytes=1000, path="f")
     assert (title, text.strip()) == ("T", "T\nsee the docs and img")
+
+
+def _pdf_of_text_operators(count: int) -> bytes:
+    """One page with `count` text-showing operators: pypdf extracts it in one uninterrupted call,
+    about 30 µs per operator, so a 17 KB file keeps it busy for half a minute."""
+    import zlib
+
+    content = b"BT /F1 12 Tf " + b"(a) Tj 1 0 Td " * count + b"ET"
+    stream = zlib.compress(content, 9)
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
+        b" /Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+UPLOAD_WITH_MESSAGES = """mutation($files: [Upload!]!) {
+  uploadDocuments(input: {files: $files}) { documents { title } errors { code field message } } }"""
+
+
+async def test_a_parse_over_its_budget_is_killed_and_coded_while_healthz_answers(
+    pg_url: str, tmp_root: Path, embedder: LocalEmbedder, signer: Signer
+) -> None:
+    # Before: the budget was checked between parse steps, in a thread, so one long step (a page
+    # pypdf reads for half a minute) ran to its end. Now it runs in a worker process that is
+    # killed at the budget (1 s here); the upload answers long before the parse could finish.
+    spinner = _pdf_of_text_operators(1_000_000)
+    good = [f"good-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    files = [(f"{good[0]}.txt", b"A calm harbour at dawn."), ("spin.pdf", spinner), (f"{good[1]}.md", b"Gulls.")]
+    async with production_client(pg_url, tmp_root, embedder, signer, parse_timeout_s=1.0) as client:
+        probe = Probe(client, signer)
+        pool = app_of(client).state.services.documents.parse_pool
+        operations = {"query": UPLOAD_WITH_MESSAGES, "variables": {"files": [None] * len(files)}}
+        upload = asyncio.create_task(
+            client.post(
+                "/graphql",
+                data={
+                    "operations": json.dumps(operations),
+                    "map": json.dumps(
+                        {"0": ["variables.files.0"], "1": ["variables.files.1"], "2": ["variables.files.2"]}
+                    ),
+                },
+                files={str(i): (name, data) for i, (name, data) in enumerate(files)},
+                headers=probe.headers("editor"),
+                timeout=60,
+            )
+        )
+        health_checks = 0
+        async with asyncio.timeout(25):  # the parse alone would take ~30 s (more on a busy machine)
+            while not upload.done():
+                assert (await client.get("/healthz")).status_code == 200
+                health_checks += 1
+                await asyncio.sleep(0.05)
+            response = await upload
+        payload = response.json()["data"]["uploadDocuments"]
+        assert sorted(d["title"] for d in payload["documents"]) == sorted(good)
+        [error] = payload["errors"]
+        assert (error["code"], error["field"]) == ("UNREADABLE_FILE", "files.1")
+        assert "took over 1 s" in error["message"]
+        assert health_checks > 0 and pool.killed == 1
+        # The pool recovers: the next upload is read by a new worker.
+        again = await _upload(probe, [(f"{good[0]}-again.md", b"# Again\nHerons.")])
+        assert again["data"]["uploadDocuments"]["documents"] == [{"title": "Again"}]
+        assert pool.killed == 1
 
 
 # --- lone surrogates are INVALID_CHARACTER, like NUL ----------------------------------------------
