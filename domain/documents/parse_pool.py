@@ -61,9 +61,10 @@ class _Worker:
         child.close()
 
     def kill(self) -> None:
+        # The connection is left to the thread that may still be reading it (it gets EOF now and
+        # drops it): closing it here could hand its descriptor number to a new pipe under that read.
         self.process.kill()
         self.process.join(timeout=5)
-        self.conn.close()
 
 
 @dataclass
@@ -107,7 +108,7 @@ class ParsePool:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.workers)
         async with self._slots:
-            worker = self._idle.pop() if self._idle else await asyncio.to_thread(self._new_worker)
+            worker = self._idle_worker() or await asyncio.to_thread(self._new_worker)
             try:
                 job = (filename, data, max_bytes, path, budget)
                 reply = await asyncio.wait_for(asyncio.to_thread(_exchange, worker.conn, job), budget.seconds)
@@ -134,6 +135,16 @@ class ParsePool:
         _, code, message, field = reply.value
         raise InvalidInput(code, message, field=field)
 
+    def _idle_worker(self) -> _Worker | None:
+        """A live idle worker; one that died while idle (the OOM killer, say) is dropped, so no
+        innocent file pays for it."""
+        while self._idle:
+            worker = self._idle.pop()
+            if worker.process.is_alive():
+                return worker
+            worker.conn.close()
+        return None
+
     def _discard(self, worker: _Worker) -> None:
         self.killed += 1
         worker.kill()
@@ -141,4 +152,5 @@ class ParsePool:
     def close(self) -> None:
         for worker in self._idle:
             worker.kill()
+            worker.conn.close()  # idle: nobody reads it
         self._idle.clear()
