@@ -108,7 +108,8 @@ class ParsePool:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.workers)
         async with self._slots:
-            worker = self._idle_worker() or await asyncio.to_thread(self._new_worker)
+            idle = self._idle_worker()
+            worker = idle if idle is not None else await asyncio.to_thread(self._new_worker)
             try:
                 job = (filename, data, max_bytes, path, budget)
                 reply = await asyncio.wait_for(asyncio.to_thread(_exchange, worker.conn, job), budget.seconds)
