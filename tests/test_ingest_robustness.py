@@ -98,7 +98,7 @@ async def test_the_parse_pool_replaces_a_worker_that_died_while_idle() -> None:
         assert await pool.parse("a.txt", b"Herons at dawn.", max_bytes=1000, path="f") == ("a", "Herons at dawn.")
         [idle] = pool._idle
         os.kill(idle.process.pid or 0, signal.SIGKILL)
-        idle.process.join(timeout=10)
+        idle.process.wait(timeout=10)
         # The next file is read by a new worker, not failed for the dead one.
         assert await pool.parse("b.md", b"# B\nGulls.", max_bytes=1000, path="f") == ("B", "B\nGulls.")
         assert pool.started == 2 and pool.killed == 0

@@ -7,10 +7,11 @@ process and gets `ParseBudget.seconds` of wall time once a worker has it. A work
 is SIGKILLed and replaced; its file gets UNREADABLE_FILE ("took over N s"), the rest of the batch
 goes on. A worker that dies (a crash in a C parser, the OOM killer) costs its file the same way.
 
-Workers start on first use, from a forkserver that has already imported the parsers (a fork of
-the serving process could inherit a lock held by another of its threads), and are reused:
-starting one costs ~0.3 s once, a small parse afterwards ~1 ms more than in-process (README,
-"Hardening"). At most `workers` parses run at once; more wait for a free worker, and waiting does
+Workers are fresh interpreters (`python -m domain.documents.parse_worker`), started on first use
+and reused. Not multiprocessing: a fork of the serving process could inherit a lock held by
+another of its threads, and spawn/forkserver children re-run the parent's `__main__`, which for
+`python -m api.cli serve` would start another server. Start-up and per-file overhead: README,
+"Hardening". At most `workers` parses run at once; more wait for a free worker, and waiting does
 not count against a budget.
 """
 
@@ -18,53 +19,52 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from multiprocessing.context import BaseContext
-from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 
 from domain.documents.error_codes import DocumentErrorCode
-from domain.documents.parsing import ParseBudget, parse_upload
-from domain.errors import DomainError, InvalidInput
+from domain.documents.parsing import ParseBudget
+from domain.errors import InvalidInput
 
 log = logging.getLogger("ragql.documents")
-_PRELOAD = ["domain.documents.parsing", "pypdf", "selectolax.lexbor"]
-
-
-def _serve(conn: Connection) -> None:
-    """A worker's loop: one (filename, data, max_bytes, path, budget) in, one reply out."""
-    while True:
-        try:
-            filename, data, max_bytes, path, budget = conn.recv()
-        except EOFError:
-            return
-        try:
-            reply: tuple[Any, ...] = ("ok", parse_upload(filename, data, max_bytes=max_bytes, path=path, budget=budget))
-        except DomainError as exc:
-            reply = ("error", exc.code, exc.message, exc.field)
-        except Exception as exc:  # MemoryError, RecursionError: still one file's problem
-            reason = f"the file could not be read ({type(exc).__name__})"
-            reply = ("error", DocumentErrorCode.UNREADABLE_FILE, reason, path)
-        conn.send(reply)
+# The directory that holds the `domain` package, for a worker started from a source checkout.
+_IMPORT_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 class _Worker:
-    def __init__(self, context: BaseContext) -> None:
-        self.conn, child = multiprocessing.Pipe()
-        process: BaseProcess = context.Process(  # type: ignore[attr-defined]
-            target=_serve, args=(child,), name="ragql-parse", daemon=True
+    def __init__(self) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_IMPORT_ROOT, env.get("PYTHONPATH")) if p)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "domain.documents.parse_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
         )
-        self.process = process
-        self.process.start()
-        child.close()
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.jobs = Connection(os.dup(self.process.stdin.fileno()), readable=False)
+        self.replies = Connection(os.dup(self.process.stdout.fileno()), writable=False)
+        self.process.stdin.close()
+        self.process.stdout.close()
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
 
     def kill(self) -> None:
-        # The connection is left to the thread that may still be reading it (it gets EOF now and
-        # drops it): closing it here could hand its descriptor number to a new pipe under that read.
+        # The connections are left to the thread that may still be using them (it gets EOF now and
+        # drops them): closing them here could hand a descriptor number to a new pipe under its read.
         self.process.kill()
-        self.process.join(timeout=5)
+        self.process.wait(timeout=5)
+
+    def close(self) -> None:
+        self.kill()
+        self.jobs.close()
+        self.replies.close()
 
 
 @dataclass
@@ -72,11 +72,11 @@ class _Reply:
     value: tuple[Any, ...] | None  # None: the worker died
 
 
-def _exchange(conn: Connection, job: tuple[Any, ...]) -> _Reply:
+def _exchange(worker: _Worker, job: tuple[Any, ...]) -> _Reply:
     """Send a job and wait for its reply, in a thread: a large file never blocks the event loop."""
     try:
-        conn.send(job)
-        return _Reply(conn.recv())
+        worker.jobs.send(job)
+        return _Reply(worker.replies.recv())
     except (EOFError, OSError):
         return _Reply(None)
 
@@ -88,17 +88,12 @@ class ParsePool:
         self.workers = workers
         self._idle: list[_Worker] = []
         self._slots: asyncio.Semaphore | None = None
-        self._context: BaseContext | None = None
         self.started = 0  # worker processes started so far (each kill starts a new one later)
         self.killed = 0
 
     def _new_worker(self) -> _Worker:
-        if self._context is None:
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(_PRELOAD)
-            self._context = context
         self.started += 1
-        return _Worker(self._context)
+        return _Worker()
 
     async def parse(
         self, filename: str, data: bytes, *, max_bytes: int, path: str, budget: ParseBudget | None = None
@@ -112,7 +107,7 @@ class ParsePool:
             worker = idle if idle is not None else await asyncio.to_thread(self._new_worker)
             try:
                 job = (filename, data, max_bytes, path, budget)
-                reply = await asyncio.wait_for(asyncio.to_thread(_exchange, worker.conn, job), budget.seconds)
+                reply = await asyncio.wait_for(asyncio.to_thread(_exchange, worker, job), budget.seconds)
             except TimeoutError:
                 self._discard(worker)
                 log.info("parse of %s killed after %g s", path, budget.seconds)
@@ -141,9 +136,9 @@ class ParsePool:
         innocent file pays for it."""
         while self._idle:
             worker = self._idle.pop()
-            if worker.process.is_alive():
+            if worker.alive():
                 return worker
-            worker.conn.close()
+            worker.close()
         return None
 
     def _discard(self, worker: _Worker) -> None:
@@ -152,6 +147,5 @@ class ParsePool:
 
     def close(self) -> None:
         for worker in self._idle:
-            worker.kill()
-            worker.conn.close()  # idle: nobody reads it
+            worker.close()  # idle: nobody reads its pipes
         self._idle.clear()
