@@ -8,8 +8,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from prometheus_fastapi_instrumentator import Instrumentator
 from strawberry.subscriptions import (
     GRAPHQL_TRANSPORT_WS_PROTOCOL,
@@ -31,6 +32,7 @@ from api.graphiql import assets as graphiql_assets
 from api.graphql_router import RagqlRouter, RagqlState, get_context
 from api.guard import STATE_KEY, GraphQLGuard
 from api.health import IndexWatch, is_ready, readiness
+from api.metrics_server import CHALLENGE, MetricsServer, bearer_matches
 from api.observability import Observed, OperationObserver
 from api.ratelimit import Rate, RateLimiter
 from api.settings import Settings
@@ -38,6 +40,7 @@ from api.webapp import mount as mount_reference_app
 from api.websocket_guard import WebsocketLimits
 from api.worker import BackgroundWorker, Worker
 from domain import telemetry
+from domain.errors import StartupError
 from domain.providers.embedding import Embedder
 from domain.runtime import ServerFacts, Services
 from schema.root import QueryLimits, build_schema
@@ -50,12 +53,16 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, RagqlState]]:
+        metrics_server = _start_metrics_server(settings)
         shared = Shared(settings)
         try:
             services, close = await build_services(settings, embedder=embedder, shared=shared)
         except BaseException:
             await shared.aclose()
+            if metrics_server is not None:
+                metrics_server.close()
             raise
+        app.state.metrics_server = metrics_server
         gate = build_gate(settings, services, shared)
         shared.start()
         watch = IndexWatch(services, settings.bm25_probe_interval_s)
@@ -94,6 +101,8 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
             await gate.limiter.aclose()
             await shared.aclose()
             await close()
+            if metrics_server is not None:
+                metrics_server.close()
 
     # FastAPI's /docs, /redoc and /openapi.json describe the HTTP routes: development only.
     development = settings.env == "development"
@@ -177,8 +186,45 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         from api.bench_route import add_bench_route
 
         add_bench_route(app)
-    Instrumentator(excluded_handlers=["/metrics", "/healthz", "/readyz"]).instrument(app).expose(app)
+    Instrumentator(excluded_handlers=["/metrics", "/healthz", "/readyz"]).instrument(app)
+    _add_metrics_route(app, settings)
     return app
+
+
+def _add_metrics_route(app: FastAPI, settings: Settings) -> None:
+    """/metrics on the API port: open in development, token-only in production (api/metrics_server.py)."""
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    if token is None and settings.env == "production":
+        return  # a 404, as for any path that does not exist
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_endpoint(request: Request) -> Response:
+        if token is not None and not bearer_matches(request.headers.get("authorization"), token):
+            return PlainTextResponse(
+                "metrics need Authorization: Bearer <RAGQL_METRICS_TOKEN>\n",
+                status_code=401,
+                headers={"WWW-Authenticate": CHALLENGE},
+            )
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+def _start_metrics_server(settings: Settings) -> MetricsServer | None:
+    if settings.metrics_port is None:
+        if settings.env == "production" and settings.metrics_token is None:
+            log.warning(
+                "metrics are not served: set RAGQL_METRICS_PORT (a port for Prometheus only) or "
+                "RAGQL_METRICS_TOKEN (/metrics on the API port with that bearer token)"
+            )
+        return None
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    try:
+        server = MetricsServer(settings.host, settings.metrics_port, token)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot serve metrics on {settings.host}:{settings.metrics_port} (RAGQL_METRICS_PORT): {exc.strerror}"
+        ) from exc
+    log.info("metrics on http://%s:%d/metrics", settings.host, server.port)
+    return server
 
 
 def _pool_state(pool: object) -> tuple[int, int, int]:

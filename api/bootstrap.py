@@ -14,7 +14,7 @@ from api.auth.authenticate import Authenticator, KeyCache
 from api.auth.jwks import JwksSource
 from api.auth.tokens import JwtConfig, JwtVerifier
 from api.graphql_router import Gatekeeping
-from api.ratelimit import Rate, RateLimiter, redis_client
+from api.ratelimit import Rate, RateLimiter
 from api.redis_link import RedisLink
 from api.revocation import Broadcast
 from api.settings import Settings
@@ -29,6 +29,7 @@ from domain.auth.revocation import LocalOnly
 from domain.caching.store import CacheStore, LocalStore
 from domain.demo.loader import demo_documents
 from domain.documents import service as documents
+from domain.documents.parse_pool import ParsePool
 from domain.documents.parsing import ParseBudget
 from domain.documents.service import ChunkingConfig, Documents, IngestContext
 from domain.feedback.profiles import LearningConfig
@@ -159,7 +160,10 @@ def build_gate(settings: Settings, services: Services, shared: Shared) -> Gateke
         dev_tenant=settings.dev_tenant,
         key_cache=key_cache,
     )
-    redis = redis_client(settings.redis_url) if settings.redis_url else None
+    # One pool and one view of Redis's health for the limiter and the caches: serverInfo.rateLimits
+    # and ragql_redis_up can't disagree.
+    link = shared.link
+    limiter = RateLimiter(link.client, health=link.health) if link else RateLimiter(None)
     period = settings.rate_period_s
     rates = {
         "api_key": Rate(settings.rate_per_api_key, period),
@@ -169,7 +173,7 @@ def build_gate(settings: Settings, services: Services, shared: Shared) -> Gateke
     }
     return Gatekeeping(
         authenticator=authenticator,
-        limiter=RateLimiter(redis),
+        limiter=limiter,
         rates=rates,
         slots=shared.slots,
         broadcast=shared.broadcast,
@@ -317,6 +321,7 @@ async def build_services(
         db=db, embedder=emb, reranking=reranking, learning=learning, max_context_chars=settings.max_query_chars
     )
     search_cache = SearchCache(store, ttl_s=settings.search_cache_ttl_s)
+    parse_pool = ParsePool(settings.parse_workers)
     chunking = ChunkingConfig(max_tokens=settings.chunk_tokens, overlap_tokens=settings.chunk_overlap_tokens)
     services = Services(
         db=db,
@@ -342,6 +347,7 @@ async def build_services(
             max_upload_bytes=settings.max_upload_bytes,
             async_threshold=settings.async_ingest_threshold,
             parse_budget=ParseBudget(seconds=settings.parse_timeout_s, max_chars=settings.max_document_chars),
+            parse_pool=parse_pool,
         ),
         learning=learning,
         search_cache=search_cache,
@@ -372,6 +378,7 @@ async def build_services(
     async def close() -> None:
         if services.job_progress is not None:
             await services.job_progress.aclose()
+        parse_pool.close()
         await db.dispose()
 
     return services, close

@@ -12,9 +12,11 @@ Two lines enforce each bucket's :class:`Rate`:
   server's clock so that every replica agrees on "now".
 
 A Redis outage never fails a request and never disables limiting: the limiter degrades to the
-local line (so the effective limit becomes ``limit`` per replica), logs one WARNING per
-``log_every_s``, and leaves Redis alone for ``retry_redis_after_s`` so that a dead server does not
-add a connect timeout to every request.
+local line (so the effective limit becomes ``limit`` per replica). Whether Redis is used is one
+`RedisHealth` (api/redis_health.py, shared with the caches in the app): it takes
+``failures_to_trip`` failures in a row to stop using Redis, then one probe per
+``retry_redis_after_s``, and ``backend`` (serverInfo.rateLimits) reads the same state the next
+check acts on.
 
 If you run Redis Cluster, all of one request's keys must hash to one slot: put a hash tag in the
 prefix (e.g. ``"{ragql:rl}:"``), otherwise the script fails with CROSSSLOT and the limiter stays
@@ -25,18 +27,17 @@ from __future__ import annotations
 
 import logging
 import math
-import re
-import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis.asyncio
 from aiolimiter import AsyncLimiter
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+
+from api.redis_health import RedisHealth, redis_client
+
+__all__ = ["BACKEND_LOCAL", "BACKEND_REDIS", "Bucket", "Decision", "Rate", "RateLimiter", "redis_client"]
 
 logger = logging.getLogger("ragql.ratelimit")
 
@@ -143,30 +144,12 @@ end
 return {1, '0', min_rem, min_i}
 """
 
-# Credentials embedded in a URL ("scheme://user:secret@host"), scrubbed from anything we log.
-_URL_CREDENTIALS = re.compile(r"(?i)([a-z][a-z0-9+.-]*://)[^@\s/]*@")
-
-
-def redis_client(url: str, *, timeout_s: float = 0.25) -> redis.asyncio.Redis:
-    """A Redis client for the limiter: short timeouts, so an unhealthy Redis costs a request at most
-    about ``2 * timeout_s`` before the limiter falls back to local limits for a while.
-
-    One immediate retry on connection errors lets a pooled connection that died with a Redis
-    restart be replaced transparently. Timeouts are not retried: the script may already have run
-    and a retry would charge twice.
-    """
-    return redis.asyncio.Redis.from_url(
-        url,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-    )
-
 
 class RateLimiter:
     """Charges requests against :class:`Bucket` limits; see the module docstring for the design.
 
-    The limiter owns ``redis`` (``aclose`` closes it). ``redis=None`` means local limits only.
+    ``redis=None`` means local limits only. The limiter closes ``redis`` in ``aclose`` unless it
+    was given a shared ``health`` (then the client belongs to whoever shares it, api/redis_link.py).
     """
 
     def __init__(
@@ -176,30 +159,35 @@ class RateLimiter:
         prefix: str = "ragql:rl:",
         retry_redis_after_s: float = 5.0,
         log_every_s: float = 30.0,
+        failures_to_trip: int = 3,
         max_local_keys: int = 50_000,
+        health: RedisHealth | None = None,
     ) -> None:
         if max_local_keys < 1:
             raise ValueError("max_local_keys must be at least 1")
         self._redis = redis
         self._script = redis.register_script(_GCRA_LUA) if redis is not None else None
         self._prefix = prefix
-        self._retry_redis_after_s = retry_redis_after_s
-        self._log_every_s = log_every_s
+        self._owns_redis = health is None
+        self._health = health or RedisHealth(
+            failures_to_trip=failures_to_trip,
+            retry_after_s=retry_redis_after_s,
+            log_every_s=log_every_s,
+            logger=logger,
+        )
         self._max_local_keys = max_local_keys
         # Bounded LRU: one limiter per bucket key. Evicting a key forgets its local level, which is
         # harmless with Redis (the shared limit still holds) and only loosens the dev-mode limit.
         self._local: OrderedDict[str, AsyncLimiter] = OrderedDict()
-        self._redis_error: str | None = None  # exception class name while Redis is considered down
-        self._skip_redis_until = 0.0  # time.monotonic() before which we don't try Redis
-        self._last_warning_at = -math.inf
 
     @property
     def backend(self) -> str:
-        """``"redis"``, ``"local"``, or ``"local (redis unreachable: <error class>)"``."""
+        """``"redis"``, ``"local"``, or ``"local (redis unreachable: <error class>)"``: what the next
+        check uses (a check while Redis is down may be its probe, which then reports ``"redis"``)."""
         if self._redis is None:
             return BACKEND_LOCAL
-        if self._redis_error is not None:
-            return f"{BACKEND_LOCAL} (redis unreachable: {self._redis_error})"
+        if not self._health.up:
+            return f"{BACKEND_LOCAL} (redis unreachable: {self._health.reason})"
         return BACKEND_REDIS
 
     async def check(self, buckets: Sequence[Bucket], cost: int = 1) -> Decision:
@@ -241,7 +229,7 @@ class RateLimiter:
     async def aclose(self) -> None:
         """Close the Redis client (if any) and forget the local limiters."""
         self._local.clear()
-        if self._redis is not None:
+        if self._redis is not None and self._owns_redis:
             await self._redis.aclose()
 
     # --- local line -------------------------------------------------------------------------
@@ -263,7 +251,7 @@ class RateLimiter:
     # --- shared line ------------------------------------------------------------------------
 
     def _should_try_redis(self) -> bool:
-        return self._script is not None and time.monotonic() >= self._skip_redis_until
+        return self._script is not None and self._health.allow()
 
     async def _check_redis(self, buckets: Sequence[Bucket], cost: int) -> Decision | None:
         """The shared decision, or None if Redis could not give one (then we fall back to local)."""
@@ -284,25 +272,10 @@ class RateLimiter:
         return decision
 
     def _mark_redis_down(self, exc: BaseException) -> None:
-        now = time.monotonic()
-        self._redis_error = type(exc).__name__
-        self._skip_redis_until = now + self._retry_redis_after_s
-        if now - self._last_warning_at >= self._log_every_s:
-            self._last_warning_at = now
-            # Only the class name and a scrubbed, truncated message: never the URL or its password.
-            logger.warning(
-                "Redis unreachable for rate limiting (%s: %s); limits are now enforced per replica "
-                "only; next Redis attempt in %.1fs",
-                self._redis_error,
-                _short_error(exc),
-                self._retry_redis_after_s,
-            )
+        self._health.failed(exc)
 
     def _mark_redis_up(self) -> None:
-        if self._redis_error is None:
-            return
-        self._redis_error = None
-        logger.info("Redis reachable again for rate limiting; shared limits restored")
+        self._health.succeeded()
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -405,8 +378,3 @@ def _parse_redis_reply(raw: object, buckets: Sequence[Bucket]) -> Decision:
         restore_rate=rate.per_second,
         backend=BACKEND_REDIS,
     )
-
-
-def _short_error(exc: BaseException, max_len: int = 160) -> str:
-    message = _URL_CREDENTIALS.sub(r"\1***@", str(exc)).replace("\n", " ")
-    return message if len(message) <= max_len else message[: max_len - 1] + "…"

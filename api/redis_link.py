@@ -1,16 +1,14 @@
-"""One Redis connection for the shared caches, the revocation channel and the websocket cap, and
-one place that decides whether Redis is up.
+"""One Redis connection pool for the shared caches, the rate limiter, the revocation channel and
+the websocket cap, and the one `RedisHealth` (api/redis_health.py) that decides whether Redis is up.
 
-A failed call marks Redis down for `retry_after_s` (calls are skipped meanwhile, so a dead server
-does not add a timeout to every request), logs one WARNING per `log_every_s`, and shows in the
-`ragql_redis_up` gauge and `ragql_redis_errors_total`. Nothing here raises into a request.
+While Redis is considered down calls are skipped (a dead server does not add a timeout to every
+request); the state shows in the `ragql_redis_up` gauge, skipped and failed calls in
+`ragql_redis_errors_total`. Nothing here raises into a request.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -18,20 +16,33 @@ import redis.asyncio
 from redis.exceptions import RedisError
 
 from api import metrics
-from api.ratelimit import _short_error, redis_client
+from api.redis_health import RedisHealth, redis_client
 
 log = logging.getLogger("ragql.redis")
 T = TypeVar("T")
 
 
+def _gauge(up: bool) -> None:
+    metrics.REDIS_UP.set(1 if up else 0)
+
+
 class RedisLink:
-    def __init__(self, client: redis.asyncio.Redis, *, retry_after_s: float = 2.0, log_every_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        *,
+        retry_after_s: float = 2.0,
+        log_every_s: float = 30.0,
+        failures_to_trip: int = 3,
+    ) -> None:
         self.client = client
-        self.retry_after_s = retry_after_s
-        self.log_every_s = log_every_s
-        self._down_until = 0.0
-        self._down = False
-        self._last_warning = -math.inf
+        self.health = RedisHealth(
+            failures_to_trip=failures_to_trip,
+            retry_after_s=retry_after_s,
+            log_every_s=log_every_s,
+            logger=log,
+            on_change=_gauge,
+        )
         self._recovery_hooks: list[Callable[[], Awaitable[None]]] = []
         metrics.REDIS_UP.set(1)
 
@@ -41,7 +52,7 @@ class RedisLink:
 
     @property
     def up(self) -> bool:
-        return not self._down
+        return self.health.up
 
     def on_recovery(self, hook: Callable[[], Awaitable[None]]) -> None:
         """Run after Redis answers again (e.g. replay version bumps that failed meanwhile)."""
@@ -49,39 +60,22 @@ class RedisLink:
 
     async def call(self, component: str, fn: Callable[[redis.asyncio.Redis], Awaitable[T]]) -> tuple[bool, T | None]:
         """(True, value) when Redis answered; (False, None) when it is down or the call failed."""
-        if self._down and time.monotonic() < self._down_until:
+        if not self.health.allow():
             return False, None
         try:
             value = await fn(self.client)
         except (RedisError, OSError, TimeoutError) as exc:
             self.mark_down(component, exc)
             return False, None
-        if self._down:
-            await self._recovered()
+        if self.health.succeeded():
+            for hook in self._recovery_hooks:
+                await hook()
         return True, value
 
     def mark_down(self, component: str, exc: BaseException) -> None:
-        now = time.monotonic()
+        """A failed call: counts towards marking Redis down (api/redis_health.py)."""
         metrics.REDIS_ERRORS.labels(component).inc()
-        metrics.REDIS_UP.set(0)
-        self._down = True
-        self._down_until = now + self.retry_after_s
-        if now - self._last_warning >= self.log_every_s:
-            self._last_warning = now
-            log.warning(
-                "Redis unreachable (%s: %s): shared caches are skipped and websocket caps are per replica "
-                "until it answers; next attempt in %.1fs",
-                type(exc).__name__,
-                _short_error(exc),
-                self.retry_after_s,
-            )
-
-    async def _recovered(self) -> None:
-        self._down = False
-        metrics.REDIS_UP.set(1)
-        log.info("Redis reachable again: shared caches and websocket caps restored")
-        for hook in self._recovery_hooks:
-            await hook()
+        self.health.failed(exc)
 
     async def ping(self) -> bool:
         ok, _ = await self.call("probe", lambda r: r.ping())

@@ -5,7 +5,9 @@
 - `limit_concurrency`: connections and tasks beyond it get a 503 instead of queueing forever.
 - a header timeout: uvicorn has none, so a client that drips its request head one byte at a time
   holds its connection for as long as it likes. `HeaderTimeoutH11Protocol` closes a connection
-  whose first request head has not arrived in time (later requests are bounded by keep-alive).
+  whose next request head has not arrived in time: the first one (counted from the connect) and
+  every keep-alive follow-up (counted from the end of the previous response). uvicorn's
+  keep-alive timer alone does not bound a follow-up: it is cancelled by the first byte received.
 - `h11_max_incomplete_event_size`: the largest request head buffered.
 - `ws_max_size`: the largest websocket message, the same limit as an HTTP body.
 """
@@ -26,22 +28,31 @@ class HeaderTimeoutH11Protocol(H11Protocol):
     header_timeout_s: float = 10.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._head_deadline: asyncio.TimerHandle | None = None
         super().connection_made(transport)
-        self._head_seen = False
-        self._head_deadline: asyncio.TimerHandle | None = self.loop.call_later(
-            self.header_timeout_s, self._head_timed_out
-        )
+        self._await_head()
 
     def handle_events(self) -> None:
+        before = self.headers
         super().handle_events()
-        # `headers` is set once h11 has parsed a whole request head (a websocket upgrade too).
-        if not self._head_seen and self.headers is not None:
-            self._head_seen = True
+        # h11 sets `headers` to a new list for every request head it has parsed whole (a
+        # websocket upgrade too): that request is in, its deadline is met.
+        if self.headers is not before:
             self._cancel_head_deadline()
+
+    def on_response_complete(self) -> None:
+        # Armed before uvicorn resumes reading, so a pipelined head parsed at once disarms it.
+        if not self.transport.is_closing():
+            self._await_head()
+        super().on_response_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_deadline()
         super().connection_lost(exc)
+
+    def _await_head(self) -> None:
+        self._cancel_head_deadline()
+        self._head_deadline = self.loop.call_later(self.header_timeout_s, self._head_timed_out)
 
     def _cancel_head_deadline(self) -> None:
         if self._head_deadline is not None:
@@ -50,7 +61,7 @@ class HeaderTimeoutH11Protocol(H11Protocol):
 
     def _head_timed_out(self) -> None:
         self._head_deadline = None
-        if not self._head_seen and not self.transport.is_closing():
+        if not self.transport.is_closing():
             self.transport.close()
 
 

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from strawberry.http.websocket_origin import normalize_allowed_origins
 
 DEFAULT_JWT_SECRET = "dev-only-change-me"
+WORKER_METRICS_PORT = 9100
 # Development: a frontend dev server on any port of this machine may call ragql.
 LOOPBACK_ORIGINS = r"http://(localhost|127\.0\.0\.1)(:[0-9]+)?"
 
@@ -87,8 +88,10 @@ class Settings(BaseSettings):
     # address that have not finished it.
     websocket_init_timeout_s: float = 10.0
     max_unidentified_websockets_per_ip: int = 20
-    # Every parse of an uploaded file gets this long and this much extracted text.
-    parse_timeout_s: float = 10.0
+    # Every parse of an uploaded file gets this long and this much extracted text. Parses run in
+    # this many worker processes (started on first upload), which are killed when they overrun.
+    parse_timeout_s: float = Field(default=10.0, gt=0)
+    parse_workers: int = Field(default=2, ge=1, le=32)
 
     embedding_provider: Literal["local", "openai"] = "local"
     embedding_model: str = "all-MiniLM-L6-v2"
@@ -180,8 +183,12 @@ class Settings(BaseSettings):
     # Progress followers (ingestionProgress, `ragql ingest`) wake on NOTIFY; without one they read the
     # job anyway after this long (a lost notification, or LISTEN unavailable).
     job_progress_fallback_s: float = 2.0
-    # `ragql worker` serves /metrics here (0: any free port).
-    metrics_port: int = 9100
+    # A separate metrics server on RAGQL_HOST at this port (0: any free port), for `ragql serve`
+    # and `ragql worker`; unset, the worker uses WORKER_METRICS_PORT and `ragql serve` none.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    # Bearer token for /metrics. Production serves the API port's /metrics only with it (404
+    # otherwise); when set it is also required on the metrics port.
+    metrics_token: SecretStr | None = None
     load_demo: bool = True
     # The tenant that unauthenticated requests act as in development mode (and that gets the demo).
     dev_tenant: str = "default"
@@ -208,6 +215,13 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "RAGQL_ENV=production needs RAGQL_DATABASE_URL (the embedded server is for development)"
                 )
+            if self.metrics_token is not None:
+                token = self.metrics_token.get_secret_value()
+                if len(token) < 32 or token in (DEFAULT_JWT_SECRET, secret):
+                    raise ValueError(
+                        "RAGQL_METRICS_TOKEN must be a random value of at least 32 characters, not the JWT "
+                        "secret (for example: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                    )
         return self
 
     @field_validator("cors_origins", mode="before")

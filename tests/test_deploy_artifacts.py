@@ -177,13 +177,22 @@ def test_the_servicemonitor_selects_the_metrics_ports() -> None:
         if svc["metadata"]["namespace"] == namespace
         and _selects(monitor["spec"]["selector"]["matchLabels"], svc["metadata"]["labels"])
     ]
-    ports = {port["name"]: svc["metadata"]["name"] for svc in selected for port in svc["spec"]["ports"]}
     endpoints = monitor["spec"]["endpoints"]
-    assert {e["port"] for e in endpoints} == {"http", "metrics"}
-    assert ports.get("http") == "ragql-api" and ports.get("metrics") == "ragql-worker-metrics"
+    # Production's API port serves no /metrics: both processes are scraped on their metrics port.
+    assert [e["port"] for e in endpoints] == ["metrics"]
+    with_metrics = {svc["metadata"]["name"] for svc in selected if "metrics" in _port_names(svc)}
+    assert with_metrics == {"ragql-api", "ragql-worker-metrics"}
+    config = _one(overlay, "ConfigMap", "ragql-config")["data"]
+    for name in ("ragql-api", "ragql-worker"):
+        ports = {p["name"]: p["containerPort"] for p in _container(_one(overlay, "Deployment", name))["ports"]}
+        assert ports["metrics"] == int(config["RAGQL_METRICS_PORT"]), name
     for endpoint in endpoints:
         assert endpoint["path"] == "/metrics"
         assert re.fullmatch(r"\d+s", endpoint["interval"]) and re.fullmatch(r"\d+s", endpoint["scrapeTimeout"])
+
+
+def _port_names(service: dict[str, Any]) -> set[str]:
+    return {port["name"] for port in service["spec"]["ports"]}
 
 
 def _container(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -315,7 +324,10 @@ def test_prometheus_scrapes_what_compose_runs() -> None:
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     api = jobs["ragql-api"]["dns_sd_configs"][0]
     worker = jobs["ragql-worker"]["dns_sd_configs"][0]
-    assert api["names"] == ["api"] and api["port"] == int(services["api"]["environment"]["RAGQL_PORT"])
+    # Both on RAGQL_METRICS_PORT, inside the compose network: production's API port serves no /metrics.
+    assert api["names"] == ["api"] and api["port"] == int(services["api"]["environment"]["RAGQL_METRICS_PORT"])
+    assert api["port"] != int(services["api"]["environment"]["RAGQL_PORT"])
+    assert str(api["port"]) in services["api"]["expose"]
     assert worker["names"] == ["worker"]
     assert worker["port"] == int(services["worker"]["environment"]["RAGQL_METRICS_PORT"])
     assert str(worker["port"]) in services["worker"]["expose"]

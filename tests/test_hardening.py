@@ -3,6 +3,7 @@ tokens, its own PostgreSQL and Redis-less limits: each one failed before its fix
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -15,8 +16,20 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from api.app import create_app
+from api.metrics_server import MetricsServer
+from api.settings import DEFAULT_JWT_SECRET
 from domain.providers.embedding import LocalEmbedder
-from tests.security_harness import Signer, bearer, codes, gql, production_client, production_settings
+from tests.log_secrets import remember
+from tests.security_harness import (
+    TEST_JWT_SECRET,
+    Signer,
+    app_of,
+    bearer,
+    codes,
+    gql,
+    production_client,
+    production_settings,
+)
 
 ME = "{ me { tenant } }"
 
@@ -210,6 +223,83 @@ def test_the_markdown_link_pattern_is_linear() -> None:
     assert (title, text.strip()) == ("T", "T\nsee the docs and img")
 
 
+def _pdf_of_text_operators(count: int) -> bytes:
+    """One page with `count` text-showing operators: pypdf extracts it in one uninterrupted call,
+    about 30 µs per operator, so a 17 KB file keeps it busy for half a minute."""
+    import zlib
+
+    content = b"BT /F1 12 Tf " + b"(a) Tj 1 0 Td " * count + b"ET"
+    stream = zlib.compress(content, 9)
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
+        b" /Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+UPLOAD_WITH_MESSAGES = """mutation($files: [Upload!]!) {
+  uploadDocuments(input: {files: $files}) { documents { title } errors { code field message } } }"""
+
+
+async def test_a_parse_over_its_budget_is_killed_and_coded_while_healthz_answers(
+    pg_url: str, tmp_root: Path, embedder: LocalEmbedder, signer: Signer
+) -> None:
+    # Before: the budget was checked between parse steps, in a thread, so one long step (a page
+    # pypdf reads for half a minute) ran to its end. Now it runs in a worker process that is
+    # killed at the budget (1 s here); the upload answers long before the parse could finish.
+    spinner = _pdf_of_text_operators(1_000_000)
+    good = [f"good-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    files = [(f"{good[0]}.txt", b"A calm harbour at dawn."), ("spin.pdf", spinner), (f"{good[1]}.md", b"Gulls.")]
+    async with production_client(pg_url, tmp_root, embedder, signer, parse_timeout_s=1.0) as client:
+        probe = Probe(client, signer)
+        pool = app_of(client).state.services.documents.parse_pool
+        operations = {"query": UPLOAD_WITH_MESSAGES, "variables": {"files": [None] * len(files)}}
+        upload = asyncio.create_task(
+            client.post(
+                "/graphql",
+                data={
+                    "operations": json.dumps(operations),
+                    "map": json.dumps(
+                        {"0": ["variables.files.0"], "1": ["variables.files.1"], "2": ["variables.files.2"]}
+                    ),
+                },
+                files={str(i): (name, data) for i, (name, data) in enumerate(files)},
+                headers=probe.headers("editor"),
+                timeout=60,
+            )
+        )
+        health_checks = 0
+        async with asyncio.timeout(25):  # the parse alone would take ~30 s (more on a busy machine)
+            while not upload.done():
+                assert (await client.get("/healthz")).status_code == 200
+                health_checks += 1
+                await asyncio.sleep(0.05)
+            response = await upload
+        payload = response.json()["data"]["uploadDocuments"]
+        assert sorted(d["title"] for d in payload["documents"]) == sorted(good)
+        [error] = payload["errors"]
+        assert (error["code"], error["field"]) == ("UNREADABLE_FILE", "files.1")
+        assert "took over 1 s" in error["message"]
+        assert health_checks > 0 and pool.killed == 1
+        # The pool recovers: the next upload is read by a new worker.
+        again = await _upload(probe, [(f"{good[0]}-again.md", b"# Again\nHerons.")])
+        assert again["data"]["uploadDocuments"]["documents"] == [{"title": "Again"}]
+        assert pool.killed == 1
+
+
 # --- lone surrogates are INVALID_CHARACTER, like NUL ----------------------------------------------
 
 
@@ -272,6 +362,68 @@ async def test_fastapi_docs_pages_are_off_in_production(probe: Probe, path: str)
 
 async def test_fastapi_docs_pages_are_served_in_development(app_client: httpx.AsyncClient) -> None:
     assert (await app_client.get("/openapi.json")).status_code == 200
+
+
+# --- /metrics ------------------------------------------------------------------------------------
+
+METRICS_TOKEN = remember("metrics-" + "7c1e9a4f0b3d5e8a2c6f1b9d4e7a0c3f")
+
+
+async def test_metrics_are_not_on_the_api_port_in_production_without_a_token(probe: Probe) -> None:
+    response = await probe.client.get("/metrics")
+    assert response.status_code == 404
+    assert "ragql_" not in response.text
+    # Not with a credential that opens /graphql either.
+    assert (await probe.client.get("/metrics", headers=probe.headers("admin"))).status_code == 404
+
+
+async def test_metrics_need_the_token_on_the_api_port_and_on_the_metrics_port(
+    pg_url: str, tmp_root: Path, embedder: LocalEmbedder, signer: Signer
+) -> None:
+    async with production_client(
+        pg_url, tmp_root, embedder, signer, metrics_token=METRICS_TOKEN, metrics_port=0
+    ) as client:
+        token = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": METRICS_TOKEN},
+            bearer(TEST_JWT_SECRET),
+        ):
+            refused = await client.get("/metrics", headers=headers)
+            assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
+            assert "ragql_" not in refused.text
+        served = await client.get("/metrics", headers=token)
+        assert served.status_code == 200 and "ragql_redis_up" in served.text
+        # The separate port (RAGQL_METRICS_PORT=0: any free one), bound to RAGQL_HOST.
+        port = app_of(client).state.metrics_server.port
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as side:
+            assert (await side.get("/metrics")).status_code == 401
+            assert "ragql_redis_up" in (await side.get("/metrics", headers=token)).text
+            assert (await side.get("/healthz")).status_code == 200  # the worker's probes: no token
+    # Closed with the app.
+    async with httpx.AsyncClient() as after:
+        with pytest.raises(httpx.ConnectError):
+            await after.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+
+
+async def test_a_metrics_port_without_a_token_serves_only_metrics() -> None:
+    server = MetricsServer("127.0.0.1", 0, None)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as side:
+            assert "ragql_redis_up" in (await side.get("/metrics")).text
+    finally:
+        server.close()
+
+
+async def test_metrics_stay_open_in_development(app_client: httpx.AsyncClient) -> None:
+    assert "ragql_redis_up" in (await app_client.get("/metrics")).text
+
+
+@pytest.mark.parametrize("token", ["short-token", TEST_JWT_SECRET, DEFAULT_JWT_SECRET])
+def test_production_refuses_a_weak_metrics_token(pg_url: str, tmp_root: Path, signer: Signer, token: str) -> None:
+    with pytest.raises(ValueError, match="RAGQL_METRICS_TOKEN"):
+        production_settings(pg_url, tmp_root, signer, metrics_token=token)
 
 
 INFO = "{ serverInfo { database databaseVersion pgvectorVersion } }"

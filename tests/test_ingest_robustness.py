@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 
 import numpy as np
 import pytest
 from sqlalchemy import text
 
+from domain.documents.parse_pool import ParsePool
 from domain.documents.validation import DocumentInput
 from domain.persistence.database import Database
 from domain.providers.embedding import LocalEmbedder, Vectors
@@ -87,3 +90,17 @@ async def test_vectors_are_normalised_and_deterministic(embedder: LocalEmbedder)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     again = await embedder.embed(["a cat sat", "a dog ran"])
     assert np.allclose(vectors, again, atol=1e-5)
+
+
+async def test_the_parse_pool_replaces_a_worker_that_died_while_idle() -> None:
+    pool = ParsePool(workers=1)
+    try:
+        assert await pool.parse("a.txt", b"Herons at dawn.", max_bytes=1000, path="f") == ("a", "Herons at dawn.")
+        [idle] = pool._idle
+        os.kill(idle.process.pid or 0, signal.SIGKILL)
+        idle.process.wait(timeout=10)
+        # The next file is read by a new worker, not failed for the dead one.
+        assert await pool.parse("b.md", b"# B\nGulls.", max_bytes=1000, path="f") == ("B", "B\nGulls.")
+        assert pool.started == 2 and pool.killed == 0
+    finally:
+        pool.close()

@@ -37,6 +37,8 @@ from tests.security_harness import TEST_JWT_SECRET, Signer
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 240.0
+# Production serves /metrics on the API port only with this bearer token.
+METRICS_TOKEN = remember("replica-metrics-0d9b8c7a6e5f4d3c2b1a0f9e8d7c6b5a")
 CAP = 2
 pytestmark = pytest.mark.slow
 
@@ -61,6 +63,7 @@ class Replica:
             RAGQL_MAX_WEBSOCKETS_PER_PRINCIPAL=str(CAP),
             RAGQL_WEBSOCKET_RECHECK_S="3600",
             RAGQL_LOG_LEVEL="info",
+            RAGQL_METRICS_TOKEN=METRICS_TOKEN,
         )
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
@@ -70,6 +73,11 @@ class Replica:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def metrics(self) -> str:
+        response = httpx.get(self.url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        assert response.status_code == 200, response.text
+        return response.text
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -157,7 +165,7 @@ def test_two_replicas_agree(cluster: tuple[Replica, Replica, PrivateRedis], tmp_
     assert _titles(b.gql(SEARCH, query, credential=editor)) == ["First Heron"]  # from the cache
     _ingest(a, editor, "Second Heron")
     assert sorted(_titles(b.gql(SEARCH, query, credential=editor))) == ["First Heron", "Second Heron"]
-    scraped = httpx.get(b.url + "/metrics").text
+    scraped = b.metrics()
     assert 'ragql_cache_requests_total{cache="search",result="hit"} 1.0' in scraped
 
     # 2. A key used on B (so B caches its lookup), with a websocket open on B; A revokes it.
@@ -222,4 +230,4 @@ def test_two_replicas_agree(cluster: tuple[Replica, Replica, PrivateRedis], tmp_
     assert b.gql(ME, credential=key).status_code == 401
     ready = httpx.get(b.url + "/readyz")
     assert ready.status_code == 200 and ready.json()["checks"]["redis"].startswith("degraded"), ready.text
-    assert "ragql_redis_up 0.0" in httpx.get(a.url + "/metrics").text
+    assert "ragql_redis_up 0.0" in a.metrics()

@@ -137,6 +137,38 @@ def test_a_request_head_dripped_slowly_is_cut_off(server: str) -> None:
         assert sock.recv(4096).startswith(b"HTTP/1.1 200")
 
 
+def _read_response(sock: socket.socket, ends_with: bytes) -> bytes:
+    sock.settimeout(10.0)
+    received = b""
+    while not received.endswith(ends_with):
+        chunk = sock.recv(4096)
+        assert chunk, f"closed before the whole response arrived: {received!r}"
+        received += chunk
+    return received
+
+
+def test_a_keep_alive_follow_up_head_dripped_slowly_is_cut_off(server: str) -> None:
+    # The head deadline used to be armed for a connection's first request only; uvicorn's
+    # keep-alive timer stops at the first byte, so a follow-up head dripped after one
+    # request held the connection for as long as the client liked.
+    host, port = server.split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _read_response(sock, b'{"status":"ok"}').startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+        for header in (b"Host: x\r\n", b"X-Drip: 1\r\n"):
+            sock.sendall(header)  # bytes keep coming, but the head never ends
+        assert _closed_by_server(sock, within_s=10.0)
+
+
+def test_keep_alive_follow_ups_that_arrive_in_time_are_served(server: str) -> None:
+    host, port = server.split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        for _ in range(3):
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert _read_response(sock, b'{"status":"ok"}').startswith(b"HTTP/1.1 200")
+
+
 @pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
 async def test_a_websocket_that_never_sends_connection_init_is_closed(server: str, protocol: Subprotocol) -> None:
     async with websockets.connect(f"ws://{server}/graphql", subprotocols=[protocol]) as ws:

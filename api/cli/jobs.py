@@ -19,9 +19,9 @@ def worker(
     concurrency: Annotated[int, typer.Option(help="jobs at once (default RAGQL_WORKER_CONCURRENCY)")] = 0,
 ) -> None:
     """Run ingestion jobs from the queue; start any number of replicas."""
-    from prometheus_client import start_http_server
-
     from api.bootstrap import open_worker_deps, worker_config
+    from api.metrics_server import MetricsServer
+    from api.settings import WORKER_METRICS_PORT
     from api.worker import Worker, install_signal_handlers
 
     s = settings(ctx)
@@ -29,8 +29,10 @@ def worker(
     if concurrency:
         config = replace(config, concurrency=concurrency)
     # /metrics for Prometheus and the probes (k8s/base/worker-deployment.yaml); the worker has no API.
-    server, _ = start_http_server(s.metrics_port, addr=s.host)
-    logging.getLogger("ragql.worker").info("metrics on http://%s:%d/metrics", s.host, server.server_port)
+    port = s.metrics_port if s.metrics_port is not None else WORKER_METRICS_PORT
+    token = s.metrics_token.get_secret_value() if s.metrics_token else None
+    server = MetricsServer(s.host, port, token)
+    logging.getLogger("ragql.worker").info("metrics on http://%s:%d/metrics", s.host, server.port)
 
     async def go() -> int:
         deps, close = await open_worker_deps(s)

@@ -39,6 +39,12 @@ def serve(ctx: typer.Context) -> None:
             "RAGQL_WORKERS > 1 needs RAGQL_DATABASE_URL: the embedded PostgreSQL belongs to one process; "
             "run one worker, or point RAGQL_DATABASE_URL at a PostgreSQL server"
         )
+    if s.metrics_port is not None:
+        raise StartupError(
+            "RAGQL_METRICS_PORT with RAGQL_WORKERS > 1: every worker process would need the one port; "
+            "run one worker per container, or unset RAGQL_METRICS_PORT and scrape /metrics on the API "
+            "port with RAGQL_METRICS_TOKEN"
+        )
     # Each worker process builds its own app from the same RAGQL_* environment.
     uvicorn.run("api.app:create_app", factory=True, workers=s.workers, **common)
 

@@ -23,6 +23,7 @@ from sqlmodel import col, func, select
 from domain import paging
 from domain.documents.chunking import ChunkText, chunk_document
 from domain.documents.error_codes import DocumentErrorCode
+from domain.documents.parse_pool import ParsePool
 from domain.documents.parsing import ParseBudget
 from domain.documents.validation import DocumentInput, NormalizedDocument, normalize, normalize_metadata
 from domain.error_codes import CommonErrorCode
@@ -388,6 +389,9 @@ class Documents:
     # Calls that leave out `mode` run as a job above this many documents.
     async_threshold: int = 256
     parse_budget: ParseBudget = field(default_factory=ParseBudget)
+    # Worker processes that read uploads under a hard time limit; None reads them in a thread
+    # (the budget then holds only between parse steps).
+    parse_pool: ParsePool | None = None
 
     @property
     def db(self) -> Database:
@@ -423,7 +427,11 @@ class Documents:
             check_batch_size(len(files), self.ingesting.max_batch, "files")
         job_store.check_size(len(files), "files")
         parsed, errors = await read_uploads(
-            files, metadata=normalized, max_bytes=self.max_upload_bytes, budget=self.parse_budget
+            files,
+            metadata=normalized,
+            max_bytes=self.max_upload_bytes,
+            budget=self.parse_budget,
+            **({"parse": self.parse_pool.parse} if self.parse_pool else {}),
         )
         if asynchronous:
             return await self._enqueue(tenant_id, _in_file_order(len(files), parsed, errors), "files", created_by)

@@ -3,7 +3,7 @@ and the others still go in."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from domain.documents.error_codes import DocumentErrorCode
@@ -21,9 +21,21 @@ class UploadedFile(Protocol):
     async def read(self, size: int = -1) -> bytes: ...
 
 
+class Parse(Protocol):
+    def __call__(
+        self, filename: str, data: bytes, *, max_bytes: int, path: str, budget: ParseBudget | None = None
+    ) -> Awaitable[tuple[str, str]]: ...
+
+
 async def read_uploads(
-    files: Sequence[object], *, metadata: Any, max_bytes: int, budget: ParseBudget | None = None
+    files: Sequence[object],
+    *,
+    metadata: Any,
+    max_bytes: int,
+    budget: ParseBudget | None = None,
+    parse: Parse = parse_upload_off_loop,
 ) -> tuple[list[DocumentInput], list[DomainError]]:
+    """`parse`: the service's ParsePool (a hard time limit) or, by default, a worker thread."""
     parsed: list[DocumentInput] = []
     errors: list[DomainError] = []
     for i, upload in enumerate(files):
@@ -39,7 +51,7 @@ async def read_uploads(
             name = upload.filename or f"file-{i}"
             # Read one byte past the limit: enough to know it is too large without buffering it all.
             data = await upload.read(max_bytes + 1)
-            title, text = await parse_upload_off_loop(name, data, max_bytes=max_bytes, path=path, budget=budget)
+            title, text = await parse(name, data, max_bytes=max_bytes, path=path, budget=budget)
         except DomainError as exc:
             errors.append(exc)
             continue
