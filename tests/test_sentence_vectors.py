@@ -10,7 +10,7 @@ import numpy as np
 from sqlalchemy import text
 
 from domain.answers.extractive import ExtractiveGenerator
-from domain.answers.sentence_vectors import SentenceVectorStore, split_passage
+from domain.answers.sentence_vectors import SentenceVectorStore, backfill, split_passage
 from domain.answers.service import Answering, AnswerRequest, Delta
 from domain.documents import service as documents
 from domain.documents.validation import DocumentInput
@@ -117,3 +117,17 @@ async def test_stored_sentences_are_the_tenants_own_and_go_with_their_document(
     for item in outcome.documents:
         await documents.delete(db=db, tenant_id=tenant, document_id=item.document.id)
     assert await _rows(db, tenant) == {}
+
+
+async def test_embed_sentences_ahead_of_time_leaves_answers_nothing_to_embed(
+    db: Database, embedder: LocalEmbedder, tenant: str
+) -> None:
+    await ingest_docs(db, embedder, tenant, DOCS)
+    assert await backfill(db, embedder, tenant, batch=1) == 2  # one chunk per batch: the keyset pages
+    assert await backfill(db, embedder, tenant) == 0  # resumable: nothing is done twice
+    async with db.session(tenant) as session:
+        chunks = set((await session.execute(text("SELECT id FROM chunks"))).scalars())
+    assert set(await _rows(db, tenant)) == chunks
+    spy = SpyEmbedder(embedder)
+    answer, _ = await _answer(db, spy, tenant)
+    assert "lamp" in answer.lower() and spy.embedded == []

@@ -7,7 +7,7 @@ the same thing. Rows are tagged with the embedding model; a row of another model
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,11 +27,18 @@ _SAVE = text(
     "SELECT r.id, :tenant, :model, string_to_array(r.s, chr(31)), r.v "
     "FROM unnest(:ids, :sentences, :vectors) AS r(id, s, v) "
     "JOIN chunks c ON c.tenant_id = :tenant AND c.id = r.id "  # a chunk deleted meanwhile is skipped
-    "ON CONFLICT (tenant_id, chunk_id) DO NOTHING"
+    # A row of another embedding model is replaced; one of this model is never stale.
+    "ON CONFLICT (tenant_id, chunk_id) DO UPDATE SET model = EXCLUDED.model, sentences = EXCLUDED.sentences, "
+    "vectors = EXCLUDED.vectors WHERE chunk_sentences.model <> EXCLUDED.model"
 ).bindparams(
     bindparam("ids", type_=ARRAY(UUID(as_uuid=True))),
     bindparam("sentences", type_=ARRAY(TEXT)),
     bindparam("vectors", type_=ARRAY(BYTEA)),
+)
+_MISSING = text(
+    "SELECT c.id, c.text FROM chunks c LEFT JOIN chunk_sentences s "
+    "ON s.tenant_id = c.tenant_id AND s.chunk_id = c.id AND s.model = :model "
+    "WHERE c.tenant_id = :tenant AND s.chunk_id IS NULL AND c.id > :after ORDER BY c.id LIMIT :n"
 )
 # A text[] per row cannot go through unnest() of a 2-D array (rows differ in length), so each
 # row's sentences travel as one string joined by a separator no sentence contains.
@@ -94,3 +101,23 @@ class SentenceVectorStore:
                     "vectors": [np.ascontiguousarray(rows[i].vectors, dtype=np.float32).tobytes() for i in ids],
                 },
             )
+
+
+async def backfill(
+    db: Database, embedder: Embedder, tenant_id: str, *, batch: int = 256, progress: Callable[[int], None] | None = None
+) -> int:
+    """Embed and store the sentences of every chunk of the tenant that has none yet (`ragql
+    embed-sentences`): ahead of time, so that no answer pays for it. Resumable; returns the count."""
+    store = SentenceVectorStore(db, embedder.name, embedder.dim)
+    done, after = 0, uuid.UUID(int=0)
+    while True:
+        async with db.session(tenant_id) as s:
+            params = {"model": embedder.name, "tenant": tenant_id, "after": after, "n": batch}
+            rows = (await s.execute(_MISSING, params)).all()
+        if not rows:
+            return done
+        passages = await embed_passages(embedder, [r[1] for r in rows])
+        await store.save(tenant_id, {r[0]: p for r, p in zip(rows, passages, strict=True)})
+        done, after = done + len(rows), rows[-1][0]
+        if progress is not None:
+            progress(len(rows))
