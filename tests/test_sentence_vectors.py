@@ -131,3 +131,17 @@ async def test_embed_sentences_ahead_of_time_leaves_answers_nothing_to_embed(
     spy = SpyEmbedder(embedder)
     answer, _ = await _answer(db, spy, tenant)
     assert "lamp" in answer.lower() and spy.embedded == []
+
+
+async def test_the_extractive_answer_streams_in_pieces_of_a_few_words(embedder: LocalEmbedder) -> None:
+    """Each delta is a GraphQL result and a websocket frame: one per word was most of a streamed
+    answer's server CPU, so the words come a few at a time (still progressively)."""
+    from domain.answers.sources import Source
+
+    generator = ExtractiveGenerator(embedder)
+    source = Source(1, "Lighthouse keepers", DOCS[0].text)
+    pieces = [p async for p in generator.stream(QUESTION, [source], audience=None, history=[])]
+    assert all(isinstance(p, str) for p in pieces)
+    text = "".join(str(p) for p in pieces)
+    assert "lamp" in text and len(pieces) >= 2
+    assert [len(str(p).split()) for p in pieces[:-1]] == [6] * (len(pieces) - 1)
