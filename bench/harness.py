@@ -134,6 +134,9 @@ class Server:
             RAGQL_TENANT_QUOTA=str(10**9),
             RAGQL_ADMISSION_PER_IP_PER_S=str(10**7),
             RAGQL_MAX_WEBSOCKETS_PER_PRINCIPAL="2000",
+            # And the handshake's cap: sockets that have not sent connection_init yet, per client
+            # address (default 20). 100 or 500 clients connecting at once from 127.0.0.1 exceed it.
+            RAGQL_MAX_UNIDENTIFIED_WEBSOCKETS_PER_IP="2000",
         )
         env.update(extra)
         self.env = env
