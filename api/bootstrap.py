@@ -23,6 +23,7 @@ from api.socket_slots import SocketSlots
 from api.worker import WorkerConfig, WorkerDeps
 from domain.answers.extractive import ExtractiveGenerator
 from domain.answers.generators import LLMGenerator
+from domain.answers.sentence_vectors import SentenceVectorStore
 from domain.answers.service import Answering, AnswerLimits
 from domain.answers.stored import AnswerCache
 from domain.auth.revocation import LocalOnly
@@ -307,7 +308,7 @@ async def build_services(
         embedder=emb,
         keyword_backend=backend,
         reranking=reranking,
-        extractive=ExtractiveGenerator(emb),
+        extractive=ExtractiveGenerator(emb, store=SentenceVectorStore(db, emb.name, emb.dim)),
         llm=LLMGenerator(chat, max_tokens=settings.llm_max_tokens) if chat else None,
         limits=AnswerLimits(
             max_question_chars=settings.max_query_chars,

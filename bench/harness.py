@@ -134,6 +134,9 @@ class Server:
             RAGQL_TENANT_QUOTA=str(10**9),
             RAGQL_ADMISSION_PER_IP_PER_S=str(10**7),
             RAGQL_MAX_WEBSOCKETS_PER_PRINCIPAL="2000",
+            # And the handshake's cap: sockets that have not sent connection_init yet, per client
+            # address (default 20). 100 or 500 clients connecting at once from 127.0.0.1 exceed it.
+            RAGQL_MAX_UNIDENTIFIED_WEBSOCKETS_PER_IP="2000",
         )
         env.update(extra)
         self.env = env
@@ -287,6 +290,7 @@ def _long_queries(corpus: list[dict[str, Any]], n: int) -> list[str]:
 
 async def _prepare_store(bench: Bench) -> tuple[str, list[dict[str, Any]]]:
     from api.bootstrap import build_embedder, build_learning
+    from domain.answers.sentence_vectors import backfill
     from domain.documents.service import ChunkingConfig
     from domain.persistence.database import Database
     from domain.persistence.migrate import check_embedding_model, migrate
@@ -302,6 +306,11 @@ async def _prepare_store(bench: Bench) -> tuple[str, list[dict[str, Any]]]:
         await migrate(db, embedding_dim=embedder.dim)
         await check_embedding_model(db, model=embedder.name, dim=embedder.dim)
         await ingest_corpus(db, embedder, corpus, ChunkingConfig(settings.chunk_tokens, settings.chunk_overlap_tokens))
+        # What `ragql embed-sentences` does: the answers then find their sources' sentence vectors
+        # stored, as after any earlier answer over the same chunks (cached, like the ingest).
+        started = time.perf_counter()
+        stored = await backfill(db, embedder, TENANT)
+        print(f"sentence vectors: {stored} chunks embedded in {time.perf_counter() - started:.1f}s", flush=True)
         await ensure_tenant(db, INGEST_TENANT)
         await _seed_users(db, build_learning(settings))
     finally:

@@ -20,7 +20,8 @@ from tests.conftest import ingest_docs
 
 TENANCY = importlib.import_module("domain.persistence.migrations.versions.0004_tenancy")
 ITEM_FACTORS = importlib.import_module("domain.persistence.migrations.versions.0007_item_factors")
-TABLES = sorted([*TENANCY.TENANT_TABLES, *ITEM_FACTORS.TENANT_TABLES])
+SENTENCES = importlib.import_module("domain.persistence.migrations.versions.0009_chunk_sentences")
+TABLES = sorted([*TENANCY.TENANT_TABLES, *ITEM_FACTORS.TENANT_TABLES, *SENTENCES.TENANT_TABLES])
 # Tables the fixture gives rows in both tenants, so "sees only A" cannot pass vacuously.
 FILLED = {"tenants", "documents", "chunks", "document_vectors", "feedback", "user_profiles", "co_engagement"}
 FILLED |= set(ITEM_FACTORS.TENANT_TABLES)

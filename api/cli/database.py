@@ -1,5 +1,5 @@
-"""`ragql migrate`, `ragql reindex`, `ragql rebuild-profiles` and `ragql train-recs`: maintenance on the
-configured database."""
+"""`ragql migrate`, `ragql reindex`, `ragql rebuild-profiles`, `ragql train-recs` and `ragql
+embed-sentences`: maintenance on the configured database."""
 
 from __future__ import annotations
 
@@ -150,7 +150,40 @@ def train_recs(
     run(go())
 
 
+def embed_sentences(
+    ctx: typer.Context,
+    tenant: Annotated[
+        list[str] | None, typer.Option(help="only this tenant (repeatable); default: every tenant")
+    ] = None,
+) -> None:
+    """Embed and store the sentences of every chunk that has none yet, so that no answer embeds them.
+    Answers store what they embed anyway; this does it ahead of time (resumable, idempotent)."""
+    from sqlalchemy import text
+
+    from api.bootstrap import build_embedder, database_url
+    from domain.answers.sentence_vectors import backfill
+    from domain.persistence.database import Database
+
+    s = settings(ctx)
+
+    async def go() -> None:
+        db = Database(database_url(s)[0])
+        try:
+            embedder = build_embedder(s)
+            async with db.engine.connect() as conn:
+                tenants = tenant or list((await conn.execute(text("SELECT id FROM tenants ORDER BY id"))).scalars())
+            for t in tenants:
+                with err().status(f"embedding sentences of {t} …"):
+                    n = await backfill(db, embedder, t)
+                out().print(f"{t}: {n} chunks' sentences embedded")
+        finally:
+            await db.dispose()
+
+    run(go())
+
+
 def register(app: typer.Typer) -> None:
+    app.command()(embed_sentences)
     app.command()(migrate)
     app.command()(reindex)
     app.command()(rebuild_profiles)

@@ -301,6 +301,8 @@ class Answering:
         try:
             while True:
                 try:
+                    if generator is self.extractive:
+                        await self.extractive.preload(tenant_id, prepared.sources)
                     stream = generator.stream(
                         prepared.question, prepared.sources, audience=audience, history=prepared.history
                     )

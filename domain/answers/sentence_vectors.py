@@ -1,0 +1,123 @@
+"""Sentence vectors of chunks, kept in `chunk_sentences` (migration 0009) so that the extractive
+generator embeds each chunk's sentences once for every replica and restart, not once per process.
+
+The split is the generator's own (`split_passage`), so a stored row and a freshly computed one are
+the same thing. Rows are tagged with the embedding model; a row of another model is ignored."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, TEXT, UUID
+
+from domain.documents.chunking import split_sentences
+from domain.persistence.database import Database
+from domain.providers.embedding import Embedder, Vectors
+
+_LOAD = text(
+    "SELECT chunk_id, sentences, vectors FROM chunk_sentences "
+    "WHERE tenant_id = :tenant AND chunk_id = ANY(:ids) AND model = :model"
+).bindparams(bindparam("ids", type_=ARRAY(UUID(as_uuid=True))))
+_SAVE = text(
+    "INSERT INTO chunk_sentences (chunk_id, tenant_id, model, sentences, vectors) "
+    "SELECT r.id, :tenant, :model, string_to_array(r.s, chr(31)), r.v "
+    "FROM unnest(:ids, :sentences, :vectors) AS r(id, s, v) "
+    "JOIN chunks c ON c.tenant_id = :tenant AND c.id = r.id "  # a chunk deleted meanwhile is skipped
+    # A row of another embedding model is replaced; one of this model is never stale.
+    "ON CONFLICT (tenant_id, chunk_id) DO UPDATE SET model = EXCLUDED.model, sentences = EXCLUDED.sentences, "
+    "vectors = EXCLUDED.vectors WHERE chunk_sentences.model <> EXCLUDED.model"
+).bindparams(
+    bindparam("ids", type_=ARRAY(UUID(as_uuid=True))),
+    bindparam("sentences", type_=ARRAY(TEXT)),
+    bindparam("vectors", type_=ARRAY(BYTEA)),
+)
+_MISSING = text(
+    "SELECT c.id, c.text FROM chunks c LEFT JOIN chunk_sentences s "
+    "ON s.tenant_id = c.tenant_id AND s.chunk_id = c.id AND s.model = :model "
+    "WHERE c.tenant_id = :tenant AND s.chunk_id IS NULL AND c.id > :after ORDER BY c.id LIMIT :n"
+)
+# A text[] per row cannot go through unnest() of a 2-D array (rows differ in length), so each
+# row's sentences travel as one string joined by a separator no sentence contains.
+_SEP = "\x1f"
+
+
+@dataclass(frozen=True)
+class PassageVectors:
+    sentences: list[str]
+    vectors: Vectors
+
+
+def split_passage(passage: str) -> list[str]:
+    """The sentences worth quoting: three words or more (the whole passage if none is)."""
+    return [s for s in split_sentences(passage) if len(s.split()) >= 3] or [passage]
+
+
+async def embed_passages(embedder: Embedder, passages: Sequence[str]) -> list[PassageVectors]:
+    """All passages' sentences in one embedding call, so the encoder batches them together."""
+    split = [split_passage(p) for p in passages]
+    flat = [s for sentences in split for s in sentences]
+    vectors = await embedder.embed(flat) if flat else np.zeros((0, embedder.dim), dtype=np.float32)
+    out, at = [], 0
+    for sentences in split:
+        out.append(PassageVectors(sentences, vectors[at : at + len(sentences)]))
+        at += len(sentences)
+    return out
+
+
+class SentenceVectorStore:
+    def __init__(self, db: Database, model: str, dim: int) -> None:
+        self._db, self._model, self._dim = db, model, dim
+
+    async def load(self, tenant_id: str, chunk_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, PassageVectors]:
+        if not chunk_ids:
+            return {}
+        async with self._db.session(tenant_id) as s:
+            rows = (await s.execute(_LOAD, {"tenant": tenant_id, "ids": list(chunk_ids), "model": self._model})).all()
+        out = {}
+        for chunk_id, sentences, blob in rows:
+            vectors = np.frombuffer(blob, dtype=np.float32).reshape(len(sentences), self._dim)
+            out[chunk_id] = PassageVectors(list(sentences), vectors)
+        return out
+
+    async def save(self, tenant_id: str, rows: dict[uuid.UUID, PassageVectors]) -> None:
+        if not rows:
+            return
+        # A passage holding the separator itself is not stored: it is only recomputed when asked.
+        ids = [i for i, row in rows.items() if not any(_SEP in sentence for sentence in row.sentences)]
+        if not ids:
+            return
+        async with self._db.session(tenant_id) as s:
+            await s.execute(
+                _SAVE,
+                {
+                    "tenant": tenant_id,
+                    "model": self._model,
+                    "ids": ids,
+                    "sentences": [_SEP.join(rows[i].sentences) for i in ids],
+                    "vectors": [np.ascontiguousarray(rows[i].vectors, dtype=np.float32).tobytes() for i in ids],
+                },
+            )
+
+
+async def backfill(
+    db: Database, embedder: Embedder, tenant_id: str, *, batch: int = 256, progress: Callable[[int], None] | None = None
+) -> int:
+    """Embed and store the sentences of every chunk of the tenant that has none yet (`ragql
+    embed-sentences`): ahead of time, so that no answer pays for it. Resumable; returns the count."""
+    store = SentenceVectorStore(db, embedder.name, embedder.dim)
+    done, after = 0, uuid.UUID(int=0)
+    while True:
+        async with db.session(tenant_id) as s:
+            params = {"model": embedder.name, "tenant": tenant_id, "after": after, "n": batch}
+            rows = (await s.execute(_MISSING, params)).all()
+        if not rows:
+            return done
+        passages = await embed_passages(embedder, [r[1] for r in rows])
+        await store.save(tenant_id, {r[0]: p for r, p in zip(rows, passages, strict=True)})
+        done, after = done + len(rows), rows[-1][0]
+        if progress is not None:
+            progress(len(rows))
