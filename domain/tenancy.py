@@ -27,5 +27,10 @@ async def drop_tenant(db: Database, tenant_id: str) -> None:
         for table in ("ingestion_job_items", "ingestion_jobs", "query_log", "documents"):
             # Fixed names; documents cascades to chunks and document_vectors.
             await conn.execute(text(f"DELETE FROM {table} WHERE tenant_id = :t"), {"t": tenant_id})  # noqa: S608
-        await conn.execute(text(f"DROP TABLE IF EXISTS {chunk_partition(tenant_id)}"))
+        partition = chunk_partition(tenant_id)
+        # chunk_sentences (0009) references the partitioned `chunks`: PostgreSQL refuses to drop a
+        # partition such a foreign key depends on, but detaching it first (now empty) is allowed.
+        if (await conn.execute(text("SELECT to_regclass(:p)"), {"p": partition})).scalar() is not None:
+            await conn.execute(text(f"ALTER TABLE chunks DETACH PARTITION {partition}"))
+            await conn.execute(text(f"DROP TABLE {partition}"))
         await conn.execute(text("DELETE FROM tenants WHERE id = :t"), {"t": tenant_id})
