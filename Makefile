@@ -78,9 +78,11 @@ eval-recs: install
 
 # The real server under load (production settings, loopback): every scenario and ratio, one line
 # each, also to bench/results/<date>.json. About 10 minutes; SciFact is ingested once and cached.
+# Then recommendations at real history lengths: 10,000 items, users with 500 events (~3 minutes).
 bench: install
 	$(PIP) install -q -c constraints.txt -e '.[bench]'
 	$(BIN)/python -m bench run
+	$(BIN)/python -m bench recs-scale
 
 # In-process figures (ingest, search, answers, auth, rate limits) on a temporary store.
 bench-latency: install

@@ -92,6 +92,18 @@ async def retract_like(session: AsyncSession, tenant_id: str, user_id: str, docu
     return await _shift_pairs(session, tenant_id, user_id, document_id, -1)
 
 
+# The decayed score an event leaves behind, and the key that orders documents by their decayed
+# score at any later instant (migration 0008): ln(score) + rate·epoch(updated_at).
+_NEW_SCORE = """p.score * exp(-CAST(:rate AS double precision)
+                                * greatest(extract(epoch FROM now() - p.updated_at), 0))
+                 + CAST(:w AS double precision)"""
+_NOW_EPOCH = "CAST(extract(epoch FROM now()) AS double precision)"
+
+
+def rank_key_sql(score: str) -> str:
+    return f"CASE WHEN {score} > 0 THEN ln({score}) + CAST(:rate AS double precision) * {_NOW_EPOCH} END"
+
+
 async def record_popularity(
     session: AsyncSession,
     tenant_id: str,
@@ -102,15 +114,15 @@ async def record_popularity(
 ) -> None:
     await session.execute(
         text(
-            """
-            INSERT INTO item_popularity AS p (tenant_id, document_id, score, updated_at, likers)
-            VALUES (:t, :d, CAST(:w AS double precision), now(), greatest(CAST(:dl AS integer), 0))
+            f"""
+            INSERT INTO item_popularity AS p (tenant_id, document_id, score, updated_at, likers, rank_key)
+            VALUES (:t, :d, CAST(:w AS double precision), now(), greatest(CAST(:dl AS integer), 0),
+                    {rank_key_sql("CAST(:w AS double precision)")})
             ON CONFLICT (tenant_id, document_id) DO UPDATE SET
-                score = p.score * exp(-CAST(:rate AS double precision)
-                                      * greatest(extract(epoch FROM now() - p.updated_at), 0))
-                        + CAST(:w AS double precision),
+                score = {_NEW_SCORE},
                 updated_at = now(),
-                likers = greatest(p.likers + CAST(:dl AS integer), 0)
+                likers = greatest(p.likers + CAST(:dl AS integer), 0),
+                rank_key = {rank_key_sql(f"({_NEW_SCORE})")}
             """
         ),
         {"t": tenant_id, "d": document_id, "w": weight, "dl": likers_delta, "rate": decay_rate(half_life_days)},
@@ -153,8 +165,8 @@ async def rebuild(session: AsyncSession, tenant_id: str, half_life_days: float =
             WHERE f.tenant_id = :t
             GROUP BY f.document_id
         )
-        INSERT INTO item_popularity (tenant_id, document_id, score, updated_at, likers)
-        SELECT :t, s.document_id, s.s, now(), coalesce(l.n, 0)
+        INSERT INTO item_popularity (tenant_id, document_id, score, updated_at, likers, rank_key)
+        SELECT :t, s.document_id, s.s, now(), coalesce(l.n, 0), {rank_key_sql("s.s")}
         FROM scores s LEFT JOIN likers l ON l.document_id = s.document_id
         """
     await session.execute(text(popularity), {"t": tenant_id, "rate": decay_rate(half_life_days)})
