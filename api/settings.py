@@ -172,6 +172,11 @@ class Settings(BaseSettings):
     job_heartbeat_timeout_s: float = 10.0
     job_poll_s: float = 5.0
     job_max_attempts: int = 5
+    # Recommendation training: every worker looks this often for tenants with feedback since their
+    # last training and queues one training each (0: no schedule; `ragql train-recs` still works).
+    recs_train_interval_s: float = Field(default=3600.0, ge=0)
+    # The most (user, document) signals one training reads, newest first: a tenant's bound.
+    recs_train_max_signals: int = Field(default=2_000_000, ge=1)
     # `ragql worker` serves /metrics here (0: any free port).
     metrics_port: int = 9100
     load_demo: bool = True

@@ -9,7 +9,8 @@
 - `recs_models.job_id`: the queued training that made the version, unique per tenant, so a
   training job run twice (its worker killed after the commit, before the queue heard) stores
   one version; `recs_models.last_seq`: the newest feedback event it learned from, so the
-  schedule trains a tenant only when something happened since.
+  schedule trains a tenant only when something happened since (`feedback (tenant_id, seq)`
+  answers that from the index); `recs_models.worker`: who runs a training in progress.
 
 Revision ID: 0008
 """
@@ -38,12 +39,21 @@ def upgrade() -> None:
         "CREATE INDEX item_popularity_rank ON item_popularity (tenant_id, rank_key DESC, document_id) "
         "WHERE rank_key IS NOT NULL"
     )
-    op.execute("ALTER TABLE recs_models ADD COLUMN job_id uuid, ADD COLUMN last_seq bigint NOT NULL DEFAULT 0")
+    op.execute(
+        "ALTER TABLE recs_models ADD COLUMN job_id uuid, ADD COLUMN last_seq bigint NOT NULL DEFAULT 0, "
+        "ADD COLUMN worker text"
+    )
+    # The schedule's question, "any event since the last training?", per tenant.
+    op.execute("CREATE INDEX feedback_tenant_seq ON feedback (tenant_id, seq)")
     op.execute("CREATE UNIQUE INDEX recs_models_job ON recs_models (tenant_id, job_id) WHERE job_id IS NOT NULL")
 
 
 def downgrade() -> None:
+    op.execute("DROP INDEX IF EXISTS feedback_tenant_seq")
     op.execute("DROP INDEX IF EXISTS recs_models_job")
-    op.execute("ALTER TABLE recs_models DROP COLUMN IF EXISTS job_id, DROP COLUMN IF EXISTS last_seq")
+    op.execute(
+        "ALTER TABLE recs_models DROP COLUMN IF EXISTS job_id, DROP COLUMN IF EXISTS last_seq, "
+        "DROP COLUMN IF EXISTS worker"
+    )
     op.execute("DROP INDEX IF EXISTS item_popularity_rank")
     op.execute("ALTER TABLE item_popularity DROP COLUMN IF EXISTS rank_key")
