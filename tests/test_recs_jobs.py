@@ -109,7 +109,7 @@ async def test_a_training_killed_mid_fit_completes_on_another_worker_with_one_ve
     assert done[0]["worker"] == f"{_host()}:{survivor.pid}"
     async with db.session(tenant) as session:
         factors = (await session.execute(text("SELECT count(*) FROM item_factors"))).scalar()
-        items = (await session.execute(text("SELECT items FROM recs_models"))).scalar()
+        items = (await session.execute(text("SELECT items FROM recs_models"))).scalar_one()
         queued = (
             await session.execute(text("SELECT count(*) FROM pgqueuer WHERE payload = :b"), {"b": job_id.bytes})
         ).scalar()
