@@ -81,6 +81,12 @@ async def _wait_for(db: Database, tenant: str, predicate: Any, timeout_s: float 
         await asyncio.sleep(0.05)
 
 
+async def _queued(db: Database, tenant: str, job_id: uuid.UUID) -> int:
+    async with db.session(tenant) as session:
+        rows = await session.execute(text("SELECT count(*) FROM pgqueuer WHERE payload = :b"), {"b": job_id.bytes})
+        return int(rows.scalar_one())
+
+
 def _host() -> str:
     import socket
 
@@ -104,17 +110,20 @@ async def test_a_training_killed_mid_fit_completes_on_another_worker_with_one_ve
         at_kill = await _models(db, tenant)
         assert [m["status"] for m in at_kill] == ["training"], "the training ended before the kill; make it larger"
         done = await _wait_for(db, tenant, lambda ms: any(m["status"] == "ready" for m in ms))
+        # The worker tells the queue once the version has committed: the entry goes soon after.
+        deadline = time.monotonic() + 60
+        for _ in range(600):
+            if not await _queued(db, tenant, job_id) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
     # Exactly one version, ready, made by this job on the surviving worker; no leftover rows.
     assert [(m["version"], m["status"], m["job"]) for m in done] == [(1, "ready", job_id)]
     assert done[0]["worker"] == f"{_host()}:{survivor.pid}"
     async with db.session(tenant) as session:
         factors = (await session.execute(text("SELECT count(*) FROM item_factors"))).scalar()
         items = (await session.execute(text("SELECT items FROM recs_models"))).scalar_one()
-        queued = (
-            await session.execute(text("SELECT count(*) FROM pgqueuer WHERE payload = :b"), {"b": job_id.bytes})
-        ).scalar()
     assert factors == items and items > 1_000
-    assert queued == 0  # the queue entry is gone: the job completed
+    assert await _queued(db, tenant, job_id) == 0  # the queue entry is gone: the job completed
 
 
 async def test_a_training_job_run_twice_stores_one_version(db: Database) -> None:
