@@ -83,9 +83,11 @@ eval-recs: install
 
 # The real server under load (production settings, loopback): every scenario and ratio, one line
 # each, also to bench/results/<date>.json. About 10 minutes; SciFact is ingested once and cached.
+# Then recommendations at real history lengths: 10,000 items, users with 500 events (~3 minutes).
 bench: install
 	$(PIP) install -q -c constraints.txt -e '.[bench]'
 	$(BIN)/python -m bench run
+	$(BIN)/python -m bench recs-scale
 
 # search_hybrid_embcached/uncached, HNSW recall@10 against exact search per ef_search, RAM and disk
 # at 10k, 100k and 1M chunks in one tenant (README, "Scale"). First run builds the stores under

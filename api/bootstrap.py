@@ -215,6 +215,8 @@ def worker_config(settings: Settings) -> WorkerConfig:
         poll_s=settings.job_poll_s,
         batch_size=settings.job_batch_size,
         max_attempts=settings.job_max_attempts,
+        train_interval_s=settings.recs_train_interval_s,
+        train_max_signals=settings.recs_train_max_signals,
     )
 
 

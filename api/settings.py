@@ -189,6 +189,11 @@ class Settings(BaseSettings):
     # Bearer token for /metrics. Production serves the API port's /metrics only with it (404
     # otherwise); when set it is also required on the metrics port.
     metrics_token: SecretStr | None = None
+    # Recommendation training: every worker looks this often for tenants with feedback since their
+    # last training and queues one training each (0: no schedule; `ragql train-recs` still works).
+    recs_train_interval_s: float = Field(default=3600.0, ge=0)
+    # The most (user, document) signals one training reads, newest first: a tenant's bound.
+    recs_train_max_signals: int = Field(default=2_000_000, ge=1)
     load_demo: bool = True
     # The tenant that unauthenticated requests act as in development mode (and that gets the demo).
     dev_tenant: str = "default"

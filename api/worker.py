@@ -12,7 +12,10 @@ The queue is pgqueuer's (PostgreSQL, asyncpg-native; see the README for why). A 
   are written (each whole), the others dropped from the encoder's queue; each job goes back to
   the queue (pgqueuer RetryRequested: queued again at once) and the worker exits;
 - retries a job that raised (a lost database, say) with backoff (pgqueuer's
-  DatabaseRetryEntrypointExecutor); after the last attempt the job ends FAILED with the reason.
+  DatabaseRetryEntrypointExecutor); after the last attempt the job ends FAILED with the reason;
+- runs recommendation trainings (`domain/jobs/training_job.py`), and every `train_interval_s`
+  queues one for each tenant with feedback since its last training. A training is one step, not
+  batches: SIGTERM lets it finish; SIGKILL leaves it to the next worker, as any job.
 
 The worker connects as the configured database user (the tables' owner), which row-level
 security does not bind, so it can dequeue every tenant's jobs; each job then runs in its own
@@ -42,10 +45,11 @@ from prometheus_client import Gauge, Histogram
 
 from domain.documents.service import ChunkingConfig
 from domain.feedback.profiles import LearningConfig
+from domain.jobs import training_job
 from domain.jobs.documents_job import DocumentBatches
 from domain.jobs.error_codes import JobErrorCode
 from domain.jobs.feedback_job import FeedbackBatches
-from domain.jobs.model import DOCUMENTS_ENTRYPOINT, FEEDBACK_ENTRYPOINT, Job
+from domain.jobs.model import DOCUMENTS_ENTRYPOINT, FEEDBACK_ENTRYPOINT, TRAIN_RECS_ENTRYPOINT, Job
 from domain.jobs.runner import BatchProcessor, Interrupted, fail, run_job
 from domain.jobs.store import TENANT_HEADER
 from domain.persistence.database import SERVER_SETTINGS, Database
@@ -61,7 +65,7 @@ JOB_DURATION = Histogram(
     buckets=(1, 5, 15, 60, 300, 900, 3600, 4 * 3600),
 )
 QUEUE_DEPTH = Gauge("ragql_job_queue_depth", "Jobs waiting to be picked up, per queue.", ["queue"])
-QUEUES = {DOCUMENTS_ENTRYPOINT: "documents", FEEDBACK_ENTRYPOINT: "feedback"}
+QUEUES = {DOCUMENTS_ENTRYPOINT: "documents", FEEDBACK_ENTRYPOINT: "feedback", TRAIN_RECS_ENTRYPOINT: "train_recs"}
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -72,6 +76,8 @@ class WorkerConfig:
     poll_s: float = 5.0
     batch_size: int = 16
     max_attempts: int = 5
+    train_interval_s: float = 0.0  # 0: no scheduled trainings
+    train_max_signals: int = 2_000_000
 
 
 @dataclass
@@ -117,6 +123,9 @@ class Worker:
         assert queued.payload is not None and queued.headers is not None
         job_id = uuid.UUID(bytes=bytes(queued.payload))
         tenant_id = str(queued.headers[TENANT_HEADER])
+        if str(queued.entrypoint) == TRAIN_RECS_ENTRYPOINT:
+            await self._train(tenant_id, job_id)
+            return
         assert self._slots is not None
         async with self._slots:
             started = time.monotonic()
@@ -151,6 +160,41 @@ class Worker:
             "job %s (tenant %s) ended %s: %d/%d items", job_id, tenant_id, job.state, job.items_done, job.items_total
         )
 
+    async def _train(self, tenant_id: str, job_id: uuid.UUID) -> None:
+        assert self._slots is not None
+        async with self._slots:
+            started = time.monotonic()
+            log.info("training recommendations for tenant %s (job %s)", tenant_id, job_id)
+            report = await training_job.run(
+                self.deps.db, tenant_id, job_id, worker=WORKER_NAME, max_signals=self.config.train_max_signals
+            )
+            JOB_DURATION.labels(QUEUES[TRAIN_RECS_ENTRYPOINT]).observe(time.monotonic() - started)
+        self.jobs_run += 1
+        log.info(
+            "training of tenant %s (job %s) ended: version %s from %d events%s in %.1f s",
+            tenant_id,
+            job_id,
+            report.version,
+            report.events,
+            " (already stored by an earlier run)" if report.reused else "",
+            report.took_ms / 1000,
+        )
+
+    async def _schedule_training(self) -> None:
+        """Every `train_interval_s`: queue a training for each tenant with feedback since its last
+        one. Every replica runs this; the queue's dedupe key keeps one training per tenant."""
+        while not self.stopping:
+            await asyncio.sleep(self.config.train_interval_s)
+            if self.stopping:
+                return
+            try:
+                queued = await training_job.schedule_due(self.deps.db)
+            except Exception:
+                log.warning("could not schedule recommendation trainings; trying again next interval", exc_info=True)
+                continue
+            if queued:
+                log.info("queued recommendation training for %d tenant(s): %s", len(queued), ", ".join(queued))
+
     def _executor(self, params: EntrypointExecutorParameters) -> DatabaseRetryEntrypointExecutor:
         # attempts counts retries already made; the executor gives up when it reaches max_attempts - 1.
         return DatabaseRetryEntrypointExecutor(
@@ -167,14 +211,17 @@ class Worker:
             plain_dsn(self.deps.db.url), min_size=2, max_size=4, server_settings=SERVER_SETTINGS
         )
         depth: asyncio.Task[None] | None = None
+        schedule: asyncio.Task[None] | None = None
         try:
             qm = QueueManager(Queries.from_asyncpg_pool(pool))
             self._qm = qm
-            for entrypoint in (DOCUMENTS_ENTRYPOINT, FEEDBACK_ENTRYPOINT):
+            for entrypoint in (DOCUMENTS_ENTRYPOINT, FEEDBACK_ENTRYPOINT, TRAIN_RECS_ENTRYPOINT):
                 qm.entrypoint(entrypoint, executor_factory=self._executor)(self.handle)
             if self.stopping:
                 return
             depth = asyncio.create_task(self._watch_queue_depth(pool), name="ragql-queue-depth")
+            if self.config.train_interval_s > 0:
+                schedule = asyncio.create_task(self._schedule_training(), name="ragql-train-schedule")
             log.info(
                 "worker ready: %d concurrent jobs, heartbeat timeout %g s, poll %g s",
                 self.config.concurrency,
@@ -192,8 +239,9 @@ class Worker:
             )
         finally:
             self._qm = None
-            if depth is not None:
-                depth.cancel()
+            for task in (depth, schedule):
+                if task is not None:
+                    task.cancel()
             await pool.close()
 
     async def _watch_queue_depth(self, pool: asyncpg.Pool) -> None:

@@ -163,7 +163,8 @@ async def bench_recs_at_scale(
         samples.append((time.perf_counter() - t0) * 1000)
     print(
         f"bench recs-scale recommendations blended first=10, {EVENTS_PER_USER} events/user, {ITEMS} items: "
-        f"p50={percentile(samples, 50):.1f} ms p95={percentile(samples, 95):.1f} ms (n={len(samples)})",
+        f"p50={percentile(samples, 50):.1f} ms p95={percentile(samples, 95):.1f} ms (n={len(samples)}, "
+        f"load average {_load()})",
         flush=True,
     )
     await _bench_like_then_recommend(db, recommender, ids, histories, learning, percentile)
@@ -201,6 +202,11 @@ async def _bench_like_then_recommend(
         f"p95={percentile(recs, 95):.1f} ms (n={len(recs)})",
         flush=True,
     )
+
+
+def _load() -> str:
+    with open("/proc/loadavg") as fh:
+        return " ".join(fh.read().split()[:3])
 
 
 def run_scale_bench() -> None:

@@ -181,3 +181,42 @@ def test_mmr_trades_relevance_for_diversity() -> None:
     assert mmr(relevance, vectors, 2, 0.5) == [0, 2]
     assert mmr(relevance, vectors, 3, 0.5) == [0, 2, 1]
     assert mmr(np.array([]), np.zeros((0, 2), dtype=np.float32), 3, 0.5) == []
+
+
+async def test_co_engagement_pairs_a_like_only_with_the_users_recent_likes(
+    db: Database, embedder: LocalEmbedder, tenant: str
+) -> None:
+    """With a window of 2, six likes in a row make the 9 neighbouring pairs, not all 15; a
+    retraction in the middle bridges its two sides, and liking again appends at the end. Live and
+    rebuilt agree exactly throughout."""
+    docs = await _catalogue(db, embedder, tenant)
+    order = [docs[t] for t, _ in TOPICS]
+    narrow = LearningConfig(co_engagement_window=2)
+
+    async def submit(doc: uuid.UUID, kind: str) -> None:
+        request = feedback.FeedbackRequest(user_id="dee", kind=kind, document_id=doc)  # type: ignore[arg-type]
+        await feedback.submit(db, tenant, request, narrow)
+
+    def expected(likes: list[uuid.UUID]) -> dict[tuple[Any, Any], int]:
+        return {(a, b): 1 for i, a in enumerate(likes) for j, b in enumerate(likes) if a != b and abs(i - j) <= 2}
+
+    async def rebuilt() -> dict[tuple[Any, Any], int]:
+        await rebuild_tenant(db, tenant, narrow)
+        return (await _derived(db, tenant))[1]
+
+    for doc in order:
+        await submit(doc, "LIKE")
+    live = (await _derived(db, tenant))[1]
+    assert live == expected(order) and len(live) == 2 * 9  # both directions
+    assert live == await rebuilt()
+
+    await submit(order[2], "DISLIKE")  # 0 1 _ 3 4 5: 1 and 4 are now two apart
+    remaining = [order[i] for i in (0, 1, 3, 4, 5)]
+    live = (await _derived(db, tenant))[1]
+    assert live == expected(remaining) and (order[1], order[4]) in live
+    assert live == await rebuilt()
+
+    await submit(order[2], "LIKE")  # back, as the newest like
+    live = (await _derived(db, tenant))[1]
+    assert live == expected([*remaining, order[2]])
+    assert live == await rebuilt()

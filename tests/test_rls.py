@@ -124,12 +124,18 @@ async def test_one_tenants_model_never_serves_another(db: Database, two_tenants:
     a, b = two_tenants
     async with db.session(a) as session:
         a_docs = list((await session.execute(text("SELECT document_id FROM item_factors"))).scalars())
-        assert (await factors.active(session, a)) is not None
+        cached = await factors.active(session, a)  # now loaded into this process's cache
     assert len(a_docs) == 2
+    assert cached is not None and set(cached.factors_of(a_docs)) == set(a_docs)
     async with db.session(b) as session:
-        assert await factors.of_items(session, a, 1, a_docs) == {}
-        assert await factors.of_items(session, b, 1, a_docs) == {}
+        # The cache is reached only through a version row that RLS lets the session read.
         assert await factors.active(session, a) is None  # even with A's model cached in this process
+        own = await factors.active(session, b)  # B's own model knows none of A's documents
+        assert own is not None and own.factors_of(a_docs) == {} and not set(own.ids) & set(a_docs)
+        rows = await session.execute(
+            text("SELECT count(*) FROM item_factors WHERE document_id = ANY(CAST(:ids AS uuid[]))"), {"ids": a_docs}
+        )
+        assert rows.scalar() == 0
     with pytest.raises(DBAPIError, match="row-level security"):
         async with db.session(b) as session:
             await session.execute(

@@ -114,10 +114,14 @@ def rebuild_profiles(
 def train_recs(
     ctx: typer.Context,
     tenant: Annotated[str | None, typer.Option(help="only this tenant (default: every tenant)")] = None,
+    queue: Annotated[
+        bool, typer.Option("--queue", help="queue it for `ragql worker` instead of training here")
+    ] = False,
 ) -> None:
     """Train the recommendation model (ALS) from the feedback events, as a new version."""
     from api.bootstrap import database_url
     from domain.feedback.rebuild import tenant_ids
+    from domain.jobs import training_job
     from domain.persistence.database import Database
     from domain.recommendations.training import train_tenant
 
@@ -128,13 +132,18 @@ def train_recs(
         try:
             await db.enable_vector_codec()
             for t in [tenant] if tenant else await tenant_ids(db):
+                if queue:
+                    job = await training_job.enqueue(db, t)
+                    said = f"queued as job {job}" if job else "already queued or running"
+                    out().print(f"tenant {t}: training {said}", markup=False)
+                    continue
                 with Progress(TextColumn("train {task.description}"), BarColumn(), console=err()) as progress:
                     task = progress.add_task(t, total=3)
 
                     def step(message: str, task: TaskID = task, progress: Progress = progress, name: str = t) -> None:
                         progress.update(task, advance=1, description=f"{name}: {message}")
 
-                    report = await train_tenant(db, t, progress=step)
+                    report = await train_tenant(db, t, progress=step, max_signals=s.recs_train_max_signals)
                 if report.version is None:
                     out().print(f"tenant {t}: no feedback yet, nothing to train (content and popularity serve)")
                     continue

@@ -30,6 +30,8 @@ class LearningConfig:
     profile_half_life_days: float = 30.0
     popularity_half_life_days: float = 14.0
     popularity_window_days: float = 90.0
+    # Co-engagement pairs a like with the user's previous N likes only (feedback/coengagement.py).
+    co_engagement_window: int = 50
 
 
 @dataclass

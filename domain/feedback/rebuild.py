@@ -46,7 +46,9 @@ async def rebuild_tenant(
 ) -> RebuildReport:
     report = RebuildReport(tenants=1)
     async with db.session(tenant_id) as session:
-        report.pairs = await coengagement.rebuild(session, tenant_id, config.popularity_half_life_days)
+        report.pairs = await coengagement.rebuild(
+            session, tenant_id, config.popularity_half_life_days, window=config.co_engagement_window
+        )
     for user_id in await users_of(db, tenant_id):
         async with db.session(tenant_id) as session:
             await profiles.rebuild_user(session, tenant_id, user_id, config)

@@ -196,7 +196,7 @@ async def record(session: AsyncSession, tenant_id: str, req: FeedbackRequest, co
     if req.document_id is not None:
         # Events of one user are applied to the profile in the order they are inserted.
         await profiles.lock_user(session, tenant_id, req.user_id)
-        likers_delta = await _update_verdict(session, tenant_id, req, req.document_id)
+        likers_delta = await _update_verdict(session, tenant_id, req, req.document_id, config.co_engagement_window)
     row = (
         await session.execute(
             text(
@@ -238,7 +238,9 @@ async def record(session: AsyncSession, tenant_id: str, req: FeedbackRequest, co
     return Submitted(event, duplicate=False)
 
 
-async def _update_verdict(session: AsyncSession, tenant_id: str, req: FeedbackRequest, document_id: uuid.UUID) -> int:
+async def _update_verdict(
+    session: AsyncSession, tenant_id: str, req: FeedbackRequest, document_id: uuid.UUID, window: int
+) -> int:
     """Co-engagement follows the user's current verdict (the latest strong signal): a first like
     adds this user to the document's pairs, a later dislike takes them out again. Returns the
     change in the document's number of likers (-1, 0 or +1)."""
@@ -246,10 +248,10 @@ async def _update_verdict(session: AsyncSession, tenant_id: str, req: FeedbackRe
     was_liked = await coengagement.currently_liked(session, tenant_id, req.user_id, document_id)
     liked = w > 0 if abs(w) >= LIKED_AT else was_liked
     if liked and not was_liked:
-        await coengagement.add_like(session, tenant_id, req.user_id, document_id)
+        await coengagement.add_like(session, tenant_id, req.user_id, document_id, window)
         return 1
     if was_liked and not liked:
-        await coengagement.retract_like(session, tenant_id, req.user_id, document_id)
+        await coengagement.retract_like(session, tenant_id, req.user_id, document_id, window)
         return -1
     return 0
 

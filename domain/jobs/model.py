@@ -11,6 +11,8 @@ from typing import Any
 # pgqueuer entrypoint names: one per kind of job.
 DOCUMENTS_ENTRYPOINT = "ragql.ingest_documents"
 FEEDBACK_ENTRYPOINT = "ragql.import_feedback"
+# A tenant's recommendation training (domain/jobs/training_job.py): no items, no ingestion_jobs row.
+TRAIN_RECS_ENTRYPOINT = "ragql.train_recs"
 # The most items (documents or feedback events) one job may hold.
 MAX_JOB_ITEMS = 10_000
 

@@ -109,11 +109,13 @@ async def co_engaged(
         return {}
     params = _params(tenant_id, flt, exclude, k) | {"seeds": seeds}
     if model_version is not None:
+        # Neighbour rows go with their documents, so the documents table is joined only for a filter.
+        joined = "JOIN documents d ON d.id = n.neighbour" if flt.sql else ""
         sql = f"""
             SELECT n.neighbour, sum(n.score) AS s, (array_agg(n.item ORDER BY n.score DESC, n.item))[1]
-            FROM item_neighbours n JOIN documents d ON d.id = n.neighbour
+            FROM item_neighbours n {joined}
             WHERE n.tenant_id = :t AND n.version = :v AND n.item = ANY(CAST(:seeds AS uuid[]))
-              AND {_NOT_EXCLUDED}{flt.sql}
+              AND NOT (n.neighbour = ANY(CAST(:exclude AS uuid[]))){flt.sql}
             GROUP BY n.neighbour ORDER BY s DESC, n.neighbour LIMIT :k
             """
         params["v"] = model_version
@@ -154,15 +156,18 @@ async def popular(
     k: int,
     config: LearningConfig,
 ) -> Popular:
-    """Kept per document by every event (`feedback.coengagement.record_popularity`): reading it is
-    one pass over the tenant's `item_popularity` rows, never over its events."""
+    """Kept per document by every event (`feedback.coengagement.record_popularity`), with a key
+    whose order is the decayed score's at any instant (migration 0008): the index on it hands
+    over the most popular unseen documents by reading about `k` rows. The documents table is
+    joined only when a filter needs its columns (popularity rows go with their document)."""
+    joined = "JOIN documents d ON d.id = p.document_id" if flt.sql else ""
     sql = f"""
-        SELECT d.id, p.score * exp(-CAST(:decay AS double precision)
+        SELECT p.document_id, p.score * exp(-CAST(:decay AS double precision)
                                    * greatest(extract(epoch FROM now() - p.updated_at), 0)) AS s
-        FROM item_popularity p JOIN documents d ON d.id = p.document_id
-        WHERE p.tenant_id = :t AND p.score > 0 AND p.updated_at >= now() - make_interval(days => :window)
-          AND {_NOT_EXCLUDED}{flt.sql}
-        ORDER BY s DESC, d.id LIMIT :k
+        FROM item_popularity p {joined}
+        WHERE p.tenant_id = :t AND p.rank_key IS NOT NULL AND p.updated_at >= now() - make_interval(days => :window)
+          AND NOT (p.document_id = ANY(CAST(:exclude AS uuid[]))){flt.sql}
+        ORDER BY p.rank_key DESC, p.document_id LIMIT :k
         """
     decay = math.log(2) / (config.popularity_half_life_days * 86400.0)
     params = _params(tenant_id, flt, exclude, k) | {"decay": decay, "window": int(config.popularity_window_days)}

@@ -162,7 +162,7 @@ class Recommender:
         query_id = uuid.uuid4()
         async with self.db.session(tenant_id) as session:
             signals = await self._gather(session, tenant_id, req, context_vec, compiled, pool=max(50, 3 * keep))
-            items = self._rank(signals, req, keep)
+            items = await self._rank(session, signals, req, keep)
             if not reranks:
                 items = items[: req.first]
                 took_ms = (time.perf_counter() - started) * 1000
@@ -198,7 +198,7 @@ class Recommender:
         if query_vec is not None:
             content_ids = await candidates.nearest(session, tenant_id, query_vec, compiled, exclude, pool)
         co: dict[uuid.UUID, candidates.CoEngaged] = {}
-        trained = item_f = None
+        trained = None
         user_vec = None
         model_ids: list[uuid.UUID] = []
         if req.strategy in ("BLENDED", "COLLABORATIVE"):
@@ -206,16 +206,11 @@ class Recommender:
             if trained is not None:
                 # The fold-in: this user's vector from their events up to this one, so a like
                 # made a second ago already moves the list, whenever the model was trained.
-                item_f = await factors.of_items(
-                    session, tenant_id, trained.version, list(dict.fromkeys([*history.signals, *history.liked]))
-                )
-                user_vec = factors.user_vector(trained, history.signals, item_f)
-                if user_vec is not None:
-                    found = await factors.nearest(
-                        session, tenant_id, trained.version, user_vec, compiled, exclude, pool
-                    )
-                    item_f.update(found)
-                    model_ids = list(found)
+                user_vec = factors.user_vector(trained, history.signals)
+                if user_vec is not None and not compiled.sql:
+                    model_ids = factors.top_scored(trained, user_vec, exclude, pool)
+                elif user_vec is not None:
+                    model_ids = await factors.nearest_filtered(session, trained, user_vec, compiled, exclude, pool)
             co = await candidates.co_engaged(
                 session,
                 tenant_id,
@@ -237,18 +232,15 @@ class Recommender:
         vecs = await candidates.vectors(session, tenant_id, [*ids, *history.liked])
         ids = [i for i in ids if i in vecs]
         model_score = None
-        if trained is not None and item_f is not None and user_vec is not None:
-            missing = [i for i in ids if i not in item_f]
-            item_f.update(await factors.of_items(session, tenant_id, trained.version, missing))
+        item_f: dict[uuid.UUID, npt.NDArray[np.float32]] = {}
+        if trained is not None and user_vec is not None:
+            item_f = trained.factors_of([*ids, *history.liked])
             raw = np.array([float(item_f[i] @ user_vec) if i in item_f else np.nan for i in ids])
             # An item with no factors yet (no events at training time) ranks as the model's
             # weakest candidate: content, context and popularity can still carry it.
             floor = float(np.nanmin(raw)) if np.isfinite(raw).any() else 0.0
             model_score = np.where(np.isfinite(raw), raw, floor)
             used.add("MODEL")
-        wanted = [*ids, *history.liked]
-        rows = await session.execute(select(Document).where(col(Document.id).in_(wanted)))
-        docs = {d.id: d for d in rows.scalars()}
 
         # One row per candidate, unit length: similarities and MMR both read it.
         matrix = np.stack([vecs[i] for i in ids]).astype(np.float64) if ids else np.zeros((0, 0))
@@ -258,21 +250,21 @@ class Recommender:
 
         return _Signals(
             ids=ids,
-            docs=docs,
+            docs={},
             vecs=vecs,
             matrix=matrix,
             profile_sim=similarity(profile_vec),
             context_sim=similarity(context_vec if "CONTEXT" in used else None),
             co=co,
             model_score=model_score,
-            item_factors=item_f or {},
+            item_factors=item_f,
             popular=popular,
             liked=[i for i in history.liked if i in vecs],
             positives=profile.positives if profile else 0,
             used=used,
         )
 
-    def _rank(self, s: _Signals, req: RecommendRequest, keep: int) -> list[Recommended]:
+    async def _rank(self, session: AsyncSession, s: _Signals, req: RecommendRequest, keep: int) -> list[Recommended]:
         if not s.ids:
             return []
         w = self.weights
@@ -293,6 +285,11 @@ class Recommender:
         }
         total = parts["profile"] + parts["context"] + parts["model"] + parts["co"] + parts["pop"]
         order = mmr(total, s.matrix, keep, req.diversity)
+        # Rows only for what is shown and what reasons name (the liked documents), not every candidate.
+        wanted = [*(s.ids[i] for i in order), *s.liked]
+        rows = await session.execute(select(Document).where(col(Document.id).in_(wanted)))
+        s.docs = {d.id: d for d in rows.scalars()}
+        order = [i for i in order if s.ids[i] in s.docs]  # deleted meanwhile
         return [
             self._item(s, req, idx, float(total[idx]), {k: float(v[idx]) for k, v in parts.items()}) for idx in order
         ]

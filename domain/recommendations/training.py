@@ -1,19 +1,30 @@
 """Training a tenant's recommendation model: read the tenant's feedback, fit ALS, compute the
 normalised neighbour lists, and store both as a new version.
 
-`train_tenant` is the job's whole body (the CLI runs it now: `ragql train-recs --tenant T`; the
-worker's scheduled job calls the same function). Reading happens in one transaction and writing
-in another, and the new version only becomes visible, as `ready`, when that second transaction
-commits: a training killed half-way leaves no half-written model behind, the previous version
-keeps serving, and running the job again is safe. Two trainings of one tenant are serialised by
-an advisory lock, so versions are numbered without gaps or races."""
+`train_tenant` is the job's whole body: the worker runs it for a queued training (on demand,
+`ragql train-recs --tenant T --queue`, or on the schedule, `domain/jobs/training_job.py`), and
+`ragql train-recs --tenant T` runs it in place. One training of a tenant at a time: a session
+advisory lock is held for the whole run, on a connection of its own, and it goes with that
+connection, so a worker killed mid-training frees it at once. Steps:
+1. under the lock, a `training` row reserves the next version (committed, so an operator, or a
+   test, sees the training in progress and which worker runs it); `training` rows left by a
+   killed run are removed first, since nobody else can be training while we hold the lock;
+2. the fit, off the event loop;
+3. factors and neighbours are written and the row turns `ready` in one transaction: a training
+   killed before that leaves no half-written model, and the previous version keeps serving.
+A queued training carries a job id, stored with its version (unique per tenant): the same job run
+again after its worker died past step 3 finds its version and stores no second one.
+
+Tenant limits: at most `max_signals` (user, document) signals are read, the most recent first,
+so one tenant's training is bounded in memory and time whatever its history."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -30,12 +41,18 @@ KEEP_VERSIONS = 2  # the one served and the one before, for a quick look back
 Progress = Callable[[str], None]
 
 
+# (user, document) signals one training reads at most, newest first (RAGQL_RECS_TRAIN_MAX_SIGNALS).
+DEFAULT_MAX_SIGNALS = 2_000_000
+_LOCK_SQL = "hashtextextended(:k, 3)"
+
+
 @dataclass(frozen=True)
 class TrainingData:
     users: list[str]
     items: list[uuid.UUID]
     confidences: sp.csr_matrix  # users × items, signed (see `model.confidence`)
     events: int
+    last_seq: int  # the newest feedback event read
 
 
 @dataclass(frozen=True)
@@ -48,51 +65,63 @@ class TrainReport:
     neighbour_pairs: int
     fit_ms: float
     took_ms: float
+    reused: bool = False  # this job's version was already stored (a rerun after a kill)
 
 
-async def read_signals(db: Database, tenant_id: str, alpha: float) -> TrainingData:
+async def read_signals(
+    db: Database, tenant_id: str, alpha: float, max_signals: int = DEFAULT_MAX_SIGNALS
+) -> TrainingData:
     """One signal per (user, document) the tenant has feedback on, the same expression the
-    request's fold-in reads, ordered so that the matrix is the same for the same events."""
+    request's fold-in reads; the `max_signals` most recent, ordered so that the matrix is the
+    same for the same events."""
     sql = f"""
-        SELECT f.user_id, f.document_id, {SIGNAL_SQL} AS signal, count(*) AS n
+        SELECT f.user_id, f.document_id, {SIGNAL_SQL} AS signal, count(*) AS n, max(f.seq) AS last
         FROM feedback f JOIN documents d ON d.id = f.document_id
         WHERE f.tenant_id = :t
         GROUP BY f.user_id, f.document_id
-        ORDER BY f.user_id, f.document_id
+        ORDER BY last DESC LIMIT :cap
         """
     async with db.session(tenant_id) as session:
-        rows = (await session.execute(text(sql), {"t": tenant_id})).all()
+        fetched = (await session.execute(text(sql), {"t": tenant_id, "cap": max_signals})).all()
+    rows = sorted(fetched, key=lambda r: (r[0], r[1]))
     users = sorted({r[0] for r in rows})
     items = sorted({r[1] for r in rows})
     user_index = {u: i for i, u in enumerate(users)}
     item_index = {d: i for i, d in enumerate(items)}
     r, c, v = [], [], []
-    for user_id, doc, signal, _n in rows:
+    for user_id, doc, signal, _n, _last in rows:
         conf = model.confidence(float(signal or 0.0), alpha)
         if conf != 0.0:
             r.append(user_index[user_id])
             c.append(item_index[doc])
             v.append(conf)
     matrix = sp.csr_matrix((v, (r, c)), shape=(len(users), len(items)), dtype=np.float32)
-    return TrainingData(users, items, matrix, events=sum(int(row[3]) for row in rows))
+    last_seq = max((int(row[4]) for row in rows), default=0)
+    return TrainingData(users, items, matrix, events=sum(int(row[3]) for row in rows), last_seq=last_seq)
 
 
 def _vector_literal(row: np.ndarray) -> str:
     return "[" + ",".join(f"{x:.7g}" for x in row) + "]"
 
 
-async def _store(
-    db: Database,
-    tenant_id: str,
-    config: ModelConfig,
-    data: TrainingData,
-    item_factors: np.ndarray,
-    neighbours: tuple[np.ndarray, np.ndarray, np.ndarray],
-    stats: dict[str, float],
-) -> int:
-    a, b, score = neighbours
+async def _reserve(
+    db: Database, tenant_id: str, config: ModelConfig, job_id: uuid.UUID | None, worker: str
+) -> tuple[int, bool]:
+    """(version, already stored). Called with the tenant's training lock held."""
     async with db.session(tenant_id) as session:
-        await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 3))"), {"k": tenant_id})
+        if job_id is not None:
+            done = (
+                await session.execute(
+                    text("SELECT version FROM recs_models WHERE tenant_id = :t AND job_id = :j AND status = 'ready'"),
+                    {"t": tenant_id, "j": job_id},
+                )
+            ).scalar()
+            if done is not None:
+                return int(done), True
+        # Left by a run that died: with the lock held, no one else is training this tenant.
+        await session.execute(
+            text("DELETE FROM recs_models WHERE tenant_id = :t AND status = 'training'"), {"t": tenant_id}
+        )
         version = int(
             (
                 await session.execute(
@@ -103,9 +132,8 @@ async def _store(
         await session.execute(
             text(
                 """
-                INSERT INTO recs_models (tenant_id, version, status, algorithm, settings, gram, events, users, items,
-                                         took_ms, finished_at)
-                VALUES (:t, :v, 'ready', :alg, CAST(:settings AS jsonb), :gram, :events, :users, :items, :took, now())
+                INSERT INTO recs_models (tenant_id, version, status, algorithm, settings, job_id, worker)
+                VALUES (:t, :v, 'training', :alg, CAST(:settings AS jsonb), :j, :w)
                 """
             ),
             {
@@ -113,13 +141,24 @@ async def _store(
                 "v": version,
                 "alg": ALGORITHM,
                 "settings": _json(asdict(config)),
-                "gram": [float(x) for x in model.gram(item_factors).ravel()],
-                "events": data.events,
-                "users": len(data.users),
-                "items": len(data.items),
-                "took": stats["took_ms"],
+                "j": job_id,
+                "w": worker,
             },
         )
+    return version, False
+
+
+async def _store(
+    db: Database,
+    tenant_id: str,
+    version: int,
+    data: TrainingData,
+    item_factors: np.ndarray,
+    neighbours: tuple[np.ndarray, np.ndarray, np.ndarray],
+    took_ms: float,
+) -> None:
+    a, b, score = neighbours
+    async with db.session(tenant_id) as session:
         await session.execute(
             text(
                 """
@@ -146,11 +185,45 @@ async def _store(
                 "s": [float(x) for x in score],
             },
         )
+        updated = await session.execute(
+            text(
+                """
+                UPDATE recs_models SET status = 'ready', gram = :gram, events = :events, users = :users,
+                       items = :items, took_ms = :took, last_seq = :last, finished_at = now()
+                WHERE tenant_id = :t AND version = :v AND status = 'training'
+                """
+            ),
+            {
+                "t": tenant_id,
+                "v": version,
+                "gram": [float(x) for x in model.gram(item_factors).ravel()],
+                "events": data.events,
+                "users": len(data.users),
+                "items": len(data.items),
+                "took": took_ms,
+                "last": data.last_seq,
+            },
+        )
+        if getattr(updated, "rowcount", 1) != 1:
+            raise RuntimeError(f"training row {tenant_id} v{version} vanished while training")
         await session.execute(
             text("DELETE FROM recs_models WHERE tenant_id = :t AND version <= :old"),
             {"t": tenant_id, "old": version - KEEP_VERSIONS},
         )
-    return version
+
+
+@asynccontextmanager
+async def _training_lock(db: Database, tenant_id: str) -> AsyncIterator[None]:
+    """A session advisory lock on a connection of its own, for the whole training: released when
+    the training ends, and by PostgreSQL when its connection dies with a killed worker."""
+    async with db.engine.connect() as conn:
+        await conn.execute(text(f"SELECT pg_advisory_lock({_LOCK_SQL})"), {"k": tenant_id})
+        await conn.commit()
+        try:
+            yield
+        finally:
+            await conn.execute(text(f"SELECT pg_advisory_unlock({_LOCK_SQL})"), {"k": tenant_id})
+            await conn.commit()
 
 
 def _json(value: object) -> str:
@@ -160,28 +233,41 @@ def _json(value: object) -> str:
 
 
 async def train_tenant(
-    db: Database, tenant_id: str, config: ModelConfig | None = None, *, progress: Progress | None = None
+    db: Database,
+    tenant_id: str,
+    config: ModelConfig | None = None,
+    *,
+    progress: Progress | None = None,
+    job_id: uuid.UUID | None = None,
+    worker: str = "",
+    max_signals: int = DEFAULT_MAX_SIGNALS,
 ) -> TrainReport:
-    """The job: train on everything the tenant's users did, store it as the next version."""
+    """The job: train on the tenant's users' signals (at most `max_signals`, newest first), store
+    it as the next version."""
     config = config or ModelConfig()
     if config.factors != model.STORED_FACTORS:
         raise ValueError(f"item_factors stores {model.STORED_FACTORS} dimensions; got factors={config.factors}")
     started = time.perf_counter()
     say = progress or (lambda _msg: None)
-    say("reading feedback")
-    data = await read_signals(db, tenant_id, config.alpha)
-    if data.confidences.nnz == 0:
-        took = (time.perf_counter() - started) * 1000
-        return TrainReport(tenant_id, None, data.events, len(data.users), len(data.items), 0, 0.0, took)
-    say(f"fitting ALS on {data.confidences.nnz} user-item signals")
-    fit_started = time.perf_counter()
-    # CPU-bound: off the event loop, so a server or worker stays responsive while it trains.
-    _, item_factors = await asyncio.to_thread(model.fit, data.confidences, config)
-    neighbours = await asyncio.to_thread(model.neighbours, model.liked_matrix(data.confidences), config)
-    fit_ms = (time.perf_counter() - fit_started) * 1000
-    say(f"storing {len(data.items)} item factors and {len(neighbours[0])} neighbour pairs")
-    stats = {"took_ms": (time.perf_counter() - started) * 1000}
-    version = await _store(db, tenant_id, config, data, item_factors, neighbours, stats)
+    async with _training_lock(db, tenant_id):
+        say("reading feedback")
+        data = await read_signals(db, tenant_id, config.alpha, max_signals)
+        if data.confidences.nnz == 0:
+            took = (time.perf_counter() - started) * 1000
+            return TrainReport(tenant_id, None, data.events, len(data.users), len(data.items), 0, 0.0, took)
+        version, reused = await _reserve(db, tenant_id, config, job_id, worker)
+        if reused:
+            took = (time.perf_counter() - started) * 1000
+            return TrainReport(tenant_id, version, data.events, len(data.users), len(data.items), 0, 0.0, took, True)
+        say(f"fitting ALS on {data.confidences.nnz} user-item signals")
+        fit_started = time.perf_counter()
+        # CPU-bound: off the event loop, so a server or worker stays responsive (and keeps its
+        # queue heartbeats going) while it trains.
+        _, item_factors = await asyncio.to_thread(model.fit, data.confidences, config)
+        neighbours = await asyncio.to_thread(model.neighbours, model.liked_matrix(data.confidences), config)
+        fit_ms = (time.perf_counter() - fit_started) * 1000
+        say(f"storing {len(data.items)} item factors and {len(neighbours[0])} neighbour pairs")
+        await _store(db, tenant_id, version, data, item_factors, neighbours, (time.perf_counter() - started) * 1000)
     took = (time.perf_counter() - started) * 1000
     return TrainReport(
         tenant_id, version, data.events, len(data.users), len(data.items), len(neighbours[0]), fit_ms, took
