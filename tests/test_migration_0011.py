@@ -1,4 +1,4 @@
-"""Migration 0013 stores chunk vectors as halfvec: a populated store at 0007 keeps its chunks, each
+"""Migration 0011 stores chunk vectors as halfvec: a populated store at 0007 keeps its chunks, each
 tenant's partition (and any made later) gets the new type and a halfvec HNSW index, and dense
 search still finds a document by its own text through that index."""
 
@@ -58,7 +58,7 @@ async def _type_and_opclasses(db: Database, rel: str) -> tuple[str, list[str]]:
     return kind, ops
 
 
-async def test_0013_converts_populated_partitions_to_halfvec(store_at_0007: Database, embedder: LocalEmbedder) -> None:
+async def test_0011_converts_populated_partitions_to_halfvec(store_at_0007: Database, embedder: LocalEmbedder) -> None:
     db = store_at_0007
     await ensure_tenant(db, "t-old")
     docs = [

@@ -15,12 +15,12 @@ What changes and what does not:
   index serves; the asyncpg codec encodes whatever the column's type is.
 - `document_vectors` (one per document, recommendations) stays float32: it is small.
 
-Revision ID: 0013
+Revision ID: 0011
 """
 
 from alembic import context, op
 
-revision = "0013"
+revision = "0011"
 down_revision = "0010"
 branch_labels = None
 depends_on = None
