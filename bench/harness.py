@@ -362,15 +362,21 @@ def run_harness(args: Any) -> None:
     from bench import scenarios
 
     scenarios.run_all(bench, url, corpus, queries, _long_queries(corpus, 300))
+    write_results(report, started, "run", suffix="")
+
+
+def write_results(report: Report, started: float, command: str, suffix: str) -> None:
+    """Every line and record of a bench run to `bench/results/<date><suffix>.json`, with the command
+    that made it, so a README figure can be traced to its file."""
     RESULTS.mkdir(exist_ok=True)
     stamp = dt.datetime.now(dt.UTC)
-    out = RESULTS / f"{stamp:%Y-%m-%d}.json"
+    out = RESULTS / f"{stamp:%Y-%m-%d}{suffix}.json"
     out.write_text(
         json.dumps(
             {
                 "started_utc": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(),
                 "finished_utc": stamp.isoformat(),
-                "command": "python -m bench run " + " ".join(sys.argv[2:]),
+                "command": f"python -m bench {command} " + " ".join(sys.argv[2:]),
                 "cpus": os.cpu_count(),
                 "lines": report.lines,
                 "records": report.records,

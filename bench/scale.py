@@ -25,14 +25,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from api import embedded
-from bench.harness import RESULTS, ROOT, Bench, Report, Server, _queries, load_average, search_body
+from bench.harness import ROOT, Bench, Report, Server, _queries, load_average, search_body, write_results
 from bench.scale_corpus import NOISE_COSINE, TENANT, load_corpus, read_source, write_json
 from bench.stats import percentile
 
@@ -61,25 +59,8 @@ def run_scale(args: Any) -> None:
     queries = _queries(bench.dataset)
     for name, size in parse_sizes(args.sizes):
         _one_size(bench, name, size, queries)
-    RESULTS.mkdir(exist_ok=True)
-    stamp = dt.datetime.now(dt.UTC)
     kind = "scale-prepare" if args.prepare else "scale-recall" if args.recall_only else "scale"
-    out = RESULTS / f"{stamp:%Y-%m-%d}-{kind}-{args.sizes.replace(',', '-')}.json"
-    out.write_text(
-        json.dumps(
-            {
-                "started_utc": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(),
-                "finished_utc": stamp.isoformat(),
-                "command": "python -m bench scale " + " ".join(sys.argv[2:]),
-                "cpus": os.cpu_count(),
-                "lines": report.lines,
-                "records": report.records,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
-    print(f"info results written to {out.relative_to(ROOT)} in {time.time() - started:.0f} s", flush=True)
+    write_results(report, started, "scale", suffix=f"-{kind}-{args.sizes.replace(',', '-')}")
 
 
 def _one_size(bench: Bench, name: str, size: int, queries: list[str]) -> None:
