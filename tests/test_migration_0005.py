@@ -3,6 +3,7 @@ intact and each tenant's keyword index holding that tenant's chunks only."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
@@ -30,8 +31,10 @@ def _upgrade_to(conn: Connection, revision: str) -> None:
     command.upgrade(cfg, revision)
 
 
-@pytest.fixture
-async def store_at_0004(pg_url: str) -> AsyncIterator[Database]:
+@contextlib.asynccontextmanager
+async def store_at(pg_url: str, revision: str) -> AsyncIterator[Database]:
+    """A database of its own, migrated up to `revision` only, dropped afterwards: the state a
+    later migration's test starts from. Shared with the other migration tests."""
     name = f"t_{uuid.uuid4().hex[:10]}"
     admin = Database(pg_url)
     async with admin.engine.connect() as conn:
@@ -40,7 +43,7 @@ async def store_at_0004(pg_url: str) -> AsyncIterator[Database]:
     db = Database(pg_url.replace("/ragql?", f"/{name}?"))
     try:
         async with db.engine.begin() as conn:
-            await conn.run_sync(_upgrade_to, "0004")
+            await conn.run_sync(_upgrade_to, revision)
         await db.enable_vector_codec()
         yield db
     finally:
@@ -49,6 +52,12 @@ async def store_at_0004(pg_url: str) -> AsyncIterator[Database]:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
         await admin.dispose()
+
+
+@pytest.fixture
+async def store_at_0004(pg_url: str) -> AsyncIterator[Database]:
+    async with store_at(pg_url, "0004") as db:
+        yield db
 
 
 async def test_upgrade_moves_every_chunk_into_its_tenants_partition(

@@ -4,7 +4,6 @@ search still finds a document by its own text through that index."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -18,7 +17,7 @@ from domain.retrieval.search import SearchOptions, search
 from domain.retrieval.tenant_index import chunk_partition
 from domain.tenancy import ensure_tenant
 from tests.conftest import ingest_docs
-from tests.test_migration_0005 import _upgrade_to
+from tests.test_migration_0005 import store_at
 
 TYPE = (
     "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
@@ -33,22 +32,8 @@ OPCLASSES = (
 
 @pytest.fixture
 async def store_at_0007(pg_url: str) -> AsyncIterator[Database]:
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    admin = Database(pg_url)
-    async with admin.engine.connect() as conn:
-        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    db = Database(pg_url.replace("/ragql?", f"/{name}?"))
-    try:
-        async with db.engine.begin() as conn:
-            await conn.run_sync(_upgrade_to, "0007")
-        await db.enable_vector_codec()
+    async with store_at(pg_url, "0007") as db:
         yield db
-    finally:
-        await db.dispose()
-        async with admin.engine.connect() as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
 
 
 async def _type_and_opclasses(db: Database, rel: str) -> tuple[str, list[str]]:
