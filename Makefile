@@ -100,14 +100,15 @@ bench-scale: install
 bench-latency: install
 	$(BIN)/python -m bench latency
 
-# 200 concurrent answerStream subscriptions against a real server process (takes about a minute).
-# chunks/s, one-query p50 and cosine to fp32 for each local embedding backend (2,000 SciFact chunks).
+# Search p50 server side, uncached and cached, with a private Redis.
 bench-cache: install
 	$(BIN)/python -m bench search-cache --rounds 40
 
+# chunks/s, one-query p50 and cosine to fp32 for each local embedding backend (2,000 SciFact chunks).
 bench-embedding: install
 	$(BIN)/python -m bench embedding
 
+# 200 concurrent answerStream subscriptions against a real server process (takes about a minute).
 bench-streams: install
 	$(BIN)/python -m bench streams 200
 

@@ -165,6 +165,12 @@ def main(argv: list[str] | None = None) -> None:
     rn.add_argument("--duration", type=float, default=10.0, help="seconds per load step (each is also capped)")
     rn.add_argument("--held", type=int, default=500, help="subscriptions held open at once")
     rn.add_argument("--workers", type=int, default=0, help="RAGQL_WORKERS for the server (0: its default)")
+    rn.add_argument(
+        "--only",
+        default="",
+        help="comma list of scenario groups to run (default all): "
+        "search,long,recs,answers,overhead,floor,peer,ingest,held,cached",
+    )
     sub.add_parser("latency", help="print ingest, search, answer, auth and rate-limit figures (temporary store)")
     st = sub.add_parser("streams", help="N concurrent answerStream subscriptions against a real server process")
     st.add_argument("subscriptions", type=int, nargs="?", default=200, metavar="N")

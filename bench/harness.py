@@ -208,6 +208,11 @@ class Bench:
         self.dataset = Path(args.dataset).resolve()
         self.data_dir = Path(args.data_dir).resolve()
         self.figures: dict[tuple[str, int], Figure] = {}
+        self.only = {g.strip() for g in (getattr(args, "only", "") or "").split(",") if g.strip()}
+
+    def wants(self, group: str) -> bool:
+        """Whether `--only` (a comma list of scenario groups; empty: all) includes this group."""
+        return not self.only or group in self.only
 
     # --- tokens -------------------------------------------------------------------------
     def token(self, subject: str, tenant: str = TENANT, roles: list[str] | None = None) -> str:
@@ -362,7 +367,8 @@ def run_harness(args: Any) -> None:
     from bench import scenarios
 
     scenarios.run_all(bench, url, corpus, queries, _long_queries(corpus, 300))
-    write_results(report, started, "run", suffix="")
+    # A partial run (--only) never overwrites the day's full results file.
+    write_results(report, started, "run", suffix="-only-" + "-".join(sorted(bench.only)) if bench.only else "")
 
 
 def write_results(report: Report, started: float, command: str, suffix: str) -> None:

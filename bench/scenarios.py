@@ -50,42 +50,55 @@ def run_all(bench: Bench, url: str, corpus: list[dict[str, Any]], queries: list[
             _http(gql, [search_body(q) for q in repeated], headers=auth, cycle=False, duration_s=60),
             record=False,
         )
-        bench.scenario(
-            "search_hybrid_uncached",
-            1,
-            _http(gql, [search_body(q) for q in uncached_1], headers=auth, cycle=False, duration_s=short),
-        )
-        bench.scenario(
-            "search_hybrid_uncached",
-            16,
-            _http(gql, [search_body(q) for q in uncached_16], headers=auth, cycle=False, duration_s=short),
-        )
-        for conc in (1, 16):
-            bench.scenario(
-                "search_hybrid_embcached",
-                conc,
-                _http(gql, [search_body(q) for q in repeated], headers=auth, duration_s=short),
-            )
-        for conc, pool in ((1, long_qs[:100]), (16, long_qs[100:])):
-            bench.scenario(
-                "search_long_query",
-                conc,
-                _http(gql, [search_body(q, 100) for q in pool], headers=auth, cycle=False, duration_s=short),
-            )
-        recs_headers = [bench.auth(f"bench-user-{u}") for u in range(USERS)]
-        for conc in (1, 16):
-            bench.scenario(
-                "recommendations",
-                conc,
-                _http(gql, [{"query": RECS}] * USERS, headers_list=recs_headers, duration_s=short),
-            )
-        _answers(bench, server, corpus, short)
-        _graphql_overhead(bench, server, repeated, auth, short)
-        _floor(bench, url, floor_pool)
-        _peer(bench, server, url, peer_pool, auth)
-        _ingest(bench, server, corpus, short)
-        _held(bench, server, a.held)
-    with Server(url, bench.secret, bench.workdir, {"RAGQL_SEARCH_CACHE_TTL_S": "300", **_workers(a)}) as server:
+        if bench.wants("search"):
+            for conc, pool in ((1, uncached_1), (16, uncached_16)):
+                bench.scenario(
+                    "search_hybrid_uncached",
+                    conc,
+                    _http(gql, [search_body(q) for q in pool], headers=auth, cycle=False, duration_s=short),
+                )
+            for conc in (1, 16):
+                bench.scenario(
+                    "search_hybrid_embcached",
+                    conc,
+                    _http(gql, [search_body(q) for q in repeated], headers=auth, duration_s=short),
+                )
+        if bench.wants("long"):
+            for conc, pool in ((1, long_qs[:100]), (16, long_qs[100:])):
+                bench.scenario(
+                    "search_long_query",
+                    conc,
+                    _http(gql, [search_body(q, 100) for q in pool], headers=auth, cycle=False, duration_s=short),
+                )
+        if bench.wants("recs"):
+            recs_headers = [bench.auth(f"bench-user-{u}") for u in range(USERS)]
+            for conc in (1, 16):
+                bench.scenario(
+                    "recommendations",
+                    conc,
+                    _http(gql, [{"query": RECS}] * USERS, headers_list=recs_headers, duration_s=short),
+                )
+        if bench.wants("answers"):
+            _answers(bench, server, corpus, short)
+        if bench.wants("overhead"):
+            _graphql_overhead(bench, server, repeated, auth, short)
+        if bench.wants("floor"):
+            _floor(bench, url, floor_pool)
+        if bench.wants("peer"):
+            _peer(bench, server, url, peer_pool, auth)
+        if bench.wants("ingest"):
+            _ingest(bench, server, corpus, short)
+        if bench.wants("held"):
+            _held(bench, server, a.held)
+    if bench.wants("cached"):
+        _cached(bench, url, repeated, auth, short)
+    if ("search_long_query", 1) in bench.figures and ("search_hybrid_uncached", 1) in bench.figures:
+        _long_query_ratio(bench)
+
+
+def _cached(bench: Bench, url: str, repeated: list[str], auth: dict[str, str], short: float) -> None:
+    cache_on = {"RAGQL_SEARCH_CACHE_TTL_S": "300", **_workers(bench.args)}
+    with Server(url, bench.secret, bench.workdir, cache_on) as server:
         gql = f"{server.base}/graphql"
         bench.report.emit(
             "info search_hybrid_cached uses main's in-process SearchCache (RAGQL_SEARCH_CACHE_TTL_S=300); "
@@ -103,6 +116,9 @@ def run_all(bench: Bench, url: str, corpus: list[dict[str, Any]], queries: list[
                 conc,
                 _http(gql, [search_body(q) for q in repeated], headers=auth, duration_s=short),
             )
+
+
+def _long_query_ratio(bench: Bench) -> None:
     long_p50 = bench.figures[("search_long_query", 1)].p50
     base_p50 = bench.figures[("search_hybrid_uncached", 1)].p50
     bench.ratio(
