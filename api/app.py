@@ -86,6 +86,19 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
             )
         if settings.env == "production" and not settings.redis_url:
             log.warning("RAGQL_REDIS_URL is not set: rate limits are kept per process, not shared by replicas")
+        if (settings.workers or 1) > 1 and not settings.redis_url:
+            log.warning(
+                "RAGQL_WORKERS=%d without RAGQL_REDIS_URL: each worker keeps its own rate limits, websocket "
+                "caps and result caches (a search or answer cached by one worker may be served for up to its "
+                "TTL after a write through another); API keys are looked up on every request",
+                settings.workers,
+            )
+        if (settings.workers or 1) > 1 and settings.metrics_token is not None:
+            log.warning(
+                "RAGQL_WORKERS=%d with RAGQL_METRICS_TOKEN: each scrape of /metrics is answered by one worker "
+                "and shows that worker's counters only; run one worker per container to scrape them all",
+                settings.workers,
+            )
         log.info("rate limits: %s", gate.limiter.backend)
         background = None
         if facts.in_process_worker:

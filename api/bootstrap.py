@@ -45,6 +45,7 @@ from domain.rerank.service import RerankConfig, Reranking
 from domain.retrieval.cache import SearchCache
 from domain.retrieval.index_health import ensure_bm25_healthy
 from domain.retrieval.long_query import TermStatistics, warm_up
+from domain.retrieval.query_log import QueryLogWriter
 from domain.retrieval.searching import Searching
 from domain.runtime import Limits, Services
 from domain.tenancy import ensure_tenant
@@ -127,7 +128,7 @@ class Shared:
     def __init__(self, settings: Settings) -> None:
         self.link = RedisLink.from_url(settings.redis_url) if settings.redis_url else None
         self.store: CacheStore = RedisStore(self.link) if self.link else LocalStore()
-        self.broadcast = Broadcast(settings.redis_url, self.link)
+        self.broadcast = Broadcast(settings.redis_url, self.link, alone=(settings.workers or 1) == 1)
         self.slots = SocketSlots(self.link, settings.max_websockets_per_principal, ttl_s=settings.websocket_slot_ttl_s)
 
     def start(self) -> None:
@@ -324,6 +325,7 @@ async def build_services(
         db=db, embedder=emb, reranking=reranking, learning=learning, max_context_chars=settings.max_query_chars
     )
     search_cache = SearchCache(store, ttl_s=settings.search_cache_ttl_s)
+    query_log = QueryLogWriter(db)
     parse_pool = ParsePool(settings.parse_workers)
     chunking = ChunkingConfig(max_tokens=settings.chunk_tokens, overlap_tokens=settings.chunk_overlap_tokens)
     services = Services(
@@ -343,6 +345,7 @@ async def build_services(
             terms=TermStatistics(db),
             embeddings=store,
             embedding_ttl_s=settings.embedding_cache_ttl_s,
+            log_writer=query_log,
         ),
         documents=Documents(
             IngestContext(db, emb, chunking, settings.max_documents_per_batch, settings.max_document_chars),
@@ -382,6 +385,7 @@ async def build_services(
         if services.job_progress is not None:
             await services.job_progress.aclose()
         parse_pool.close()
+        await query_log.aclose()  # before the pool closes: the last searches' rows are stored
         await db.dispose()
 
     return services, close

@@ -29,6 +29,9 @@ STAGE_DURATION = Histogram(
 CACHE_REQUESTS = Counter("ragql_cache_requests", "Cache lookups", ["cache", "result"])
 LLM_TOKENS = Counter("ragql_llm_tokens", "Tokens sent to and received from model providers", ["provider", "kind"])
 LLM_COST = Counter("ragql_llm_cost_usd", "Estimated cost of model tokens in US dollars", ["provider"])
+ROWS_DROPPED = Counter(
+    "ragql_rows_dropped", "Rows written behind a response (the query log) that could not be stored", ["table"]
+)
 WEBSOCKETS_OPEN = Gauge("ragql_websockets_open", "Websocket connections open on this replica")
 DB_POOL = Gauge("ragql_db_pool_connections", "Database pool connections by state", ["state"])
 REDIS_UP = Gauge("ragql_redis_up", "1 while Redis answers (or none is configured), 0 while it is considered down")
@@ -37,6 +40,7 @@ REDIS_ERRORS = Counter("ragql_redis_errors", "Redis calls that failed and were s
 BM25_REPAIRS = Counter("ragql_bm25_repairs", "Keyword index rebuilds after the health probe found it broken")
 BM25_HEALTHY = Gauge("ragql_bm25_index_healthy", "1 when the last keyword-index probe found it healthy")
 
+ROWS_DROPPED.labels("query_log")  # served from the start, at 0: an alert can tell 0 from no data
 for _stage in ("embed", "sql", "fusion", "rerank", "generate"):
     STAGE_DURATION.labels(_stage)
 for _cache in ("search", "embedding", "answer", "apikey"):

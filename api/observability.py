@@ -59,6 +59,9 @@ class Observed:
         metrics.LLM_TOKENS.labels(provider, "completion").inc(completion_tokens)
         metrics.LLM_COST.labels(provider).inc(cost_usd)
 
+    def rows_dropped(self, table: str, n: int) -> None:
+        metrics.ROWS_DROPPED.labels(table).inc(n)
+
 
 def operation_label(name: str | None) -> str:
     if not name:

@@ -7,7 +7,8 @@ subscriber does the same when the message arrives, within milliseconds.
 The lookup cache is only trusted while the subscription is live (`live`): a replica that cannot
 hear revocations (Redis down, or reconnecting) looks every key up in PostgreSQL, and it forgets
 its cache when it subscribes again, since it may have missed messages meanwhile. Without Redis
-(one replica) the local path is the whole story.
+the local path is the whole story for one process; one of several uvicorn workers without Redis
+looks every key up (it would not hear a revocation made in another worker).
 """
 
 from __future__ import annotations
@@ -27,13 +28,15 @@ Listener = Callable[[str], None]
 
 
 class Broadcast:
-    def __init__(self, redis_url: str | None, publisher: RedisLink | None = None) -> None:
+    def __init__(self, redis_url: str | None, publisher: RedisLink | None = None, *, alone: bool = True) -> None:
+        """`alone`: this process is the only one serving (RAGQL_WORKERS 1). Without Redis, a
+        process among several cannot hear the others' revocations, so it never trusts its cache."""
         self.redis_url = redis_url
         # Publishing goes through the short-timeout link: a hung Redis must not hang revokeApiKey.
         self.publisher = publisher
         self._listeners: list[Listener] = []
         self._resubscribed: list[Callable[[], None]] = []
-        self._live = redis_url is None
+        self._live = redis_url is None and alone
         self._client: redis.asyncio.Redis | None = (
             redis.asyncio.Redis.from_url(redis_url, socket_connect_timeout=0.5, health_check_interval=5)
             if redis_url

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 from functools import cached_property
 from pathlib import Path
@@ -26,10 +27,12 @@ class Settings(BaseSettings):
     env: Literal["development", "production"] = "development"
     host: str = "127.0.0.1"
     port: int = 8000
-    # uvicorn worker processes. ragql is bound by Python (one core per process); 2 uses both cores
-    # of a small machine. Each worker loads its own model (~150 MB) and keeps its own in-process
-    # caches and, without Redis, its own rate limits and websocket caps.
-    workers: int = Field(default=1, ge=1, le=64)
+    # uvicorn worker processes. ragql is bound by Python (one core per process), so unset means one
+    # per CPU this process may use when the database is external (the embedded one belongs to one
+    # process), Redis is set (caches, limits and revocations then agree across the processes) and
+    # no metrics are served (RAGQL_METRICS_PORT or _TOKEN: Prometheus would scrape one process of
+    # several); else 1. Each worker loads its own model (~150 MB). See `serve_workers`.
+    workers: int | None = Field(default=None, ge=1, le=64)
     log_level: str = "INFO"
     data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("ragql")))
     database_url: str | None = None
@@ -228,6 +231,19 @@ class Settings(BaseSettings):
                         "secret (for example: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
                     )
         return self
+
+    @property
+    def serve_workers(self) -> int:
+        """The uvicorn worker processes `ragql serve` runs: RAGQL_WORKERS, or its default above."""
+        if self.workers is not None:
+            return self.workers
+        if self.database_url is None or self.redis_url is None:
+            return 1
+        if self.metrics_port is not None or self.metrics_token is not None:
+            return 1
+        return max(
+            1, min(64, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+        )
 
     @field_validator("cors_origins", mode="before")
     @classmethod

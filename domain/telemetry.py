@@ -22,6 +22,8 @@ class Telemetry(Protocol):
 
     def llm_usage(self, provider: str, prompt_tokens: int, completion_tokens: int, cost_usd: float) -> None: ...
 
+    def rows_dropped(self, table: str, n: int) -> None: ...
+
 
 class _Silent:
     @contextmanager
@@ -35,6 +37,9 @@ class _Silent:
         return None
 
     def llm_usage(self, provider: str, prompt_tokens: int, completion_tokens: int, cost_usd: float) -> None:
+        return None
+
+    def rows_dropped(self, table: str, n: int) -> None:
         return None
 
 
@@ -62,3 +67,8 @@ def cache_lookup(cache: str, hit: bool) -> None:
 
 def llm_usage(provider: str, prompt_tokens: int, completion_tokens: int, cost_usd: float = 0.0) -> None:
     _current.llm_usage(provider, prompt_tokens, completion_tokens, cost_usd)
+
+
+def rows_dropped(table: str, n: int) -> None:
+    """Rows written behind a response (the query log) that could not be stored."""
+    _current.rows_dropped(table, n)

@@ -22,5 +22,6 @@ async def analytics(
     top: Annotated[int, strawberry.argument(description="Length of the top query lists, 1..50.")] = 10,
 ) -> Analytics:
     # Domain errors (INVALID_RANGE) propagate: the ErrorCodes extension gives them extensions.code.
+    await info.context.services.searching.flush_log()  # searches queued for the query log count
     report = await service.analytics(info.context.services.db, info.context.tenant_id, from_, to, top=top)
     return Analytics.from_report(report)

@@ -46,6 +46,8 @@ def _request(input: FeedbackInput, subject: str) -> feedback.FeedbackRequest:
 async def submit_feedback(info: strawberry.Info[Context], input: FeedbackInput) -> SubmitFeedbackPayload:
     s = info.context.services
     tenant = info.context.tenant_id
+    if input.query_id is not None:
+        await s.searching.flush_log()  # this process's searches' queryIds are stored before the check
     submitted = await feedback.submit(s.db, tenant, _request(input, info.context.principal.subject), s.learning)
     return SubmitFeedbackPayload(feedback=await to_feedback(info, submitted.event), duplicate=submitted.duplicate)
 

@@ -6,18 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pickle
 import re
 import socket
 from pathlib import Path
 
 import pytest
+import uvicorn
 from typer.testing import CliRunner
+from uvicorn.importer import import_from_string
 
 from api.auth.tokens import JwtVerifier
 from api.bootstrap import jwt_config
 from api.cli import app
 from api.cli.access import Role
 from api.cli.core import CliState
+from api.serving import EnvironmentProtocol, uvicorn_options
 from api.settings import Settings
 from domain.auth.apikeys import ROLES
 from domain.demo.loader import CATALOGUE
@@ -154,6 +159,37 @@ def test_an_unreachable_database_names_the_fix(tmp_root: Path) -> None:
     assert "cannot use RAGQL_DATABASE_URL: ConnectionRefusedError" in result.output
     assert "unset it to use the embedded PostgreSQL" in result.output
     assert "secret-pw" not in result.output
+
+
+PG = "postgresql://ragql@127.0.0.1:5999/ragql"
+REDIS = "redis://127.0.0.1:6999/0"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, 1),  # the embedded database belongs to one process
+        ({"database_url": PG}, 1),  # no Redis: limits, caches and revocations would be per process
+        ({"database_url": PG, "redis_url": REDIS}, len(os.sched_getaffinity(0))),
+        ({"database_url": PG, "redis_url": REDIS, "metrics_port": 9100}, 1),  # one port, one process
+        ({"database_url": PG, "redis_url": REDIS, "metrics_token": "t" * 32}, 1),  # a scrape sees one worker
+        ({"database_url": PG, "redis_url": REDIS, "workers": 3}, 3),
+        ({"workers": 1, "database_url": PG, "redis_url": REDIS}, 1),
+    ],
+)
+def test_serve_runs_one_worker_per_cpu_where_the_processes_can_agree(
+    tmp_root: Path, overrides: dict[str, object], expected: int
+) -> None:
+    assert Settings(data_dir=tmp_root, **overrides).serve_workers == expected  # type: ignore[arg-type]
+
+
+def test_several_workers_get_a_config_uvicorn_can_hand_to_its_worker_processes(tmp_root: Path) -> None:
+    # uvicorn pickles its config to start each worker; the header-timeout protocol used to be a
+    # class made at run time, which does not pickle, so RAGQL_WORKERS=2 failed at start.
+    settings = Settings(data_dir=tmp_root, database_url=PG, workers=2)
+    config = uvicorn.Config("api.app:create_app", factory=True, workers=2, **uvicorn_options(settings, workers=2))
+    revived = pickle.loads(pickle.dumps(config))
+    assert import_from_string(revived.http) is EnvironmentProtocol  # as uvicorn's Config.load does
 
 
 def test_serve_refuses_several_workers_on_the_embedded_database(tmp_root: Path) -> None:

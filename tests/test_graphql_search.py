@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
@@ -126,13 +127,19 @@ async def test_filters_match_the_catalogue(app_client: httpx.AsyncClient, flt: d
 async def test_every_search_is_logged(app_client: httpx.AsyncClient, db: Database) -> None:
     q = f"lonely robot {uuid.uuid4().hex[:6]}"
     result = (await graphql_ok(app_client, SEARCH, {"q": q, "first": 3}))["search"]
-    async with db.session("default") as s:
-        row = (
-            await s.execute(
-                text("SELECT query, mode, result_count, document_ids FROM query_log WHERE id = :i"),
-                {"i": uuid.UUID(result["queryId"])},
-            )
-        ).one()
+    row = None
+    for _ in range(100):  # the row is written behind the response (domain/retrieval/query_log.py)
+        async with db.session("default") as s:
+            row = (
+                await s.execute(
+                    text("SELECT query, mode, result_count, document_ids FROM query_log WHERE id = :i"),
+                    {"i": uuid.UUID(result["queryId"])},
+                )
+            ).one_or_none()
+        if row is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert row is not None, "the search's query-log row was never stored"
     assert row.query == q and row.mode == "HYBRID" and row.result_count == len(result["hits"])
     assert len(row.document_ids) == len(result["hits"])
 

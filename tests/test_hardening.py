@@ -19,6 +19,7 @@ from api.app import create_app
 from api.metrics_server import MetricsServer
 from api.settings import DEFAULT_JWT_SECRET
 from domain.providers.embedding import LocalEmbedder
+from schema import validation
 from tests.log_secrets import remember
 from tests.security_harness import (
     TEST_JWT_SECRET,
@@ -348,6 +349,30 @@ async def test_validation_errors_suggest_no_field_names_in_production(probe: Pro
     message = response.json()["errors"][0]["message"]
     assert "Cannot query field 'apiKey'" in message
     assert "Did you mean" not in message and "apiKeys" not in message
+
+
+async def test_production_validates_a_document_once_and_a_refused_one_every_time(
+    probe: Probe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Validation was a fifth of the server's CPU under search load in production (issue 18).
+    calls: list[object] = []
+    real = validation.validate
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(validation, "validate", counting)
+    valid = f"{{ me {{ tenant }} t{uuid.uuid4().hex[:6]}: __typename }}"
+    for _ in range(3):
+        response = await probe.post(valid, None, "reader")
+        assert response.json()["data"]["me"]["tenant"]
+    assert len(calls) == 1
+    invalid = f"{{ apiKey_{uuid.uuid4().hex[:6]} {{ id }} }}"
+    for _ in range(2):
+        errors = (await probe.post(invalid, None, "reader")).json()["errors"]
+        assert "Cannot query field" in errors[0]["message"]
+    assert len(calls) == 3  # errors carry each request's id: never shared from a cache
 
 
 async def test_validation_errors_still_suggest_in_development(app_client: httpx.AsyncClient) -> None:

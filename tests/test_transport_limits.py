@@ -161,6 +161,27 @@ def test_a_keep_alive_follow_up_head_dripped_slowly_is_cut_off(server: str) -> N
         assert _closed_by_server(sock, within_s=10.0)
 
 
+def test_a_request_head_over_the_limit_is_refused_before_it_ends(server: str, settings: Settings) -> None:
+    # uvicorn's httptools protocol (llhttp) buffers a head of any size; h11 had a limit, and
+    # `ragql serve` keeps it (RAGQL_MAX_HEADER_BYTES) with the faster parser.
+    host, port = server.split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        filler = b"X-Filler: " + b"a" * 1000 + b"\r\n"
+        try:
+            for _ in range(settings.max_header_bytes // len(filler) + 2):
+                sock.sendall(filler)  # the head never ends, and grows past the limit
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused and closed while we were still sending
+        sock.settimeout(10.0)
+        try:
+            reply = sock.recv(4096)
+        except ConnectionResetError:
+            reply = b""
+        assert reply == b"" or reply.startswith(b"HTTP/1.1 400")
+        assert _closed_by_server(sock, within_s=0.5)
+
+
 def test_keep_alive_follow_ups_that_arrive_in_time_are_served(server: str) -> None:
     host, port = server.split(":")
     with socket.create_connection((host, int(port))) as sock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import typer
@@ -26,12 +27,13 @@ def serve(ctx: typer.Context) -> None:
     # Limits and proxy trust for a public server: api/serving.py. log_config=None: api/logs.py
     # formats every line, uvicorn's too. SIGTERM: stop accepting, finish in-flight requests, then
     # give up after the grace period.
+    workers = s.serve_workers
     common: dict[str, Any] = {
-        **uvicorn_options(s),
+        **uvicorn_options(s, workers=workers),
         "log_config": None,
         "timeout_graceful_shutdown": max(1, int(s.shutdown_grace_s)),
     }
-    if s.workers == 1:
+    if workers == 1:
         GracefulServer(uvicorn.Config(create_app(s), **common)).run()
         return
     if s.database_url is None:
@@ -45,8 +47,10 @@ def serve(ctx: typer.Context) -> None:
             "run one worker per container, or unset RAGQL_METRICS_PORT and scrape /metrics on the API "
             "port with RAGQL_METRICS_TOKEN"
         )
-    # Each worker process builds its own app from the same RAGQL_* environment.
-    uvicorn.run("api.app:create_app", factory=True, workers=s.workers, **common)
+    # Each worker process builds its own app from the same RAGQL_* environment; the count goes
+    # with it, so each knows it is not alone (api/bootstrap.py: what is per process without Redis).
+    os.environ["RAGQL_WORKERS"] = str(workers)
+    uvicorn.run("api.app:create_app", factory=True, workers=workers, **common)
 
 
 def schema() -> None:

@@ -1,11 +1,15 @@
-"""The async engine and the unit of work. One place commits: `Database.session()`."""
+"""The async engine and the unit of work. Transactions commit in one place each: `Database.session()`
+(SQLAlchemy), and `Database.connection()` (bare asyncpg, for the search's hot path); both scope
+the transaction to one tenant in the same way."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 from pgvector.asyncpg import register_vector
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
@@ -35,10 +39,28 @@ def to_async_url(url: str) -> str:
     raise ValueError(f"RAGQL_DATABASE_URL must be a postgresql:// URL, got scheme of {url.split(':', 1)[0]!r}")
 
 
+# What every tenant transaction starts with (see `session()`).
+SCOPE_SQL = (
+    "SELECT set_config('role', $1, true), set_config('ragql.tenant_id', $2, true), "
+    "set_config('hnsw.ef_search', $3, true)"
+)
+
+
+async def _rollback_if_open(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release: every setting ragql makes is transaction-local, so only a
+    transaction left open (a cancelled request) needs ending. asyncpg's default reset (RESET ALL,
+    UNLISTEN, CLOSE ALL and advisory unlocks) is one more round trip per request for nothing."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 class Database:
     def __init__(self, url: str, *, pool_size: int = 10, hnsw_ef_search: int = DEFAULT_EF_SEARCH) -> None:
         self.url = to_async_url(url)
+        self.pool_size = pool_size
         self.hnsw_ef_search = hnsw_ef_search
+        self._raw_pool: asyncpg.Pool | None = None
+        self._raw_lock = asyncio.Lock()
         self.engine: AsyncEngine = create_async_engine(
             self.url,
             pool_size=pool_size,
@@ -89,6 +111,37 @@ class Database:
             )
             yield session
 
+    @asynccontextmanager
+    async def connection(self, tenant_id: str) -> AsyncIterator[asyncpg.Connection]:
+        """The same tenant-scoped transaction as `session()` (app role, tenant setting,
+        ef_search; commit on success, rollback on error), on a bare asyncpg connection for the
+        hot read paths (search). It skips SQLAlchemy's per-statement work and the pool's
+        pre-ping round trip; asyncpg prepares each distinct statement once per connection.
+        Its own pool: connections that only ever run tenant transactions."""
+        pool = self._raw_pool or await self._open_raw_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(SCOPE_SQL, APP_ROLE, tenant_id, str(self.hnsw_ef_search))
+            yield conn
+
+    async def _open_raw_pool(self) -> asyncpg.Pool:
+        async with self._raw_lock:
+            if self._raw_pool is None:
+                self._raw_pool = await asyncpg.create_pool(
+                    "postgresql://" + self.url.removeprefix("postgresql+asyncpg://"),
+                    min_size=0,
+                    max_size=self.pool_size,
+                    server_settings=SERVER_SETTINGS,
+                    init=register_vector,  # pgvector's binary codec: vectors go as numpy arrays
+                    reset=_rollback_if_open,
+                    # Each tenant's search reads its own partition by name: one statement per
+                    # tenant and mode, so keep more than asyncpg's default 100 prepared.
+                    statement_cache_size=1024,
+                )
+            return self._raw_pool
+
     async def dispose(self) -> None:
+        if self._raw_pool is not None:
+            await self._raw_pool.close()
+            self._raw_pool = None
         await self.engine.dispose()
         await self.lookups.dispose()

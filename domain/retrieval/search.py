@@ -6,24 +6,26 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
 
 from domain import telemetry
 from domain.errors import InvalidInput
 from domain.paging import check_first
 from domain.persistence.database import Database
-from domain.persistence.tables import Document, QueryLog
+from domain.persistence.tables import Document, utcnow
 from domain.rerank.service import Reranking, RerankOutcome, Strategy
 from domain.retrieval import personal
 from domain.retrieval.cache import CachedHit, SearchCache
 from domain.retrieval.error_codes import SearchErrorCode
 from domain.retrieval.filters import MetadataFilter, compile_filter
 from domain.retrieval.fusion import FusionMethod, fuse, ranks
+from domain.retrieval.query_log import QueryLogWriter
+from domain.retrieval.reads import RawReads, Reads, SessionReads
 from domain.retrieval.snippets import highlight
 from domain.retrieval.tenant_index import chunk_partition, keyword_index
 
@@ -168,8 +170,12 @@ class Legs:
     chunks: dict[uuid.UUID, tuple[str, int]]
 
 
-async def fetch_legs(session: AsyncSession, sql: Any, params: dict[str, Any]) -> Legs:
-    rows = (await session.execute(sql, params)).all()
+async def fetch_legs(session: AsyncSession, sql: str, params: dict[str, Any]) -> Legs:
+    """The legs through SQLAlchemy (the eval's and benches' tools; searches use `reads`)."""
+    return legs_from_rows(await SessionReads(session).legs(sql, params))
+
+
+def legs_from_rows(rows: Iterable[Sequence[Any]]) -> Legs:
     best: dict[str, dict[uuid.UUID, tuple[float, uuid.UUID]]] = {"dense": {}, "keyword": {}}
     chunks: dict[uuid.UUID, tuple[str, int]] = {}
     for leg, chunk_id, doc_id, score, chunk_text, ordinal in rows:
@@ -180,6 +186,20 @@ async def fetch_legs(session: AsyncSession, sql: Any, params: dict[str, Any]) ->
         if current is None or score > current[0]:
             best[leg][doc_id] = (float(score), chunk_id)
     return Legs(best, chunks)
+
+
+@asynccontextmanager
+async def _transaction(
+    db: Database, tenant_id: str, *, personal_session: bool
+) -> AsyncIterator[tuple[Reads, AsyncSession | None]]:
+    """The search's tenant transaction: a bare asyncpg one, or an ORM session when the search
+    is personalised (the profile's lookups are ORM code)."""
+    if personal_session:
+        async with db.session(tenant_id) as session:
+            yield SessionReads(session), session
+    else:
+        async with db.connection(tenant_id) as conn:
+            yield RawReads(conn), None
 
 
 def leg_query(
@@ -197,7 +217,7 @@ def leg_query(
         params["qv"] = query_vector
     if mode != "DENSE":
         params["qt"] = query
-    return text(build_sql(mode, keyword_backend, compiled.sql, tenant_id)), params
+    return build_sql(mode, keyword_backend, compiled.sql, tenant_id), params
 
 
 async def search(
@@ -213,9 +233,12 @@ async def search(
     log: bool = True,
     cache: SearchCache | None = None,
     keyword_query: str | None = None,
+    log_writer: QueryLogWriter | None = None,
 ) -> SearchResult:
     """`keyword_query` is what the keyword leg and the snippets match (a long query's informative
-    terms); it defaults to the query."""
+    terms); it defaults to the query. With a `log_writer`, the query-log row is queued to it
+    (written behind the response, domain/retrieval/query_log.py); without one it is written in
+    the search's own transaction."""
     started = time.perf_counter()
     terms = keyword_query or query
     fusion: FusionMethod = options.fusion or DEFAULT_FUSION
@@ -240,27 +263,29 @@ async def search(
     )
     cached = await cache.get(cache_key) if cache and cache_key else None
     personalized = False
-    async with db.session(tenant_id) as session:
+    async with _transaction(db, tenant_id, personal_session=options.personalize is not None) as (reads, session):
         user_vector = None
-        if options.personalize is not None:
+        if options.personalize is not None and session is not None:
             user_vector = await personal.preference(session, tenant_id, options.personalize.user_id)
             personalized = user_vector is not None
         if cached is not None:
-            hits, total = await _hits_from_cache(session, *cached)
+            hits, total = await _hits_from_cache(reads, tenant_id, *cached)
         else:
             with telemetry.stage("sql"):
-                legs = await fetch_legs(session, sql, params)
+                legs = legs_from_rows(await reads.legs(sql, params))
             hits, total = await _fused_hits(
-                session, legs, options, fusion, alpha, terms, pool, (tenant_id, user_vector)
+                reads, legs, options, fusion, alpha, terms, pool, (tenant_id, user_vector), session
             )
             if cache and cache_key:
                 await cache.put(cache_key, [_cached(h) for h in hits], total)
         if not reranks:
             took_ms = (time.perf_counter() - started) * 1000
             logged = _logged(options, fusion, alpha, first, None)
-            if log:
+            if log and log_writer is None:
                 # Without a re-ranker the log row rides in the same transaction: no extra round trip.
-                await _write_log(session, _log_row(query_id, tenant_id, query, options, logged, hits, took_ms))
+                await reads.write_log(_log_row(query_id, tenant_id, query, options, logged, hits, took_ms))
+    if log and log_writer is not None and not reranks:
+        log_writer.add(_log_row(query_id, tenant_id, query, options, logged, hits, took_ms))
     if reranks and reranking is not None:
         # Outside the transaction: a slow provider must not hold a database connection.
         texts = [f"{h.document.title}\n{h.chunk_text}" for h in hits]
@@ -269,9 +294,11 @@ async def search(
         hits = apply_rerank(hits, outcome)[:first]
         took_ms = (time.perf_counter() - started) * 1000
         logged = _logged(options, fusion, alpha, first, outcome)
-        if log:
-            async with db.session(tenant_id) as session:
-                await _write_log(session, _log_row(query_id, tenant_id, query, options, logged, hits, took_ms))
+        if log and log_writer is not None:
+            log_writer.add(_log_row(query_id, tenant_id, query, options, logged, hits, took_ms))
+        elif log:
+            async with db.connection(tenant_id) as conn:
+                await RawReads(conn).write_log(_log_row(query_id, tenant_id, query, options, logged, hits, took_ms))
     return SearchResult(
         hits=hits,
         total_candidates=total,
@@ -300,12 +327,6 @@ def _logged(
     }
 
 
-async def _write_log(session: AsyncSession, row: QueryLog) -> None:
-    """A Core INSERT, not `session.add`: the same one round trip, without the ORM's unit of work
-    at commit (about 5% of a search's server CPU under py-spy, issue 18)."""
-    await session.execute(insert(QueryLog.__table__), [row.model_dump()])  # type: ignore[attr-defined]
-
-
 def _log_row(
     query_id: uuid.UUID,
     tenant_id: str,
@@ -314,30 +335,34 @@ def _log_row(
     logged: dict[str, Any],
     hits: list[Hit],
     took_ms: float,
-) -> QueryLog:
-    return QueryLog(
-        id=query_id,
-        tenant_id=tenant_id,
-        query=query,
-        mode=options.mode,
-        options=logged,
-        result_count=len(hits),
-        document_ids=[str(h.document.id) for h in hits],
-        took_ms=took_ms,
-    )
+) -> dict[str, Any]:
+    """The columns of one `query_log` row (a plain dict: no model to build on the hot path)."""
+    return {
+        "id": query_id,
+        "tenant_id": tenant_id,
+        "query": query,
+        "mode": options.mode,
+        "options": logged,
+        "result_count": len(hits),
+        "document_ids": [str(h.document.id) for h in hits],
+        "took_ms": took_ms,
+        "created_at": utcnow(),
+    }
 
 
 async def _fused_hits(
-    session: AsyncSession,
+    reads: Reads,
     legs: Legs,
     options: SearchOptions,
     fusion: FusionMethod,
     alpha: float,
     query: str,
     pool: int,
-    user: tuple[str, Any] = ("", None),
+    user: tuple[str, Any],
+    session: AsyncSession | None = None,
 ) -> tuple[list[Hit], int]:
-    """`user` is (tenant, preference vector or None): with a vector, the head is personalised."""
+    """`user` is (tenant, preference vector or None): with a vector (and the session it was read
+    in), the head is personalised."""
     best, chunks = legs.best, legs.chunks
     dense = {d: s for d, (s, _) in best["dense"].items()}
     keyword = {d: s for d, (s, _) in best["keyword"].items()}
@@ -352,7 +377,7 @@ async def _fused_hits(
         ordered = sorted(fused, key=lambda d: -fused[d])
     affinity: dict[uuid.UUID, float] = {}
     tenant_id, user_vector = user
-    if user_vector is not None and options.personalize is not None:
+    if user_vector is not None and options.personalize is not None and session is not None:
         head = ordered[: max(pool, personal.HEAD)]
         affinity = await personal.affinities(session, tenant_id, user_vector, head)
         blended = personal.blend({d: fused[d] for d in head}, affinity, options.personalize.weight)
@@ -360,10 +385,7 @@ async def _fused_hits(
         fused = {**fused, **blended}
     top = ordered[:pool]
 
-    docs: dict[uuid.UUID, Document] = {}
-    if top:
-        result = await session.execute(select(Document).where(col(Document.id).in_(top)))
-        docs = {d.id: d for d in result.scalars()}
+    docs = await reads.documents(tenant_id, top) if top else {}
     hits: list[Hit] = []
     for doc_id in top:
         if doc_id not in docs:
@@ -408,14 +430,11 @@ def _cached(hit: Hit) -> CachedHit:
     )
 
 
-async def _hits_from_cache(session: AsyncSession, cached: list[CachedHit], total: int) -> tuple[list[Hit], int]:
+async def _hits_from_cache(reads: Reads, tenant_id: str, cached: list[CachedHit], total: int) -> tuple[list[Hit], int]:
     """The cached list with its documents read now (one indexed lookup): the version in the key
     guarantees none was written since, and nothing but ids and scores is kept outside PostgreSQL."""
     ids = [h.document_id for h in cached]
-    docs: dict[uuid.UUID, Document] = {}
-    if ids:
-        result = await session.execute(select(Document).where(col(Document.id).in_(ids)))
-        docs = {d.id: d for d in result.scalars()}
+    docs = await reads.documents(tenant_id, ids) if ids else {}
     hits = [
         Hit(document=docs[h.document_id], **{k: v for k, v in h.__dict__.items() if k != "document_id"})
         for h in cached

@@ -17,6 +17,7 @@ from domain.providers.embedding import Embedder
 from domain.rerank.service import Reranking
 from domain.retrieval.cache import SearchCache
 from domain.retrieval.long_query import TermStatistics, embed_any_length
+from domain.retrieval.query_log import QueryLogWriter
 from domain.retrieval.search import SearchOptions, SearchResult, search, validate
 
 
@@ -36,6 +37,8 @@ class Searching:
     # Query vectors, keyed by model, backend and text (no tenant: the same text has the same vector).
     embeddings: CacheStore | None = None
     embedding_ttl_s: float = 24 * 3600.0
+    # Query-log rows written behind the response, in batches (None: in the search's transaction).
+    log_writer: QueryLogWriter | None = None
 
     async def search(self, tenant_id: str, query: str, first: int, options: SearchOptions) -> SearchResult:
         """A user's search: validated, logged (for feedback and analytics), cached per tenant."""
@@ -70,7 +73,14 @@ class Searching:
             log=log,
             cache=cache,
             keyword_query=keyword_query,
+            log_writer=self.log_writer,
         )
+
+    async def flush_log(self) -> None:
+        """Wait until this process's queued query-log rows are stored: call before reading
+        `query_log` (a feedback event naming a queryId, analytics)."""
+        if self.log_writer is not None:
+            await self.log_writer.flush()
 
     async def query_vector(self, query: str) -> Any:
         if self.embeddings is None or self.embedding_ttl_s <= 0:

@@ -29,14 +29,19 @@ def highlight(text: str, query: str, *, width: int = 40) -> str:
     if not words:
         return ""
     stems = {_stem(t) for t in query_terms(query)}
+    # A chunk repeats its words ("the", "of", the topic's terms): each distinct one is decided once.
+    decided: dict[str, bool] = {}
 
     def is_hit(word: str) -> bool:
         # Prefix match on stems ("travelling" marks for "travel") as set lookups, so the cost grows
         # with the chunk's length only, never with the query's (a pasted paragraph has hundreds).
-        for c in _WORD.findall(word.lower()):
-            if _stem(c) in stems or any(c[:n] in stems for n in range(4, len(c) + 1)):
-                return True
-        return False
+        hit = decided.get(word)
+        if hit is None:
+            hit = decided[word] = any(
+                _stem(c) in stems or any(c[:n] in stems for n in range(4, len(c) + 1))
+                for c in _WORD.findall(word.lower())
+            )
+        return hit
 
     hits = [is_hit(w) for w in words]
     # Sliding window with a running count: linear in the chunk's length.
