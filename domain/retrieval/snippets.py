@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import html
 import re
+from dataclasses import dataclass
+from functools import lru_cache
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 STOPWORDS = frozenset(
@@ -16,34 +18,56 @@ def query_terms(query: str) -> set[str]:
     return {w for w in (m.lower() for m in _WORD.findall(query)) if w not in STOPWORDS and len(w) > 1}
 
 
+_SUFFIXES = ("ingly", "edly", "ing", "ies", "ed", "es", "s", "ly")
+
+
 def _stem(word: str) -> str:
     # A light suffix strip so "travelling" marks for "travel"; precise stemming is not needed here.
-    for suffix in ("ingly", "edly", "ing", "ies", "ed", "es", "s", "ly"):
+    for suffix in _SUFFIXES:
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             return word[: -len(suffix)]
     return word
+
+
+@dataclass(frozen=True)
+class _Terms:
+    """What a query marks, worked out once per query (a search highlights every hit with it)."""
+
+    stems: frozenset[str]
+    exact: frozenset[str]  # every token whose _stem is one of `stems`
+    long_stems: tuple[str, ...]  # stems of 4+ letters: a token starting with one is a hit
+
+    def hit(self, token: str) -> bool:
+        if token in self.exact:
+            return True
+        if len(self.long_stems) <= 16:  # a typed query: one C-level startswith over its stems
+            return token.startswith(self.long_stems)
+        # Many stems (a pasted paragraph has hundreds): set lookups of the token's own prefixes,
+        # so the cost grows with the chunk's length only, never with the query's.
+        return any(token[:n] in self.stems for n in range(4, len(token) + 1))
+
+
+@lru_cache(maxsize=256)
+def _terms(query: str) -> _Terms:
+    stems = frozenset(_stem(t) for t in query_terms(query))
+    # _stem(token) is a stem s exactly when token is s plus the suffix _stem strips (or none).
+    exact = frozenset(c for st in stems for c in (st, *(st + x for x in _SUFFIXES)) if _stem(c) == st)
+    return _Terms(stems, exact, tuple(sorted(st for st in stems if len(st) >= 4)))
 
 
 def highlight(text: str, query: str, *, width: int = 40) -> str:
     words = text.split()
     if not words:
         return ""
-    stems = {_stem(t) for t in query_terms(query)}
+    terms = _terms(query)
     # A chunk repeats its words ("the", "of", the topic's terms): each distinct one is decided once.
     decided: dict[str, bool] = {}
-
-    def is_hit(word: str) -> bool:
-        # Prefix match on stems ("travelling" marks for "travel") as set lookups, so the cost grows
-        # with the chunk's length only, never with the query's (a pasted paragraph has hundreds).
+    hits: list[bool] = []
+    for word in words:
         hit = decided.get(word)
         if hit is None:
-            hit = decided[word] = any(
-                _stem(c) in stems or any(c[:n] in stems for n in range(4, len(c) + 1))
-                for c in _WORD.findall(word.lower())
-            )
-        return hit
-
-    hits = [is_hit(w) for w in words]
+            hit = decided[word] = any(terms.hit(c) for c in _WORD.findall(word.lower()))
+        hits.append(hit)
     # Sliding window with a running count: linear in the chunk's length.
     running = sum(hits[:width])
     best_start, best = 0, running
