@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlmodel import col, select
 
 from domain.documents.validation import DocumentInput
-from domain.persistence.database import Database
+from domain.persistence.database import APP_ROLE, Database
 from domain.persistence.tables import Document, utcnow
 from domain.providers.embedding import LocalEmbedder
 from domain.retrieval.query_log import QueryLogWriter
@@ -112,3 +112,24 @@ async def test_raw_document_reads_equal_the_orms(db: Database, embedder: LocalEm
     for doc_id in ids:
         assert raw[doc_id].model_dump() == orm[doc_id].model_dump()
         assert type(raw[doc_id].id) is uuid.UUID
+
+
+async def test_the_bare_connection_runs_as_the_app_role_for_its_tenant_and_leaves_nothing_behind(
+    db: Database, tenant: str
+) -> None:
+    async with db.connection(tenant) as conn:
+        role, scoped, ef = await conn.fetchrow(
+            "SELECT current_user, current_setting('ragql.tenant_id'), current_setting('hnsw.ef_search')"
+        )
+        other = await conn.fetchval("SELECT count(*) FROM documents WHERE tenant_id <> $1", tenant)
+    assert (role, scoped, ef) == (APP_ROLE, tenant, str(db.hnsw_ef_search))
+    assert other == 0  # row-level security, not the WHERE clause
+    with pytest.raises(RuntimeError):
+        async with db.connection(tenant) as conn:
+            raise RuntimeError("the request failed")
+    # Every connection of the pool again: the role and the tenant ended with their transactions.
+    pool = db._raw_pool
+    assert pool is not None
+    async with pool.acquire() as conn:
+        role, scoped = await conn.fetchrow("SELECT current_user, current_setting('ragql.tenant_id', true)")
+        assert role != APP_ROLE and not scoped and not conn.is_in_transaction()

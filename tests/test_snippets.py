@@ -27,3 +27,14 @@ def test_highlight_picks_the_window_with_most_terms() -> None:
 
 def test_query_terms_drop_stopwords() -> None:
     assert query_terms("What is the role of p53 in cancer?") == {"role", "p53", "cancer"}
+
+
+@pytest.mark.parametrize("padding", [0, 40])  # a typed query's few stems, and a pasted paragraph's many
+def test_a_word_marks_alike_however_many_terms_the_query_has(padding: int) -> None:
+    filler = " ".join(f"zzfiller{i:03d}" for i in range(padding))
+    text = "Travellers travelled; the studies' cells divide, and hyperglycemia rose."
+    out = highlight(text, f"travel study cell glycemia {filler}")
+    assert out == (
+        "<mark>Travellers</mark> <mark>travelled;</mark> the studies&#x27; <mark>cells</mark> "
+        "divide, and hyperglycemia rose."  # a light stem: "studies" is "stud", "study" stays; no infixes
+    )
