@@ -31,6 +31,12 @@ def _run(args: argparse.Namespace) -> None:
     run_harness(args)
 
 
+def _profile(args: argparse.Namespace) -> None:
+    from bench.profile import run_profile
+
+    run_profile(args)
+
+
 def _streams(args: argparse.Namespace) -> None:
     from bench.streams import run_stream_bench
 
@@ -171,6 +177,14 @@ def main(argv: list[str] | None = None) -> None:
         help="comma list of scenario groups to run (default all): "
         "search,long,recs,answers,overhead,floor,peer,ingest,held,cached",
     )
+    pf = sub.add_parser("profile", help="py-spy on the server under search load: where its CPU goes (issue 18)")
+    pf.add_argument("--dataset", default=str(DEFAULT_DATASET))
+    pf.add_argument("--data-dir", default=".ragql-eval", help="the eval's cached store (SciFact is ingested once)")
+    pf.add_argument("--duration", type=float, default=15.0, help="seconds per step")
+    pf.add_argument("--workers", type=int, default=0, help="RAGQL_WORKERS for the server (0: its default)")
+    pf.add_argument("--cache", action="store_true", help="result cache on: emb1/emb16 are cache hits")
+    pf.add_argument("--steps", default="emb1,emb16,unc16", help="comma list of emb1, emb16, unc1, unc16")
+    pf.add_argument("--out", default=".ragql-bench/profile", help="where the collapsed stacks go")
     sub.add_parser("latency", help="print ingest, search, answer, auth and rate-limit figures (temporary store)")
     st = sub.add_parser("streams", help="N concurrent answerStream subscriptions against a real server process")
     st.add_argument("subscriptions", type=int, nargs="?", default=200, metavar="N")
@@ -237,6 +251,7 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger(chatty).setLevel(logging.WARNING)
     handlers = {
         "run": _run,
+        "profile": _profile,
         "latency": _latency,
         "streams": _streams,
         "eval": _eval,
