@@ -65,8 +65,9 @@ class QueryLogWriter:
 
     def add(self, row: dict[str, Any]) -> None:
         """Queue one row (the columns of `query_log`); returns at once."""
-        if self._closed:
-            raise RuntimeError("the query log writer is closed")
+        if self._closed:  # a search that finished after shutdown flushed the log
+            self._give_up(1, "the server is shutting down; its query log was already flushed")
+            return
         if len(self._pending) >= self.max_pending:
             self._give_up(1, f"the queue is full ({self.max_pending} rows waiting; is PostgreSQL reachable?)")
             return
