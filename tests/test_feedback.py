@@ -294,3 +294,31 @@ async def test_answer_ratings_lift_and_lower_the_cited_documents_more_weakly_tha
     helped_norm, liker_norm = await _profile_norm(db, tenant, helped), await _profile_norm(db, tenant, liker)
     assert helped_norm is not None and liker_norm is not None
     assert 0 < helped_norm < liker_norm
+
+
+async def test_a_query_id_logged_a_moment_later_by_another_worker_is_accepted(
+    tenant_app: tuple[httpx.AsyncClient, str], films: dict[str, str], db: Database
+) -> None:
+    """The query-log row of a search is written just behind its response, by the process that served
+    it: feedback reaching another worker first waits for that row instead of calling it unknown."""
+    client, tenant = tenant_app
+    query_id = uuid.uuid4()
+
+    async def log_the_search_later() -> None:
+        await asyncio.sleep(0.3)
+        async with db.session(tenant) as session:
+            await session.execute(
+                text(
+                    "INSERT INTO query_log (id, tenant_id, query, mode, options, result_count, document_ids, "
+                    "took_ms, created_at) VALUES (:i, :t, 'primer', 'HYBRID', '{}', 1, ARRAY[]::text[], 1.0, now())"
+                ),
+                {"i": query_id, "t": tenant},
+            )
+
+    writer = asyncio.create_task(log_the_search_later())
+    u = user()
+    payload = await submit(client, userId=u, kind="CLICK", documentId=films["Primer"], queryId=str(query_id))
+    await writer
+    assert payload["errors"] == []
+    assert payload["feedback"]["queryId"] == str(query_id)
+    assert await stored(db, tenant, u) == 1

@@ -8,9 +8,11 @@ unique index on (tenant, key) is the backstop."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import math
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -153,27 +155,54 @@ async def _exists(session: AsyncSession, sql: str, tenant_id: str, ident: uuid.U
     return bool((await session.execute(text(sql), {"t": tenant_id, "i": ident})).scalar())
 
 
-async def _check_targets(session: AsyncSession, tenant_id: str, req: FeedbackRequest) -> None:
+_QUERY_LOG_EXISTS = "SELECT EXISTS (SELECT 1 FROM query_log WHERE tenant_id = :t AND id = :i)"
+# A search's query-log row is written just behind its response (domain/retrieval/query_log.py), by
+# the worker process that served it. Feedback that lands on another worker a few milliseconds later
+# may arrive before that row: wait for it this long (polling; READ COMMITTED sees each new commit)
+# before calling the queryId unknown.
+QUERY_LOG_GRACE_S = 2.0
+_QUERY_LOG_POLL_S = 0.05
+
+
+async def _query_logged(session: AsyncSession, tenant_id: str, ident: uuid.UUID, grace_s: float) -> bool:
+    deadline = time.monotonic() + grace_s
+    while not await _exists(session, _QUERY_LOG_EXISTS, tenant_id, ident):
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(_QUERY_LOG_POLL_S)
+    return True
+
+
+async def _check_targets(session: AsyncSession, tenant_id: str, req: FeedbackRequest, query_log_grace_s: float) -> None:
     checks = (
         (req.document_id, "SELECT EXISTS (SELECT 1 FROM documents WHERE tenant_id = :t AND id = :i)", "documentId"),
         (req.answer_id, "SELECT EXISTS (SELECT 1 FROM answers WHERE tenant_id = :t AND id = :i)", "answerId"),
-        (req.query_id, "SELECT EXISTS (SELECT 1 FROM query_log WHERE tenant_id = :t AND id = :i)", "queryId"),
     )
     for ident, sql, name in checks:
         if ident is not None and not await _exists(session, sql, tenant_id, ident):
-            what = {"documentId": "document", "answerId": "answer", "queryId": "search or recommendation"}[name]
+            what = {"documentId": "document", "answerId": "answer"}[name]
             raise NotFound(f"no {what} with that id in this tenant", field=name)
+    if req.query_id is not None and not await _query_logged(session, tenant_id, req.query_id, query_log_grace_s):
+        raise NotFound("no search or recommendation with that id in this tenant", field="queryId")
 
 
 async def submit(db: Database, tenant_id: str, req: FeedbackRequest, config: LearningConfig) -> Submitted:
     validate(req)
     async with db.session(tenant_id) as session:
-        return await record(session, tenant_id, req, config)
+        return await record(session, tenant_id, req, config, query_log_grace_s=QUERY_LOG_GRACE_S)
 
 
-async def record(session: AsyncSession, tenant_id: str, req: FeedbackRequest, config: LearningConfig) -> Submitted:
+async def record(
+    session: AsyncSession,
+    tenant_id: str,
+    req: FeedbackRequest,
+    config: LearningConfig,
+    *,
+    query_log_grace_s: float = 0.0,
+) -> Submitted:
     """Store one validated event and learn from it inside the caller's transaction (a live submit,
-    or one event of an import job: the same steps in the same order, so the two end alike)."""
+    or one event of an import job: the same steps in the same order, so the two end alike). Only a
+    live submit waits for a just-served search's query-log row; an import's events are history."""
     fingerprint = req.fingerprint()
     if req.idempotency_key is not None:
         await session.execute(
@@ -190,7 +219,7 @@ async def record(session: AsyncSession, tenant_id: str, req: FeedbackRequest, co
                     field="idempotencyKey",
                 )
             return Submitted(event, duplicate=True)
-    await _check_targets(session, tenant_id, req)
+    await _check_targets(session, tenant_id, req, query_log_grace_s)
     if req.kind in ANSWER_KINDS:
         await profiles.lock_user(session, tenant_id, req.user_id)
     if req.document_id is not None:
