@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.feedback.profiles import as_vector
 from domain.recommendations import model
+from domain.recommendations.sql import fetch
 from domain.retrieval.filters import CompiledFilter
 
 # Loaded versions kept per process, by the bytes of their factor matrices (10,000 items × 32
@@ -83,17 +84,14 @@ async def active(session: AsyncSession, tenant_id: str) -> ActiveModel | None:
     """The newest ready version, loaded. The version is read through the session's row-level
     security on every call: a session of another tenant finds no row, so it never reaches this
     tenant's cached model."""
-    row = (
-        await session.execute(
-            text(
-                "SELECT version FROM recs_models WHERE tenant_id = :t AND status = 'ready' "
-                "ORDER BY version DESC LIMIT 1"
-            ),
-            {"t": tenant_id},
-        )
-    ).first()
-    if row is None:
+    rows = await fetch(
+        session,
+        "SELECT version FROM recs_models WHERE tenant_id = :t AND status = 'ready' ORDER BY version DESC LIMIT 1",
+        {"t": tenant_id},
+    )
+    if not rows:
         return None
+    row = rows[0]
     # The database is part of the key: one process (a test run, an eval) may talk to several.
     database = (await session.connection()).engine.url.render_as_string(hide_password=True)
     key = (database, tenant_id, int(row[0]))
