@@ -39,45 +39,57 @@ class History:
     signals: dict[uuid.UUID, float] = field(default_factory=dict)  # most recent `fold_in` documents
 
 
+@dataclass
+class UserState:
+    """Everything a request needs to know about the user before it looks for candidates."""
+
+    history: History
+    profile: Profile | None  # the learned profile (`feedback.profiles`), None before any event
+    model_version: int | None  # the tenant's newest ready model (`recs_models`), None before training
+
+
 # Per (user, document): the latest strong signal if there is one (liking then disliking is a
 # dislike), else the strongest weak one (a view). Training reads the same expression, so the
 # fold-in at request time solves the very equations training solved.
 SIGNAL_SQL = f"""coalesce(
     (array_agg({_W} ORDER BY f.seq DESC) FILTER (WHERE abs({_W}) >= {LIKED_AT}))[1], max({_W}))"""
 
-
-async def history(
-    session: AsyncSession, tenant_id: str, user_id: str, *, recent: int = 20, fold_in: int = 500
-) -> History:
-    sql = f"""
+# One round trip for the three reads that depend only on the user and the tenant: the history
+# (per document, newest first, as two parallel arrays), the profile, and the model version. The
+# single row comes from `one`, so a user with no profile still gets their history.
+_USER_STATE_SQL = f"""
+    WITH h AS (
         SELECT f.document_id, max(f.seq) AS last, {SIGNAL_SQL} AS signal
         FROM feedback f
         WHERE f.tenant_id = :t AND f.user_id = :u AND f.document_id IS NOT NULL
-        GROUP BY f.document_id ORDER BY last DESC
-        """
-    out = History()
-    for doc_id, _last, signal in await fetch(session, sql, {"t": tenant_id, "u": user_id}):
-        out.seen.append(doc_id)
-        if signal is not None and signal >= LIKED_AT and len(out.liked) < recent:
-            out.liked.append(doc_id)
-        if signal and len(out.signals) < fold_in:
-            out.signals[doc_id] = float(signal)
-    return out
-
-
-async def profile(session: AsyncSession, tenant_id: str, user_id: str) -> Profile | None:
-    """The user's learned profile (`feedback.profiles`), read on this request's connection."""
-    rows = await fetch(
-        session,
-        "SELECT preference, events, positives, negatives, last_seq, last_event_at FROM user_profiles "
-        "WHERE tenant_id = :t AND user_id = :u",
-        {"t": tenant_id, "u": user_id},
+        GROUP BY f.document_id
     )
-    if not rows:
-        return None
-    preference, events, positives, negatives, last_seq, last_event_at = rows[0]
-    vector = None if preference is None else as_vector(preference)
-    return Profile(vector, events, positives, negatives, last_seq, last_event_at)
+    SELECT (SELECT array_agg(h.document_id ORDER BY h.last DESC) FROM h),
+           (SELECT array_agg(h.signal ORDER BY h.last DESC) FROM h),
+           p.preference, p.events, p.positives, p.negatives, p.last_seq, p.last_event_at,
+           (SELECT m.version FROM recs_models m WHERE m.tenant_id = :t AND m.status = 'ready'
+            ORDER BY m.version DESC LIMIT 1)
+    FROM (VALUES (1)) AS one (x) LEFT JOIN user_profiles p ON p.tenant_id = :t AND p.user_id = :u
+    """
+
+
+async def user_state(
+    session: AsyncSession, tenant_id: str, user_id: str, *, recent: int = 20, fold_in: int = 500
+) -> UserState:
+    rows = await fetch(session, _USER_STATE_SQL, {"t": tenant_id, "u": user_id})
+    documents, signals, preference, events, positives, negatives, last_seq, last_event_at, version = rows[0]
+    history = History()
+    for doc_id, signal in zip(documents or [], signals or [], strict=True):
+        history.seen.append(doc_id)
+        if signal is not None and signal >= LIKED_AT and len(history.liked) < recent:
+            history.liked.append(doc_id)
+        if signal and len(history.signals) < fold_in:
+            history.signals[doc_id] = float(signal)
+    profile = None
+    if events is not None:  # a profile row exists
+        vector = None if preference is None else as_vector(preference)
+        profile = Profile(vector, events, positives, negatives, last_seq, last_event_at)
+    return UserState(history, profile, None if version is None else int(version))
 
 
 def _params(tenant_id: str, flt: CompiledFilter, exclude: list[uuid.UUID], k: int) -> dict[str, Any]:

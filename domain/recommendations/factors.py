@@ -89,12 +89,18 @@ async def active(session: AsyncSession, tenant_id: str) -> ActiveModel | None:
         "SELECT version FROM recs_models WHERE tenant_id = :t AND status = 'ready' ORDER BY version DESC LIMIT 1",
         {"t": tenant_id},
     )
-    if not rows:
+    return await loaded(session, tenant_id, int(rows[0][0]) if rows else None)
+
+
+async def loaded(session: AsyncSession, tenant_id: str, version: int | None) -> ActiveModel | None:
+    """`version`, loaded (None: no model). The caller read `version` through this session's
+    row-level security, as `active` does (a request reads it with the user's state, in one
+    statement), so another tenant's cached model stays out of reach."""
+    if version is None:
         return None
-    row = rows[0]
     # The database is part of the key: one process (a test run, an eval) may talk to several.
     database = (await session.connection()).engine.url.render_as_string(hide_password=True)
-    key = (database, tenant_id, int(row[0]))
+    key = (database, tenant_id, version)
     found = _CACHE.get(key)
     if found is None:
         found = await _load(session, tenant_id, key[2])

@@ -193,8 +193,8 @@ class Recommender:
         compiled: candidates.CompiledFilter,
         pool: int,
     ) -> _Signals:
-        history = await candidates.history(session, tenant_id, req.user_id)
-        profile = await candidates.profile(session, tenant_id, req.user_id)
+        state = await candidates.user_state(session, tenant_id, req.user_id)
+        history, profile = state.history, state.profile
         exclude = history.seen if req.exclude_seen else []
         used: set[Source] = set()
         query_vec = profile_vec = None
@@ -208,7 +208,7 @@ class Recommender:
         user_vec = None
         model_ids: list[uuid.UUID] = []
         if req.strategy in ("BLENDED", "COLLABORATIVE"):
-            trained = await factors.active(session, tenant_id)
+            trained = await factors.loaded(session, tenant_id, state.model_version)
             if trained is not None:
                 # The fold-in: this user's vector from their events up to this one, so a like
                 # made a second ago already moves the list, whenever the model was trained.
