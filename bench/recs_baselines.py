@@ -204,10 +204,10 @@ def sweep_sequence_fusion_adaptive(users: list[SimUser], n_items: int) -> None:
     transitions = np.zeros((n_items, n_items))
     for user in users:
         order = [e.item for e in user.history if e.liked]
-        for i, a in enumerate(order):
-            for b in order[i + 1 : i + 4]:
-                transitions[a, b] += 1.0
-                transitions[b, a] += 1.0
+        for i, earlier in enumerate(order):
+            for later in order[i + 1 : i + 4]:
+                transitions[earlier, later] += 1.0
+                transitions[later, earlier] += 1.0
     transitions *= transitions / (transitions + base.neighbour_shrink)
     transitions /= likers[:, None] ** (1 - base.neighbour_damping) * likers[None, :] ** base.neighbour_damping
     a, b, v = model.neighbours(liked, base)
