@@ -215,19 +215,26 @@ async def popular(
 
 
 async def vectors(session: AsyncSession, tenant_id: str, ids: list[uuid.UUID]) -> dict[uuid.UUID, Vector]:
-    """Unit-length document vectors, normalised as one matrix (row by row it was a tenth of a
-    request's CPU)."""
+    """Unit-length document vectors, decoded and normalised as one matrix. They are read in
+    pgvector's binary form (`vector_send`: a 4-byte header, then big-endian float32s) as plain
+    bytes: decoding ~150 vectors one by one through the driver's codec was a fifth of a request's
+    CPU, and one `frombuffer` over all of them costs next to nothing."""
     if not ids:
         return {}
     rows = await fetch(
         session,
-        "SELECT document_id, embedding FROM document_vectors "
+        "SELECT document_id, vector_send(embedding) FROM document_vectors "
         "WHERE tenant_id = :t AND document_id = ANY(CAST(:ids AS uuid[]))",
         {"t": tenant_id, "ids": ids},
     )
     if not rows:
         return {}
-    matrix = np.stack([as_vector(emb) for _, emb in rows]).astype(np.float32)
+    width = len(rows[0][1])  # one dimension per column, so every row has the same length
+    packed = np.frombuffer(b"".join(raw for _, raw in rows), dtype=np.uint8).reshape(len(rows), width)
+    matrix = np.ascontiguousarray(packed[:, _VECTOR_HEADER:]).view(">f4").astype(np.float32)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     matrix /= np.where(norms > 0, norms, 1.0)
     return {doc: matrix[i] for i, (doc, _) in enumerate(rows)}
+
+
+_VECTOR_HEADER = 4  # vector_send: dimension (int16) and an unused int16
