@@ -13,8 +13,6 @@ was SQLAlchemy's per-statement overhead)."""
 
 from __future__ import annotations
 
-import functools
-import json
 import math
 import uuid
 from dataclasses import dataclass, field
@@ -22,12 +20,9 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import configure_mappers
-from sqlalchemy.orm.instrumentation import ClassManager, manager_of_class
 
 from domain.feedback.kinds import LIKED_AT, weight_sql
 from domain.feedback.profiles import LearningConfig, Profile, Vector, as_vector
-from domain.persistence.tables import Document
 from domain.recommendations.sql import fetch
 from domain.retrieval.filters import CompiledFilter
 
@@ -243,57 +238,3 @@ async def vectors(session: AsyncSession, tenant_id: str, ids: list[uuid.UUID]) -
 
 
 _VECTOR_HEADER = 4  # vector_send: dimension (int16) and an unused int16
-
-
-# `documents`' columns in the Document row's attribute names (`metadata_` is the "metadata" column).
-_DOCUMENT_FIELDS = (
-    "id",
-    "tenant_id",
-    "external_id",
-    "title",
-    "text",
-    "content_hash",
-    "metadata_",
-    "genre",
-    "tags",
-    "rating",
-    "year",
-    "source",
-    "chunk_count",
-    "created_at",
-    "updated_at",
-)
-_DOCUMENTS_SQL = """
-    SELECT id, tenant_id, external_id, title, text, content_hash, metadata, genre, tags, rating, year, source,
-           chunk_count, created_at, updated_at
-    FROM documents WHERE tenant_id = :t AND id = ANY(CAST(:ids AS uuid[]))
-    """
-
-
-async def documents(session: AsyncSession, tenant_id: str, ids: list[uuid.UUID]) -> dict[uuid.UUID, Document]:
-    """The rows shown (and the liked ones that reasons name), as `Document`s built the way a load
-    builds them, without the ORM's loading: the session's identity map and per-attribute events
-    cost about 80 µs a row, a tenth of a request's CPU for the ~13 rows of a list."""
-    if not ids:
-        return {}
-    out: dict[uuid.UUID, Document] = {}
-    for record in await fetch(session, _DOCUMENTS_SQL, {"t": tenant_id, "ids": ids}):
-        values = dict(zip(_DOCUMENT_FIELDS, record, strict=True))
-        if isinstance(values["metadata_"], str):  # jsonb arrives as text unless a codec decodes it
-            values["metadata_"] = json.loads(values["metadata_"])
-        values["id"] = uuid.UUID(bytes=values["id"].bytes)  # asyncpg's own UUID type, as uuid.UUID
-        doc: Document = _document_manager().new_instance()
-        doc.__dict__.update(values)
-        # What pydantic's constructors would set (SQLModel's __new__ sets the private attributes).
-        object.__setattr__(doc, "__pydantic_fields_set__", set(_DOCUMENT_FIELDS))
-        object.__setattr__(doc, "__pydantic_extra__", None)
-        out[doc.id] = doc
-    return out
-
-
-@functools.cache
-def _document_manager() -> ClassManager:
-    # Instances made by the class manager carry SQLAlchemy's state, as loaded rows do; the mappers
-    # must be configured first, which an ORM query would otherwise have done.
-    configure_mappers()
-    return manager_of_class(Document)

@@ -22,7 +22,10 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+from sqlalchemy import any_, bindparam
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
 from domain.error_codes import CommonErrorCode
 from domain.errors import InvalidInput
@@ -43,6 +46,9 @@ Strategy = Literal["BLENDED", "CONTENT", "COLLABORATIVE", "POPULAR"]
 Source = Literal["PROFILE", "CONTEXT", "MODEL", "CO_ENGAGEMENT", "POPULAR"]
 SOURCE_ORDER: tuple[Source, ...] = ("PROFILE", "CONTEXT", "MODEL", "CO_ENGAGEMENT", "POPULAR")
 MAX_USER_ID_CHARS = 200
+# The rows shown and the liked ones that reasons name, as one cached statement with an array
+# parameter: an expanding IN built a bind parameter per id on every request.
+_DOCUMENTS = select(Document).where(col(Document.id) == any_(bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))))
 
 
 @dataclass(frozen=True)
@@ -162,7 +168,7 @@ class Recommender:
         query_id = uuid.uuid4()
         async with self.db.session(tenant_id) as session:
             signals = await self._gather(session, tenant_id, req, context_vec, compiled, pool=max(50, 3 * keep))
-            items = await self._rank(session, tenant_id, signals, req, keep)
+            items = await self._rank(session, signals, req, keep)
             if not reranks:
                 items = items[: req.first]
                 took_ms = (time.perf_counter() - started) * 1000
@@ -264,9 +270,7 @@ class Recommender:
             used=used,
         )
 
-    async def _rank(
-        self, session: AsyncSession, tenant_id: str, s: _Signals, req: RecommendRequest, keep: int
-    ) -> list[Recommended]:
+    async def _rank(self, session: AsyncSession, s: _Signals, req: RecommendRequest, keep: int) -> list[Recommended]:
         if not s.ids:
             return []
         w = self.weights
@@ -289,7 +293,8 @@ class Recommender:
         order = mmr(total, s.matrix, keep, req.diversity)
         # Rows only for what is shown and what reasons name (the liked documents), not every candidate.
         wanted = [*(s.ids[i] for i in order), *s.liked]
-        s.docs = await candidates.documents(session, tenant_id, wanted)
+        rows = await session.execute(_DOCUMENTS, {"ids": wanted})
+        s.docs = {d.id: d for d in rows.scalars()}
         order = [i for i in order if s.ids[i] in s.docs]  # deleted meanwhile
         similar = self._similar_liked(s, order)
         because = self._because(s, order)
