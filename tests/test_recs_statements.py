@@ -1,7 +1,7 @@
 """What one recommendation request costs the database, counted on the wire (asyncpg's query
 logger), like Django's assertNumQueries: a fixed number of statements whatever the history's
 length, with the user's history, profile and model version read together. Plus the `:name` to
-`$n` rewriting the hot path's statements go through (`domain/recommendations/sql.py`)."""
+`$n` rewriting the hot path's statements go through (`domain.retrieval.reads.positional`)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from domain.feedback.profiles import LearningConfig
 from domain.persistence.database import Database
 from domain.providers.embedding import LocalEmbedder
 from domain.recommendations.service import Recommender, RecommendRequest
-from domain.recommendations.sql import positional
 from domain.recommendations.training import train_tenant
 from domain.rerank.service import Reranking
+from domain.retrieval.reads import positional
 from tests.conftest import catalogue, tenant_client
 from tests.test_recommendations import feedback
 

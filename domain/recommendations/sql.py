@@ -11,34 +11,19 @@ its own prepared statements per connection.
 Nothing else changes: the connection is the session's, inside its transaction, so the tenant's
 row-level security, the app role and `hnsw.ef_search` set by `Database.session` apply as before.
 The SQL keeps SQLAlchemy's `:name` parameters (the metadata filter's compiled fragment uses them
-too); they become asyncpg's `$n` here, and only bound values ever reach the server."""
+too); they become asyncpg's `$n` (`domain.retrieval.reads.positional`), and only bound values
+ever reach the server."""
 
 from __future__ import annotations
 
-import functools
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from asyncpg import Record
 from sqlalchemy.ext.asyncio import AsyncSession
 
-# `:name`, but not the second colon of a `::type` cast.
-_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
-
-
-@functools.lru_cache(maxsize=256)
-def positional(sql: str) -> tuple[str, tuple[str, ...]]:
-    """`sql` with each `:name` as `$n`, and the names in `$n` order (a name used twice is one `$n`)."""
-    names: list[str] = []
-
-    def number(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in names:
-            names.append(name)
-        return f"${names.index(name) + 1}"
-
-    return _NAMED.sub(number, sql), tuple(names)
+# The same `:name` → `$n` rewriting search's bare-connection reads use.
+from domain.retrieval.reads import positional
 
 
 async def fetch(session: AsyncSession, sql: str, params: Mapping[str, Any]) -> list[Record]:
