@@ -7,9 +7,10 @@ import uuid
 from contextlib import aclosing
 
 import numpy as np
+import pytest
 from sqlalchemy import text
 
-from domain.answers.extractive import ExtractiveGenerator
+from domain.answers.extractive import ExtractiveGenerator, pieces
 from domain.answers.sentence_vectors import SentenceVectorStore, backfill, split_passage
 from domain.answers.service import Answering, AnswerRequest, Delta
 from domain.documents import service as documents
@@ -134,14 +135,32 @@ async def test_embed_sentences_ahead_of_time_leaves_answers_nothing_to_embed(
 
 
 async def test_the_extractive_answer_streams_in_pieces_of_a_few_words(embedder: LocalEmbedder) -> None:
-    """Each delta is a GraphQL result and a websocket frame: one per word was most of a streamed
+    """Each delta is a GraphQL result and a websocket message: one per word was most of a streamed
     answer's server CPU, so the words come a few at a time (still progressively)."""
     from domain.answers.sources import Source
 
     generator = ExtractiveGenerator(embedder)
     source = Source(1, "Lighthouse keepers", DOCS[0].text)
-    pieces = [p async for p in generator.stream(QUESTION, [source], audience=None, history=[])]
-    assert all(isinstance(p, str) for p in pieces)
-    text = "".join(str(p) for p in pieces)
-    assert "lamp" in text and len(pieces) >= 2
-    assert [len(str(p).split()) for p in pieces[:-1]] == [6] * (len(pieces) - 1)
+    streamed = [p async for p in generator.stream(QUESTION, [source], audience=None, history=[])]
+    assert all(isinstance(p, str) for p in streamed)
+    text = "".join(str(p) for p in streamed)
+    assert "lamp" in text and len(streamed) >= 2
+    assert streamed == pieces(text)
+
+
+@pytest.mark.parametrize(
+    ("words", "sizes"),
+    [
+        (1, [1]),
+        (6, [6]),
+        (7, [6, 1]),
+        (30, [6, 9, 13, 2]),
+        # The longest extractive answer (max_words 110): 6 deltas, where 6 words each took 19.
+        (110, [6, 9, 13, 19, 28, 35]),
+    ],
+)
+def test_deltas_start_at_six_words_and_grow_by_half(words: int, sizes: list[int]) -> None:
+    text = " ".join(f"w{i}" for i in range(words))
+    split = pieces(text)
+    assert "".join(split) == text
+    assert [len(p.split()) for p in split] == sizes

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy import insert
 from sqlmodel import col, select
 
 from domain.answers.error_codes import AnswerErrorCode
@@ -36,5 +37,7 @@ async def session_history(db: Database, tenant_id: str, session_id: uuid.UUID, *
 
 
 async def save(db: Database, record: Answer) -> None:
+    """A Core INSERT, not `session.add`: the same one round trip, without the ORM's unit of work at
+    commit (as the query log does; issue 18). Answers are written once and never updated here."""
     async with db.session(record.tenant_id) as session:
-        session.add(record)
+        await session.execute(insert(Answer.__table__), [record.model_dump()])  # type: ignore[attr-defined]
