@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Sequence
 from contextlib import aclosing
 
 import numpy as np
@@ -11,8 +13,8 @@ import pytest
 from sqlalchemy import text
 
 from domain.answers.extractive import ExtractiveGenerator, pieces
-from domain.answers.sentence_vectors import SentenceVectorStore, backfill, split_passage
-from domain.answers.service import Answering, AnswerRequest, Delta
+from domain.answers.sentence_vectors import PassageVectors, SentenceVectorStore, backfill, split_passage
+from domain.answers.service import Answering, AnswerRequest, Delta, Done, SourcesReady
 from domain.documents import service as documents
 from domain.documents.validation import DocumentInput
 from domain.persistence.database import Database
@@ -132,6 +134,60 @@ async def test_embed_sentences_ahead_of_time_leaves_answers_nothing_to_embed(
     spy = SpyEmbedder(embedder)
     answer, _ = await _answer(db, spy, tenant)
     assert "lamp" in answer.lower() and spy.embedded == []
+
+
+class CountingStore(SentenceVectorStore):
+    """The real store, counting its reads."""
+
+    loads = 0
+
+    async def load(self, tenant_id: str, chunk_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, PassageVectors]:
+        self.loads += 1
+        return await super().load(tenant_id, chunk_ids)
+
+
+def _answering(db: Database, embedder: LocalEmbedder, store: SentenceVectorStore, backend: str) -> Answering:
+    extractive = ExtractiveGenerator(embedder, store=store)
+    return Answering(db=db, embedder=embedder, keyword_backend=backend, reranking=Reranking(), extractive=extractive)
+
+
+def _preloads() -> list[asyncio.Task[object]]:
+    return [t for t in asyncio.all_tasks() if "preload" in getattr(t.get_coro(), "__qualname__", "")]
+
+
+async def test_sentence_vectors_are_read_while_the_sources_go_out(
+    db: Database, embedder: LocalEmbedder, tenant: str
+) -> None:
+    await ingest_docs(db, embedder, tenant, DOCS)
+    store = CountingStore(db, embedder.name, embedder.dim)
+    answering = _answering(db, embedder, store, await keyword_backend(db))
+    prepared = await answering.prepare(tenant, AnswerRequest(question=QUESTION, sources=2))
+    async with aclosing(answering.events(tenant, prepared)) as events:
+        # given: the sources are out, and the client has not asked for the next event yet
+        assert isinstance(await anext(events), SourcesReady)
+        # when: the loop runs (while the AnswerSources message is being sent)
+        await asyncio.sleep(0)
+        # then: the sentence vectors are already being read
+        assert store.loads == 1
+        rest = [e async for e in events]
+    assert isinstance(rest[-1], Done) and "lamp" in rest[-1].text.lower()
+    assert store.loads == 1  # read once, not again when the text starts
+
+
+async def test_a_stream_closed_after_its_sources_leaves_no_read_behind(
+    db: Database, embedder: LocalEmbedder, tenant: str
+) -> None:
+    await ingest_docs(db, embedder, tenant, DOCS)
+    answering = _answering(db, embedder, CountingStore(db, embedder.name, embedder.dim), await keyword_backend(db))
+    prepared = await answering.prepare(tenant, AnswerRequest(question=QUESTION, sources=2))
+    events = answering.events(tenant, prepared)
+    assert isinstance(await anext(events), SourcesReady)
+    assert len(_preloads()) == 1
+    await events.aclose()  # the client went away
+    assert _preloads() == []
+    async with db.session(tenant) as session:
+        stored = await session.execute(text("SELECT count(*) FROM answers WHERE id = :i"), {"i": prepared.answer_id})
+        assert stored.scalar_one() == 0  # as before: nothing was said, nothing is stored
 
 
 async def test_the_extractive_answer_streams_in_pieces_of_a_few_words(embedder: LocalEmbedder) -> None:

@@ -287,7 +287,16 @@ class Answering:
         """Sources, deltas, then Done or Failed. A provider failure before any text (or at any point,
         with `restart_on_failure`, for callers that have not shown text yet) falls back to the
         extractive generator. The answer is stored however the stream ends, even when cancelled."""
-        yield SourcesReady(prepared)
+        # The extractive generator's sentence vectors are read while the sources go out to the
+        # client, so that read's round trips overlap the AnswerSources message instead of following it.
+        preloading = self._preload(tenant_id, prepared.sources) if self.generator is self.extractive else None
+        try:
+            yield SourcesReady(prepared)
+        except BaseException:  # closed before any text: nothing to read, and (as before) nothing stored
+            if preloading is not None:
+                preloading.cancel()
+                await asyncio.gather(preloading, return_exceptions=True)
+            raise
         citations = CitationFilter({s.number for s in prepared.sources})
         parts: list[str] = []
         usage = prepared.usage
@@ -301,7 +310,10 @@ class Answering:
         try:
             while True:
                 try:
-                    if generator is self.extractive:
+                    if preloading is not None:
+                        started_early, preloading = preloading, None
+                        await started_early
+                    elif generator is self.extractive:
                         await self.extractive.preload(tenant_id, prepared.sources)
                     stream = generator.stream(
                         prepared.question, prepared.sources, audience=audience, history=prepared.history
@@ -366,6 +378,9 @@ class Answering:
             )
             # Shielded: a cancelled subscription still gets its (partial) answer stored.
             await asyncio.shield(self._save(record))
+
+    def _preload(self, tenant_id: str, sources: list[Source]) -> asyncio.Task[None]:
+        return asyncio.create_task(self.extractive.preload(tenant_id, sources))
 
     def _record(
         self,
