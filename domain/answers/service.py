@@ -22,6 +22,7 @@ from domain.answers.generators import Generator, LLMGenerator
 from domain.answers.prompt import Audience, Turn, condense_messages
 from domain.answers.sources import Source
 from domain.answers.stored import AnswerCache, StoredAnswer
+from domain.answers.writer import AnswerWriter
 from domain.caching.store import CacheStore
 from domain.errors import InvalidInput
 from domain.persistence.database import Database
@@ -135,6 +136,7 @@ class Answering:
         self.extractive = extractive
         self.llm = llm
         self.limits = limits or AnswerLimits()
+        self.writer = AnswerWriter(db)
         self.searching = Searching(db, embedder, keyword_backend, reranking, embeddings=embeddings)
 
     async def cache_key(self, tenant_id: str, request: AnswerRequest) -> str | None:
@@ -427,6 +429,6 @@ class Answering:
 
     async def _save(self, record: Answer) -> None:
         try:
-            await store.save(self.db, record)
+            await self.writer.save(record)
         except Exception:
             log.exception("could not store answer %s", record.id)

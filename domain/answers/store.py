@@ -37,7 +37,12 @@ async def session_history(db: Database, tenant_id: str, session_id: uuid.UUID, *
 
 
 async def save(db: Database, record: Answer) -> None:
-    """A Core INSERT, not `session.add`: the same one round trip, without the ORM's unit of work at
-    commit (as the query log does; issue 18). Answers are written once and never updated here."""
-    async with db.session(record.tenant_id) as session:
-        await session.execute(insert(Answer.__table__), [record.model_dump()])  # type: ignore[attr-defined]
+    await save_many(db, record.tenant_id, [record])
+
+
+async def save_many(db: Database, tenant_id: str, records: list[Answer]) -> None:
+    """One transaction of the tenant's. A Core INSERT, not `session.add`: the same round trip,
+    without the ORM's unit of work at commit (as the query log does; issue 18). Answers are
+    written once and never updated here."""
+    async with db.session(tenant_id) as session:
+        await session.execute(insert(Answer.__table__), [r.model_dump() for r in records])  # type: ignore[attr-defined]
