@@ -190,6 +190,37 @@ async def test_a_stream_closed_after_its_sources_leaves_no_read_behind(
         assert stored.scalar_one() == 0  # as before: nothing was said, nothing is stored
 
 
+class CountingReads(SentenceVectorStore):
+    """The real store, counting the queries it sends."""
+
+    reads = 0
+
+    async def _read(self, tenant_id: str, chunk_ids: list[uuid.UUID]) -> dict[uuid.UUID, PassageVectors]:
+        self.reads += 1
+        return await super()._read(tenant_id, chunk_ids)
+
+
+async def test_reads_asked_for_together_are_one_query_and_each_gets_its_own_rows(
+    db: Database, embedder: LocalEmbedder, tenant: str
+) -> None:
+    # given: two chunks with stored sentence vectors
+    await ingest_docs(db, embedder, tenant, DOCS)
+    await backfill(db, embedder, tenant)
+    async with db.session(tenant) as session:
+        a, b = (await session.execute(text("SELECT id FROM chunks ORDER BY id"))).scalars().all()
+    store = CountingReads(db, embedder.name, embedder.dim)
+    # when: three answers ask at once (one of them for a chunk that does not exist)
+    missing = uuid.uuid4()
+    got = await asyncio.gather(store.load(tenant, [a]), store.load(tenant, [b, missing]), store.load(tenant, [a, b]))
+    # then: one query, and each caller sees only what it asked for
+    assert store.reads == 1
+    assert [set(g) for g in got] == [{a}, {b}, {a, b}]
+    assert got[0][a].sentences == got[2][a].sentences
+    assert store._reading == {} and store._queued == {}
+    # and a read alone still goes at once
+    assert set(await store.load(tenant, [b])) == {b} and store.reads == 2
+
+
 async def test_the_extractive_answer_streams_in_pieces_of_a_few_words(embedder: LocalEmbedder) -> None:
     """Each delta is a GraphQL result and a websocket message: one per word was most of a streamed
     answer's server CPU, so the words come a few at a time (still progressively)."""
