@@ -80,3 +80,10 @@ async def test_nothing_is_left_queued(db: Database, tenant: str, count: int) -> 
     writer = AnswerWriter(db)
     await asyncio.gather(*(writer.save(_answer(tenant)) for _ in range(count)))
     assert writer._queued == {} and writer._flushing == {}
+
+
+def test_the_insert_names_every_column_of_an_answer() -> None:
+    from domain.answers.store import _COLUMNS
+
+    # A column added to Answer and not to the INSERT would be silently left at its default.
+    assert _COLUMNS == tuple(Answer.model_fields)

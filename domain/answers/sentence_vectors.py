@@ -19,10 +19,11 @@ from domain.documents.chunking import split_sentences
 from domain.persistence.database import Database
 from domain.providers.embedding import Embedder, Vectors
 
-_LOAD = text(
+# On the bare asyncpg tenant transaction (`Database.connection()`), like the search's reads.
+_LOAD = (
     "SELECT chunk_id, sentences, vectors FROM chunk_sentences "
-    "WHERE tenant_id = :tenant AND chunk_id = ANY(:ids) AND model = :model"
-).bindparams(bindparam("ids", type_=ARRAY(UUID(as_uuid=True))))
+    "WHERE tenant_id = $1 AND chunk_id = ANY($2::uuid[]) AND model = $3"
+)
 _SAVE = text(
     "INSERT INTO chunk_sentences (chunk_id, tenant_id, model, sentences, vectors) "
     "SELECT r.id, :tenant, :model, string_to_array(r.s, chr(31)), r.v "
@@ -73,7 +74,8 @@ class SentenceVectorStore:
     """Reads are coalesced per tenant: the chunks asked for while a read is in flight are read
     together in the next one (one transaction, one query), as answers' rows are written
     (writer.py). Alone, a read goes at once. Under 16 concurrent answers each read's own
-    transaction was about 6% of the server's CPU (py-spy, issue 18), mostly loopback round trips."""
+    transaction was about 6% of the server's CPU (py-spy, issue 18), mostly loopback round trips;
+    it now runs on the bare asyncpg connection (no SQLAlchemy statement work, no pre-ping)."""
 
     def __init__(self, db: Database, model: str, dim: int) -> None:
         self._db, self._model, self._dim = db, model, dim
@@ -110,8 +112,8 @@ class SentenceVectorStore:
             del self._reading[tenant_id]
 
     async def _read(self, tenant_id: str, chunk_ids: list[uuid.UUID]) -> dict[uuid.UUID, PassageVectors]:
-        async with self._db.session(tenant_id) as s:
-            rows = (await s.execute(_LOAD, {"tenant": tenant_id, "ids": list(chunk_ids), "model": self._model})).all()
+        async with self._db.connection(tenant_id) as conn:
+            rows = await conn.fetch(_LOAD, tenant_id, chunk_ids, self._model)
         out = {}
         for chunk_id, sentences, blob in rows:
             vectors = np.frombuffer(blob, dtype=np.float32).reshape(len(sentences), self._dim)

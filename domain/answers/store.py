@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
-from sqlalchemy import insert
 from sqlmodel import col, select
 
 from domain.answers.error_codes import AnswerErrorCode
@@ -40,9 +40,25 @@ async def save(db: Database, record: Answer) -> None:
     await save_many(db, record.tenant_id, [record])
 
 
+_COLUMNS = (
+    "id", "tenant_id", "session_id", "turn", "question", "retrieval_query", "options", "sources", "text",
+    "citations", "dropped_citations", "generator", "rerank", "status", "error_code", "prompt_tokens",
+    "completion_tokens", "first_token_ms", "took_ms", "created_at",
+)  # fmt: skip
+_JSON = frozenset({"options", "sources"})
+_INSERT = (
+    "INSERT INTO answers (id, tenant_id, session_id, turn, question, retrieval_query, options, sources, text, "
+    "citations, dropped_citations, generator, rerank, status, error_code, prompt_tokens, completion_tokens, "
+    "first_token_ms, took_ms, created_at) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+)
+
+
 async def save_many(db: Database, tenant_id: str, records: list[Answer]) -> None:
-    """One transaction of the tenant's. A Core INSERT, not `session.add`: the same round trip,
-    without the ORM's unit of work at commit (as the query log does; issue 18). Answers are
-    written once and never updated here."""
-    async with db.session(tenant_id) as session:
-        await session.execute(insert(Answer.__table__), [r.model_dump() for r in records])  # type: ignore[attr-defined]
+    """One transaction of the tenant's, on the bare asyncpg connection (as the query log is): no
+    ORM unit of work, no SQLAlchemy statement work, no pre-ping (issue 18). asyncpg sends the rows
+    as one pipelined exchange. Answers are written once and never updated here."""
+    rows = [r.model_dump() for r in records]
+    values = [[json.dumps(row[c]) if c in _JSON else row[c] for c in _COLUMNS] for row in rows]
+    async with db.connection(tenant_id) as conn:
+        await conn.executemany(_INSERT, values)
