@@ -197,3 +197,20 @@ async def test_long_texts_are_counted_whole_and_windowed(
     # The pooled vector of the ONNX backend is torch's (same windows), not the first window's.
     pooled, reference = await embed_any_length(onnx, long_text), await embed_any_length(embedder, long_text)
     assert float(np.dot(pooled, reference)) > 0.98
+
+
+def test_int8_layer_norms_stay_unfused(cache_root: Path, tmp_path: Path) -> None:
+    """onnxruntime's SkipLayerNormalization CPU kernel is ~10x slower than Add + LayerNormalization:
+    neither the export nor the session may fuse them (the int8 encoder gained 1.4x in CPU per chunk)."""
+    import onnx
+
+    from domain.providers.onnx_embedder import open_session
+
+    for backend in ("onnx", "onnx-int8"):
+        model = ensure_exported(cache_root, backend)
+        exported = {node.op_type for node in onnx.load(str(model.model_file)).graph.node}
+        assert "SkipLayerNormalization" not in exported
+        optimized = tmp_path / f"{backend}.onnx"
+        open_session(model, 1, save_optimized_to=optimized)
+        ran = {node.op_type for node in onnx.load(str(optimized)).graph.node}
+        assert "SkipLayerNormalization" not in ran and "LayerNormalization" in ran, (backend, ran)
