@@ -46,7 +46,7 @@ def _streams(args: argparse.Namespace) -> None:
 def _eval(args: argparse.Namespace) -> None:
     from api import embedded
     from api.bootstrap import build_embedder
-    from bench.beir import run_eval
+    from bench.beir import run_eval, store_tag
 
     settings = Settings()
     dataset = Path(args.dataset).resolve()
@@ -58,7 +58,7 @@ def _eval(args: argparse.Namespace) -> None:
         raise StartupError("the eval measures the local model: unset RAGQL_EMBEDDING_PROVIDER")
     # One cached store per chunking setting and embedding backend, so tuning runs never mix chunk
     # sizes and each backend's vectors are its own.
-    tag = f"c{settings.chunk_tokens}o{settings.chunk_overlap_tokens}-{settings.embedding_backend}"
+    tag = store_tag(settings)
     url = embedded.start(Path(args.data_dir).resolve() / f"pgdata-{tag}")
     print(f"embedding backend: {settings.embedding_backend}", flush=True)
     if args.bm25_sweep:
@@ -108,12 +108,13 @@ def _long_query(_args: argparse.Namespace) -> None:
 
 
 def _tune(args: argparse.Namespace) -> None:
-    from bench.beir import load
+    from bench.beir import load, store_tag
     from bench.tuning import run_tuning
 
     dataset = Path(args.dataset).resolve()
+    legs = args.legs or f".ragql-eval/legs-{store_tag(Settings())}"
     weights = Path(__file__).resolve().parent.parent / "domain/retrieval/learned_fusion.json" if args.write else None
-    run_tuning(Path(args.legs).resolve(), lambda split: load(dataset, split)[2], weights, args.only)
+    run_tuning(Path(legs).resolve(), lambda split: load(dataset, split)[2], weights, args.only)
 
 
 def _embedding(args: argparse.Namespace) -> None:
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("long-query", help="latency of a 3,900-character query against a short one (first=100)")
     tu = sub.add_parser("tune", help="levers cross-validated on train, then test, over stored leg results")
     tu.add_argument("--dataset", default=str(DEFAULT_DATASET))
-    tu.add_argument("--legs", default=".ragql-eval/legs-c200o48-onnx-int8", help="from `eval --dump-legs`")
+    tu.add_argument("--legs", default="", help="from `eval --dump-legs` (default: the current store's legs)")
     tu.add_argument("--only", help="run only the levers whose name contains this")
     tu.add_argument("--write", action="store_true", help="write the LEARNED weights fitted on all of train")
     em = sub.add_parser("embedding", help="chunks/s, one-query p50 and cosine to torch per local embedding backend")

@@ -232,3 +232,14 @@ async def run_dense_levers(*, embedder: Embedder, database_url: str, dataset: Pa
         await dump_dense_levers(db, embedder, splits, out_dir / "dense-levers.json")
     finally:
         await db.dispose()
+
+
+def store_tag(settings: Any) -> str:
+    """The name of the cached eval store for these settings: one per chunking, embedding backend and
+    ONNX export recipe, so tuning runs never mix chunk sizes and no store holds vectors of two
+    model files (a new recipe changes int8 vectors slightly: it gets a store of its own)."""
+    from domain.providers.onnx_export import RECIPE
+
+    backend = settings.embedding_backend
+    recipe = f"-r{RECIPE}" if backend.startswith("onnx") else ""
+    return f"c{settings.chunk_tokens}o{settings.chunk_overlap_tokens}-{backend}{recipe}"

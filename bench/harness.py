@@ -37,7 +37,7 @@ import httpx
 
 from api import embedded
 from api.settings import Settings
-from bench.beir import TENANT, ingest_corpus, load
+from bench.beir import TENANT, ingest_corpus, load, store_tag
 from bench.stats import percentile
 from bench.streams import _free_port, _stop_server, _tail
 
@@ -302,7 +302,7 @@ async def _prepare_store(bench: Bench) -> tuple[str, list[dict[str, Any]]]:
     from domain.tenancy import ensure_tenant
 
     settings = bench.settings
-    tag = f"c{settings.chunk_tokens}o{settings.chunk_overlap_tokens}-{settings.embedding_backend}"
+    tag = store_tag(settings)
     url = embedded.start(bench.data_dir / f"pgdata-{tag}")
     corpus, _queries_by_id, _ = load(bench.dataset, "test")
     embedder = build_embedder(settings)

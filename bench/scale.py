@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from api import embedded
+from bench.beir import store_tag
 from bench.harness import ROOT, Bench, Report, Server, _queries, load_average, search_body, write_results
 from bench.scale_corpus import NOISE_COSINE, TENANT, load_corpus, read_source, write_json
 from bench.stats import percentile
@@ -141,7 +142,7 @@ async def _ensure_store(bench: Bench, url: str, pgdata: Path, size: int) -> dict
         if built.get("size") == size:
             return built
     settings = bench.settings
-    tag = f"c{settings.chunk_tokens}o{settings.chunk_overlap_tokens}-{settings.embedding_backend}"
+    tag = store_tag(settings)
     source = await read_source(embedded.start(bench.data_dir / f"pgdata-{tag}"))
     print(f"info building {size} chunks from {len(source)} SciFact chunks (noise cosine {NOISE_COSINE})", flush=True)
     load_before = load_average()
