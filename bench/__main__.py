@@ -101,6 +101,14 @@ def _eval(args: argparse.Namespace) -> None:
     )
 
 
+def _long_query_quality(args: argparse.Namespace) -> None:
+    from bench.long_query_quality import run_long_query_quality, store_url
+
+    caps = [int(c) for c in args.caps.split(",")]
+    url = store_url(Path(args.data_dir))
+    asyncio.run(run_long_query_quality(Path(args.dataset), url, caps, args.dense.split(",")))
+
+
 def _long_query(_args: argparse.Namespace) -> None:
     from bench.long_query import run_long_query_bench
 
@@ -201,6 +209,11 @@ def main(argv: list[str] | None = None) -> None:
         "--keyword-levers", action="store_true", help="store whole-doc, title and RM3 keyword legs (after --dump-legs)"
     )
     sub.add_parser("long-query", help="latency of a 3,900-character query against a short one (first=100)")
+    lq = sub.add_parser("long-query-quality", help="paragraph queries from SciFact train: dense pooling, term caps")
+    lq.add_argument("--dataset", default=str(DEFAULT_DATASET))
+    lq.add_argument("--data-dir", default=".ragql-eval", help="the eval's cached store")
+    lq.add_argument("--caps", default="48", help="keyword term caps, comma-separated (e.g. 16,24,32,48,64)")
+    lq.add_argument("--dense", default="full,first,head2,salient254,salient508", help="dense-vector methods")
     tu = sub.add_parser("tune", help="levers cross-validated on train, then test, over stored leg results")
     tu.add_argument("--dataset", default=str(DEFAULT_DATASET))
     tu.add_argument("--legs", default="", help="from `eval --dump-legs` (default: the current store's legs)")
@@ -262,6 +275,7 @@ def main(argv: list[str] | None = None) -> None:
         "jobs": _jobs,
         "tune": _tune,
         "long-query": _long_query,
+        "long-query-quality": _long_query_quality,
         "search-cache": _search_cache,
         "recs-scale": _recs_scale,
         "scale": _scale,
