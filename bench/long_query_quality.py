@@ -58,7 +58,7 @@ def sources(corpus: dict[str, str], n: int) -> list[Item]:
     for _ in range(n):
         want = rng.randint(1000, 4000)
         parts: list[str] = []
-        while sum(len(p) + 1 for p in parts) < want:
+        while sum(len(corpus[d]) + 1 for d in parts) < want:
             parts.append(rng.choice(ids))
         relevant, at = {}, 0
         for d in parts:
