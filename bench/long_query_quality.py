@@ -31,7 +31,7 @@ import numpy as np
 from api import embedded
 from api.bootstrap import build_embedder
 from api.settings import Settings
-from bench.beir import TENANT, _external_ids, load
+from bench.beir import TENANT, _external_ids, load, store_tag
 from domain.evaluation.metrics import ndcg_at_k, recall_at_k
 from domain.persistence.database import Database
 from domain.persistence.migrate import keyword_backend
@@ -90,9 +90,7 @@ def buried(corpus: dict[str, str], queries: dict[str, str], qrels: dict[str, dic
 
 def store_url(data_dir: Path) -> str:
     """The eval's cached store (`make eval` builds it), as `python -m bench eval` opens it."""
-    settings = Settings()
-    tag = f"c{settings.chunk_tokens}o{settings.chunk_overlap_tokens}-{settings.embedding_backend}"
-    return embedded.start(data_dir.resolve() / f"pgdata-{tag}")
+    return embedded.start(data_dir.resolve() / f"pgdata-{store_tag(Settings())}")
 
 
 async def run_long_query_quality(dataset: Path, url: str, caps: list[int], methods: list[str]) -> None:
