@@ -214,3 +214,20 @@ def test_int8_layer_norms_stay_unfused(cache_root: Path, tmp_path: Path) -> None
         open_session(model, 1, save_optimized_to=optimized)
         ran = {node.op_type for node in onnx.load(str(optimized)).graph.node}
         assert "SkipLayerNormalization" not in ran and "LayerNormalization" in ran, (backend, ran)
+
+
+async def test_a_long_querys_windows_are_served_before_queued_bulk_work(
+    onnx_embedders: dict[str, OnnxEmbedder],
+) -> None:
+    """A pasted paragraph is more windows than a "small" request, but a user is waiting for it: it
+    must not queue behind an ingest's batches (it did: 5+ windows counted as bulk work)."""
+    from domain.retrieval.long_query import embed_any_length
+
+    model = onnx_embedders["onnx-int8"]
+    bulk = model.submit(SENTENCES * 150)  # an ingest's worth of chunks, queued first
+    paragraph = " ".join(f"{s} (part {i})" for i, s in enumerate(SENTENCES * 24))
+    assert model.count_tokens(paragraph) > 5 * model.max_tokens  # more windows than a small request
+    vector = await embed_any_length(model, paragraph)
+    assert vector.shape == (model.dim,)
+    assert not bulk.done(), "the paragraph waited for the bulk work queued before it"
+    assert (await asyncio.wrap_future(bulk)).shape == (len(SENTENCES) * 150, model.dim)

@@ -106,7 +106,9 @@ class OnnxEmbedder:
     def count_tokens(self, text: str) -> int:
         return len(self._counter.encode(text, add_special_tokens=False).ids)
 
-    def submit(self, texts: list[str], *, order: int | None = None) -> concurrent.futures.Future[Vectors]:
+    def submit(
+        self, texts: list[str], *, order: int | None = None, interactive: bool = False
+    ) -> concurrent.futures.Future[Vectors]:
         """Thread-safe and loop-free: the future resolves on the encoder thread. Without `order`, a
         request of a few texts is interactive (served first) and a larger one is bulk work in
         arrival order; with it, the request is bulk work at that place in line. Cancelling the
@@ -115,7 +117,7 @@ class OnnxEmbedder:
         if not texts:
             future.set_result(np.zeros((0, self.dim), dtype=np.float32))
             return future
-        if order is None and len(texts) <= _SMALL_REQUEST:
+        if interactive or (order is None and len(texts) <= _SMALL_REQUEST):
             rank = (0, 0)
         else:
             rank = (1, next(self._arrivals) if order is None else order)
@@ -133,6 +135,11 @@ class OnnxEmbedder:
         if len(texts) == 1:
             return (await self.embed_query(texts[0]))[None, :]
         return await asyncio.wrap_future(self.submit(texts))
+
+    async def embed_interactive(self, texts: list[str]) -> Vectors:
+        """Texts a user is waiting for, however many (a pasted paragraph's windows): served before
+        bulk work, so a long query does not queue behind an ingest's batches."""
+        return await asyncio.wrap_future(self.submit(texts, interactive=True))
 
     async def embed_query(self, text: str) -> Vectors:
         """Queries repeat a lot (paging, refinement), so keep a small LRU of their vectors."""

@@ -60,7 +60,10 @@ async def embed_any_length(embedder: Embedder, query: str) -> Vectors:
     # Word pieces per word vary; size windows from this query's own ratio, with a margin.
     per_window = max(1, int(len(words) * limit / tokens * 0.9))
     windows = [" ".join(words[i : i + per_window]) for i in range(0, len(words), per_window)]
-    vectors = await embedder.embed(windows)
+    # The ONNX encoder serves large requests as bulk work, after any ingest's queued batches; a
+    # query's windows are a user waiting, so they go first where the embedder can tell the two apart.
+    embed = getattr(embedder, "embed_interactive", embedder.embed)
+    vectors = await embed(windows)
     pooled = vectors.mean(axis=0)
     norm = float(np.linalg.norm(pooled))
     vector = (pooled / norm if norm > 0 else pooled).astype(np.float32)
