@@ -3,8 +3,9 @@
 The bench's server (bench/harness.py: production settings, the eval's store) under the bench's
 load generator, with py-spy sampling the serving process(es) during each step: `emb1`, `emb16`
 (repeated queries, embedding cached; with `--cache` the result cache is on too, so these are
-cache hits), `unc1`, `unc16` (distinct queries). py-spy is not a dependency of ragql or of the
-bench: `pip install py-spy` (it needs ptrace, so root or CAP_SYS_PTRACE).
+cache hits), `unc1`, `unc16` (distinct queries). py-spy is in the bench extra (`pip install -e
+'.[bench]'`, which `make bench` runs), never a dependency of ragql; it needs ptrace, so root or
+CAP_SYS_PTRACE.
 
 Each step writes py-spy's collapsed stacks (`--format raw`) and prints the share of samples per
 part of the serving path, each sample given to the first part found from its leaf up. Under
@@ -67,7 +68,7 @@ def summarise(path: Path) -> list[tuple[str, float]]:
 def run_profile(args: Any) -> None:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(py_spy).exists():
-        raise SystemExit("py-spy is not installed: pip install py-spy")
+        raise SystemExit("py-spy is not installed: pip install -c constraints.txt -e '.[bench]'")
     bench = Bench(args, Report())
     url, _corpus = asyncio.run(_prepare_store(bench))
     queries = _queries(bench.dataset)
