@@ -188,15 +188,18 @@ async def run_dump(*, embedder: Embedder, database_url: str, dataset: Path, out_
         await db.dispose()
 
 
+def judged_queries(dataset: Path, split: str) -> list[tuple[str, str]]:
+    """(query id, text) of every query the split's qrels judge, in id order: what the levers run."""
+    _, queries, qrels = load(dataset, split)
+    return [(q, queries[q]) for q in sorted(qrels)]
+
+
 async def run_bm25_sweep(*, database_url: str, dataset: Path, out_dir: Path) -> None:
     from bench.bm25_sweep import sweep_bm25
 
     db = Database(database_url)
     try:
-        splits = {}
-        for split in ("train", "test"):
-            _, queries, qrels = load(dataset, split)
-            splits[split] = [(q, queries[q]) for q in sorted(qrels)]
+        splits = {split: judged_queries(dataset, split) for split in ("train", "test")}
         await sweep_bm25(db, splits, out_dir)
     finally:
         await db.dispose()
@@ -210,11 +213,8 @@ async def run_keyword_levers(*, database_url: str, dataset: Path, out_dir: Path)
     db = Database(database_url)
     try:
         await ensure_bm25_healthy(db, await keyword_backend(db))
-        splits, legs = {}, {}
-        for split in ("train", "test"):
-            _, queries, qrels = load(dataset, split)
-            splits[split] = [(q, queries[q]) for q in sorted(qrels)]
-            legs[split] = json.loads((out_dir / f"legs-{split}.json").read_text())
+        splits = {split: judged_queries(dataset, split) for split in ("train", "test")}
+        legs = {split: json.loads((out_dir / f"legs-{split}.json").read_text()) for split in splits}
         await dump_keyword_levers(db, splits, legs, out_dir / "keyword-levers.json")
     finally:
         await db.dispose()
@@ -225,10 +225,7 @@ async def run_dense_levers(*, embedder: Embedder, database_url: str, dataset: Pa
 
     db = Database(database_url)
     try:
-        splits = {}
-        for split in ("train", "test"):
-            _, queries, qrels = load(dataset, split)
-            splits[split] = [(q, queries[q]) for q in sorted(qrels)]
+        splits = {split: judged_queries(dataset, split) for split in ("train", "test")}
         await dump_dense_levers(db, embedder, splits, out_dir / "dense-levers.json")
     finally:
         await db.dispose()

@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from domain.persistence.database import Database
 from tests.conftest import graphql, graphql_ok
+from tests.pdfs import pdf_file
 
 INGEST = """
 mutation Ingest($input: IngestDocumentsInput!) {
@@ -272,16 +273,7 @@ def minimal_pdf(text_: str) -> bytes:
         b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
-    out = b"%PDF-1.4\n"
-    offsets = []
-    for i, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return out
+    return pdf_file(objects)
 
 
 async def test_upload_pdf_and_reject_a_damaged_one(app_client: httpx.AsyncClient) -> None:

@@ -284,8 +284,6 @@ async def search(
             if log and log_writer is None:
                 # Without a re-ranker the log row rides in the same transaction: no extra round trip.
                 await reads.write_log(_log_row(query_id, tenant_id, query, options, logged, hits, took_ms))
-    if log and log_writer is not None and not reranks:
-        log_writer.add(_log_row(query_id, tenant_id, query, options, logged, hits, took_ms))
     if reranks and reranking is not None:
         # Outside the transaction: a slow provider must not hold a database connection.
         texts = [f"{h.document.title}\n{h.chunk_text}" for h in hits]
@@ -294,11 +292,11 @@ async def search(
         hits = apply_rerank(hits, outcome)[:first]
         took_ms = (time.perf_counter() - started) * 1000
         logged = _logged(options, fusion, alpha, first, outcome)
-        if log and log_writer is not None:
-            log_writer.add(_log_row(query_id, tenant_id, query, options, logged, hits, took_ms))
-        elif log:
+        if log and log_writer is None:
             async with db.connection(tenant_id) as conn:
                 await RawReads(conn).write_log(_log_row(query_id, tenant_id, query, options, logged, hits, took_ms))
+    if log and log_writer is not None:
+        log_writer.add(_log_row(query_id, tenant_id, query, options, logged, hits, took_ms))
     return SearchResult(
         hits=hits,
         total_candidates=total,
