@@ -13,7 +13,6 @@ from strawberry.extensions import (
     AddValidationRules,
     DisableIntrospection,
     FieldExtension,
-    MaxTokensLimiter,
     ValidationCache,
 )
 from strawberry.extensions.max_aliases import create_validator as aliases_rule
@@ -241,13 +240,12 @@ def build_schema(limits: QueryLimits | None = None, *, observers: Sequence[Any] 
         InputGuard,
         # Classes or factories, never instances: Strawberry builds each per request (it deprecates
         # shared instances, and the cost reported is per request).
-        # Tokens first: it runs on the raw text, so a huge document is refused before parsing.
-        partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
         # Parsed and validated documents are kept (LRUs shared across requests, keyed by the query
         # text and the rules): clients send the same few operations with different variables.
         # A document that fails parsing is not cached; one that fails validation is cached with its
-        # errors, so a refused document stays refused.
-        partial(CachedParse, maxsize=PARSED_DOCUMENTS),
+        # errors, so a refused document stays refused. The parse carries the token limit (what
+        # Strawberry's MaxTokensLimiter sets): a huge document is refused before it is parsed.
+        partial(CachedParse, maxsize=PARSED_DOCUMENTS, max_token_count=limits.max_tokens),
         partial(AddValidationRules, rules),
         # Strawberry's ValidationCache validates with graphql-core's "Did you mean" suggestions and
         # overwrites any earlier result, so where suggestions are hidden (production) validation

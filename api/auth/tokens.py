@@ -8,6 +8,7 @@ HS256-signed-with-the-public-key confusion are refused before any signature chec
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,12 @@ from domain.errors import Unauthenticated
 
 SYMMETRIC = ("HS256",)
 ASYMMETRIC = ("RS256", "ES256")
+# Tokens already verified are remembered, by their whole text (signature included), for at most
+# this long and never past their own expiry: a client sends the same token on every request, and
+# decoding and checking it again was a few percent of a cached search's CPU. A JWKS key withdrawn
+# by the issuer stops verifying new tokens at once, ones already seen within this window.
+VERIFIED_TTL_S = 30.0
+VERIFIED_TOKENS = 4096
 
 
 @dataclass(frozen=True)
@@ -46,8 +53,25 @@ class JwtVerifier:
         self.config = config
         self.jwks = jwks
         self._secret = OctKey.import_key(config.secret) if config.secret else None
+        self._verified: OrderedDict[str, tuple[float, VerifiedToken]] = OrderedDict()
 
     async def verify(self, token: str) -> VerifiedToken:
+        now = time.time()
+        seen = self._verified.get(token)
+        if seen is not None and now < seen[0]:
+            return seen[1]
+        verified = await self._verify(token)
+        # Good until the claims' own check would refuse it (exp plus the leeway), at the latest.
+        until = now + VERIFIED_TTL_S
+        if verified.expires_at is not None:
+            until = min(until, verified.expires_at + self.config.leeway_s)
+        self._verified[token] = (until, verified)
+        self._verified.move_to_end(token)
+        while len(self._verified) > VERIFIED_TOKENS:
+            self._verified.popitem(last=False)
+        return verified
+
+    async def _verify(self, token: str) -> VerifiedToken:
         alg = _unverified_alg(token)
         if alg in SYMMETRIC and self._secret is not None:
             claims = self._decode(token, self._secret, SYMMETRIC)

@@ -24,6 +24,9 @@ SERVER_SETTINGS = {
     "hnsw.iterative_scan": "relaxed_order",
     "jit": "off",
     "application_name": "ragql",
+    # What `_literal` relies on: a backslash in '...' is an ordinary character (PostgreSQL's
+    # default since 9.1; pinned here so no server configuration can change it under us).
+    "standard_conforming_strings": "on",
 }
 
 
@@ -39,11 +42,24 @@ def to_async_url(url: str) -> str:
     raise ValueError(f"RAGQL_DATABASE_URL must be a postgresql:// URL, got scheme of {url.split(':', 1)[0]!r}")
 
 
-# What every tenant transaction starts with (see `session()`).
-SCOPE_SQL = (
-    "SELECT set_config('role', $1, true), set_config('ragql.tenant_id', $2, true), "
-    "set_config('hnsw.ef_search', $3, true)"
-)
+def _literal(value: str) -> str:
+    """A SQL string literal. Safe with standard_conforming_strings on (pinned in SERVER_SETTINGS):
+    inside '...' only the quote itself is special, and it is doubled."""
+    if "\x00" in value:
+        raise ValueError("a NUL character cannot be sent to PostgreSQL")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def scope_statements(role: str, tenant_id: str, ef_search: int) -> str:
+    """BEGIN and the scope `session()` sets (role, tenant, ef_search) as one simple-query message:
+    one round trip, not two, at the start of every tenant transaction on the bare connection. The
+    simple protocol takes no parameters, so the values go in as literals (`_literal`). Should the
+    SELECT fail after BEGIN, the pool's reset rolls the open transaction back on release."""
+    return (
+        f"BEGIN; SELECT set_config('role', {_literal(role)}, true), "
+        f"set_config('ragql.tenant_id', {_literal(tenant_id)}, true), "
+        f"set_config('hnsw.ef_search', {_literal(str(int(ef_search)))}, true)"
+    )
 
 
 async def _rollback_if_open(conn: asyncpg.Connection) -> None:
@@ -119,9 +135,20 @@ class Database:
         pre-ping round trip; asyncpg prepares each distinct statement once per connection.
         Its own pool: connections that only ever run tenant transactions."""
         pool = self._raw_pool or await self._open_raw_pool()
-        async with pool.acquire() as conn, conn.transaction():
-            await conn.execute(SCOPE_SQL, APP_ROLE, tenant_id, str(self.hnsw_ef_search))
-            yield conn
+        async with pool.acquire() as conn:
+            await conn.execute(scope_statements(APP_ROLE, tenant_id, self.hnsw_ef_search))
+            try:
+                yield conn
+            except BaseException:
+                # Cancelled or failed: end the transaction here when the connection can; the pool's
+                # reset (`_rollback_if_open`) ends it on release if this could not run.
+                if not conn.is_closed() and conn.is_in_transaction():
+                    try:
+                        await conn.execute("ROLLBACK")
+                    except Exception:
+                        pass
+                raise
+            await conn.execute("COMMIT")
 
     async def _open_raw_pool(self) -> asyncpg.Pool:
         async with self._raw_lock:

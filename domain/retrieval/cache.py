@@ -9,19 +9,34 @@ what the version is (Redis down), the cache is skipped: no result, rather than a
 
 What is cached is the fused list before re-ranking and logging, as plain JSON (document ids,
 chunk text and scores, never Python objects): every search still gets its own `queryId` and
-query-log row, re-ranking still runs per request, and the documents are read fresh.
+query-log row, and re-ranking still runs per request.
+
+The documents themselves never go to the store (Redis). A replica that reads an entry from the
+store reads its documents in the tenant's transaction (RLS applies), and then keeps the entry and
+those documents in its own memory, under the same key (`Resident`): the next hit on that key in
+this process needs no database at all. The key holds the tenant's index version, so a write
+makes these unreachable exactly as it does the store's entries; they expire with them too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
+from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from domain import telemetry
 from domain.caching.store import CacheStore, LocalStore
+from domain.persistence.tables import Document
+
+# This process's resident entries (fused list and documents) are bounded by count and by an
+# estimate of their text's size: a tenant's documents can be long.
+RESIDENT_ENTRIES = 1024
+RESIDENT_CHARS = 32 * 1024 * 1024
 
 
 def index_scope(tenant_id: str) -> str:
@@ -53,12 +68,41 @@ class CachedHit:
         return cls(**{**raw, "document_id": uuid.UUID(raw["document_id"]), "chunk_id": uuid.UUID(raw["chunk_id"])})
 
 
+@dataclass(frozen=True)
+class Resident:
+    """An entry as this process holds it: the fused list and its documents, read in the tenant's
+    transaction when the entry was written or first read here. Shared by every hit on its key, so
+    never mutated (a search builds its own hits from it)."""
+
+    hits: tuple[CachedHit, ...]
+    total: int
+    documents: Mapping[uuid.UUID, Document]
+    expires_at: float
+    chars: int
+
+
+def _chars(hits: tuple[CachedHit, ...], documents: Mapping[uuid.UUID, Document]) -> int:
+    text = sum(len(h.chunk_text) + len(h.snippet) for h in hits)
+    return text + sum(len(d.text or "") + len(d.title or "") + 256 for d in documents.values())
+
+
 class SearchCache:
-    def __init__(self, store: CacheStore | None = None, *, ttl_s: float = 15.0) -> None:
+    def __init__(
+        self,
+        store: CacheStore | None = None,
+        *,
+        ttl_s: float = 15.0,
+        resident_entries: int = RESIDENT_ENTRIES,
+        resident_chars: int = RESIDENT_CHARS,
+    ) -> None:
         self.store: CacheStore = store if store is not None else LocalStore()
         self.ttl_s = ttl_s
         self.hits = 0
         self.misses = 0
+        self.resident_entries = resident_entries
+        self.resident_chars = resident_chars
+        self._resident: OrderedDict[str, Resident] = OrderedDict()
+        self._resident_chars = 0
 
     @property
     def enabled(self) -> bool:
@@ -95,5 +139,42 @@ class SearchCache:
         body = json.dumps({"hits": [h.to_json() for h in hits], "total": total})
         await self.store.set(key, body.encode(), self.ttl_s)
 
+    def resident(self, key: str) -> Resident | None:
+        """This process's copy of the entry at `key` (a hit, counted), or None."""
+        entry = self._resident.get(key)
+        if entry is None:
+            return None
+        if entry.expires_at < time.monotonic():
+            self._forget(key)
+            return None
+        self._resident.move_to_end(key)
+        self.hits += 1
+        telemetry.cache_lookup("search", True)
+        return entry
+
+    def keep(self, key: str, hits: list[CachedHit], total: int, documents: Mapping[uuid.UUID, Document]) -> None:
+        """Hold the entry at `key` with its documents in this process until the store's TTL."""
+        if not self.enabled or self.resident_entries <= 0:
+            return
+        frozen = tuple(hits)
+        docs = {h.document_id: documents[h.document_id] for h in frozen if h.document_id in documents}
+        entry = Resident(frozen, total, docs, time.monotonic() + self.ttl_s, _chars(frozen, docs))
+        if entry.chars > self.resident_chars:
+            return
+        self._forget(key)
+        self._resident[key] = entry
+        self._resident_chars += entry.chars
+        while len(self._resident) > self.resident_entries or self._resident_chars > self.resident_chars:
+            self._forget(next(iter(self._resident)))
+
+    def _forget(self, key: str) -> None:
+        entry = self._resident.pop(key, None)
+        if entry is not None:
+            self._resident_chars -= entry.chars
+
     async def invalidate(self, tenant_id: str) -> None:
         await self.store.bump(index_scope(tenant_id))
+        # Unreachable already (the version moved); dropped now so they stop holding memory.
+        prefix = f"search:{tenant_id}:"
+        for key in [k for k in self._resident if k.startswith(prefix)]:
+            self._forget(key)

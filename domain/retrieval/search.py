@@ -20,7 +20,7 @@ from domain.persistence.database import Database
 from domain.persistence.tables import Document, utcnow
 from domain.rerank.service import Reranking, RerankOutcome, Strategy
 from domain.retrieval import personal
-from domain.retrieval.cache import CachedHit, SearchCache
+from domain.retrieval.cache import CachedHit, Resident, SearchCache
 from domain.retrieval.error_codes import SearchErrorCode
 from domain.retrieval.filters import MetadataFilter, compile_filter
 from domain.retrieval.fusion import FusionMethod, fuse, ranks
@@ -261,29 +261,44 @@ async def search(
         if cache
         else None
     )
-    cached = await cache.get(cache_key) if cache and cache_key else None
     personalized = False
-    async with _transaction(db, tenant_id, personal_session=options.personalize is not None) as (reads, session):
-        user_vector = None
-        if options.personalize is not None and session is not None:
-            user_vector = await personal.preference(session, tenant_id, options.personalize.user_id)
-            personalized = user_vector is not None
-        if cached is not None:
-            hits, total = await _hits_from_cache(reads, tenant_id, *cached)
-        else:
-            with telemetry.stage("sql"):
-                legs = legs_from_rows(await reads.legs(sql, params))
-            hits, total = await _fused_hits(
-                reads, legs, options, fusion, alpha, terms, pool, (tenant_id, user_vector), session
-            )
-            if cache and cache_key:
-                await cache.put(cache_key, [_cached(h) for h in hits], total)
-        if not reranks:
-            took_ms = (time.perf_counter() - started) * 1000
-            logged = _logged(options, fusion, alpha, first, None)
-            if log and log_writer is None:
-                # Without a re-ranker the log row rides in the same transaction: no extra round trip.
+    # Written in the search's own transaction when there is no writer and no re-ranker.
+    log_in_transaction = log and log_writer is None and not reranks
+    # A hit this process holds with its documents needs no transaction at all (cache.py).
+    resident = cache.resident(cache_key) if cache and cache_key else None
+    if resident is not None and not log_in_transaction:
+        hits, total = _hits_from_resident(resident)
+    else:
+        cached = await cache.get(cache_key) if cache and cache_key and resident is None else None
+        async with _transaction(db, tenant_id, personal_session=options.personalize is not None) as (reads, session):
+            user_vector = None
+            if options.personalize is not None and session is not None:
+                user_vector = await personal.preference(session, tenant_id, options.personalize.user_id)
+                personalized = user_vector is not None
+            if resident is not None:
+                hits, total = _hits_from_resident(resident)
+            elif cached is not None:
+                hits, total = await _hits_from_cache(reads, tenant_id, *cached)
+                if cache and cache_key:
+                    cache.keep(cache_key, cached[0], cached[1], {h.document.id: h.document for h in hits})
+            else:
+                with telemetry.stage("sql"):
+                    legs = legs_from_rows(await reads.legs(sql, params))
+                hits, total = await _fused_hits(
+                    reads, legs, options, fusion, alpha, terms, pool, (tenant_id, user_vector), session
+                )
+                if cache and cache_key:
+                    entry = [_cached(h) for h in hits]
+                    await cache.put(cache_key, entry, total)
+                    cache.keep(cache_key, entry, total, {h.document.id: h.document for h in hits})
+            if log_in_transaction:
+                took_ms = (time.perf_counter() - started) * 1000
+                logged = _logged(options, fusion, alpha, first, None)
+                # No extra round trip: the row rides in the transaction the search had open.
                 await reads.write_log(_log_row(query_id, tenant_id, query, options, logged, hits, took_ms))
+    if not reranks and not log_in_transaction:
+        took_ms = (time.perf_counter() - started) * 1000
+        logged = _logged(options, fusion, alpha, first, None)
     if reranks and reranking is not None:
         # Outside the transaction: a slow provider must not hold a database connection.
         texts = [f"{h.document.title}\n{h.chunk_text}" for h in hits]
@@ -426,6 +441,17 @@ def _cached(hit: Hit) -> CachedHit:
         keyword_rank=hit.keyword_rank,
         fused_rank=hit.fused_rank,
     )
+
+
+def _hits_from_resident(entry: Resident) -> tuple[list[Hit], int]:
+    """Fresh hits (a re-ranker changes its own) over the documents this process holds for the entry."""
+    docs = entry.documents
+    hits = [
+        Hit(document=docs[h.document_id], **{k: v for k, v in h.__dict__.items() if k != "document_id"})
+        for h in entry.hits
+        if h.document_id in docs
+    ]
+    return hits, entry.total
 
 
 async def _hits_from_cache(reads: Reads, tenant_id: str, cached: list[CachedHit], total: int) -> tuple[list[Hit], int]:
