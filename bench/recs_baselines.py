@@ -84,7 +84,7 @@ def als(confidences: sp.csr_matrix, config: ModelConfig) -> Scores:
     """Train on everyone, then fold each user in as the API does, rather than reading the
     training's own user factors: this measures what serving computes."""
     _, items = model.fit(confidences, config)
-    g = model.gram(items)
+    g = model.gram(items, None if config.uniform else model.missing_weights(confidences, config))
     out = np.zeros((confidences.shape[0], items.shape[0]))
     for u in range(confidences.shape[0]):
         start, end = confidences.indptr[u], confidences.indptr[u + 1]
