@@ -37,7 +37,7 @@ def test_missing_weights_grow_with_popularity_and_average_to_the_setting() -> No
 
 def test_weighted_user_factors_solve_the_weighted_normal_equations() -> None:
     signals = _signals()
-    config = ModelConfig(factors=8, iterations=6, regularization=2.0)
+    config = ModelConfig(factors=8, iterations=6, regularization=2.0, missing_weight=0.5, missing_exponent=0.5)
     users, items = model.fit_weighted(signals, config)
     w = model.missing_weights(signals, config)
     # The last step solved the items against these users; one more user step from those items
@@ -59,13 +59,13 @@ def test_weighted_user_factors_solve_the_weighted_normal_equations() -> None:
 
 def test_weighted_fit_is_deterministic_and_uniform_weights_use_implicit() -> None:
     signals = _signals()
-    config = ModelConfig(factors=8, iterations=4)
+    config = ModelConfig(factors=8, iterations=4, missing_weight=0.5, missing_exponent=0.5)
     first = model.fit(signals, config)
     again = model.fit(signals, config)
     assert np.array_equal(first[1], again[1])
     assert not config.uniform
     uniform = replace(config, missing_weight=1.0, missing_exponent=0.0)
-    assert uniform.uniform
+    assert uniform.uniform and ModelConfig().uniform  # the default is plain implicit ALS
     from implicit.cpu.als import AlternatingLeastSquares
 
     reference = AlternatingLeastSquares(
@@ -86,7 +86,7 @@ def test_weighted_fit_ranks_a_users_own_cluster_above_the_other() -> None:
             if rng.random() < 0.5:
                 dense[u, i] = 3.0
     signals = sp.csr_matrix(dense)
-    config = ModelConfig(factors=4, iterations=8, regularization=1.0)
+    config = ModelConfig(factors=4, iterations=8, regularization=1.0, missing_weight=0.5, missing_exponent=0.5)
     _, items = model.fit(signals, config)
     g = model.gram(items, model.missing_weights(signals, config))
     row = signals[0]
