@@ -30,6 +30,19 @@ class ModelConfig:
     neighbours: int = 50  # normalised co-engagement neighbours kept per item
     neighbour_damping: float = 0.8  # 0.5 = cosine; higher damps popular neighbours further
     neighbour_shrink: float = 5.0  # pairs seen by few users count less (shrunk towards 0)
+    # The weight of an item's missing entries ("this user never touched it"), by the item's
+    # popularity (He et al. 2016, eALS): missing_weight × (n_i + 1)^missing_exponent, scaled to
+    # average missing_weight over the items. Not having touched a popular item says more than not
+    # having touched an obscure one nobody finds. The default, uniform (1, 0), is plain implicit
+    # ALS: on the tuning seed (0.5, 0.5) was level on hit@10 (+0.009 ± 0.010) and raised coverage
+    # from 0.16 to 0.23 (README, "Recommendation quality"), not enough to make the slower
+    # pure-numpy fit the default.
+    missing_weight: float = 1.0
+    missing_exponent: float = 0.0
+
+    @property
+    def uniform(self) -> bool:
+        return self.missing_weight == 1.0 and self.missing_exponent == 0.0
 
 
 def confidence(weight: float, alpha: float) -> float:
@@ -41,9 +54,24 @@ def confidence(weight: float, alpha: float) -> float:
     return strength if weight > 0 else -strength
 
 
+def missing_weights(user_items: sp.csr_matrix, config: ModelConfig) -> npt.NDArray[np.float64]:
+    """Per item, the weight of its missing entries (see `ModelConfig.missing_weight`)."""
+    touched = np.diff(user_items.tocsc().indptr).astype(np.float64)
+    raw = (touched + 1.0) ** config.missing_exponent
+    scaled: npt.NDArray[np.float64] = config.missing_weight * raw / (raw.mean() if raw.size else 1.0)
+    return scaled
+
+
 def fit(user_items: sp.csr_matrix, config: ModelConfig) -> tuple[Matrix, Matrix]:
-    """(user factors, item factors). `user_items` holds signed confidences. Deterministic for a
-    seed: implicit solves each row independently, and BLAS is held to one thread (implicit's own
+    """(user factors, item factors). `user_items` holds signed confidences. Uniform missing
+    weights: implicit's ALS; otherwise `fit_weighted`. Deterministic for a seed."""
+    if not config.uniform:
+        return fit_weighted(user_items, config)
+    return _fit_implicit(user_items, config)
+
+
+def _fit_implicit(user_items: sp.csr_matrix, config: ModelConfig) -> tuple[Matrix, Matrix]:
+    """implicit solves each row independently, and BLAS is held to one thread (implicit's own
     advice, and what keeps sums in one order)."""
     from implicit.cpu.als import AlternatingLeastSquares
     from threadpoolctl import threadpool_limits
@@ -64,10 +92,82 @@ def fit(user_items: sp.csr_matrix, config: ModelConfig) -> tuple[Matrix, Matrix]
     return users, items
 
 
-def gram(items: Matrix) -> npt.NDArray[np.float64]:
-    """YᵀY over every item: the part of each user's normal equations that is the same for all."""
+def fit_weighted(user_items: sp.csr_matrix, config: ModelConfig) -> tuple[Matrix, Matrix]:
+    """ALS with per-item weights on the missing entries (eALS's objective, solved exactly row by
+    row rather than by coordinate descent): the user step is the fold-in's equations with the
+    weighted Gram Σ w_i y_i yᵢᵀ, the item step weights item i's missing users by w_i. Pure numpy,
+    one solve per row; deterministic for a seed (the initial factors are its only randomness)."""
+    c = user_items.astype(np.float64).tocsr()
+    w = missing_weights(c, config)
+    k = config.factors
+    rng = np.random.default_rng(config.seed)
+    users = rng.normal(0.0, 0.01, (c.shape[0], k))
+    items = rng.normal(0.0, 0.01, (c.shape[1], k))
+    by_item = c.tocsc()
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, "blas"):  # thousands of tiny solves: threads only add overhead
+        users, items = _alternate(c, by_item, users, items, w, config)
+    return users.astype(np.float32), items.astype(np.float32)
+
+
+def _alternate(
+    c: sp.csr_matrix,
+    by_item: sp.csc_matrix,
+    users: npt.NDArray[np.float64],
+    items: npt.NDArray[np.float64],
+    w: npt.NDArray[np.float64],
+    config: ModelConfig,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    for _ in range(config.iterations):
+        users = _solve_rows(c, items, gram(items, w), np.ones(c.shape[0]), w[c.indices], config.regularization)
+        items = _solve_rows(
+            _as_csr(by_item), users, gram(users), w, np.repeat(w, np.diff(by_item.indptr)), config.regularization
+        )
+    return users, items
+
+
+def _as_csr(by_column: sp.csc_matrix) -> sp.csr_matrix:
+    """The transpose, as rows: item i's users become row i (same arrays, no copy of the data)."""
+    return sp.csr_matrix((by_column.data, by_column.indices, by_column.indptr), shape=by_column.shape[::-1])
+
+
+def _solve_rows(
+    rows: sp.csr_matrix,
+    other: npt.NDArray[np.float64],
+    base: npt.NDArray[np.float64],
+    scale: npt.NDArray[np.float64],
+    entry_missing: npt.NDArray[np.float64],
+    regularization: float,
+) -> npt.NDArray[np.float64]:
+    """Per row r: (scale_r · base + λI + Σ_j (|c_rj| − m_rj) v_j v_jᵀ) x_r = Σ_{c_rj>0} c_rj v_j,
+    where m_rj is that entry's missing weight (what the observation replaces). One k × k solve per
+    row (about 40 µs at k = 32): a batched version that built every entry's outer product was
+    slower, by its memory traffic."""
+    n, k = rows.shape[0], other.shape[1]
+    out = np.zeros((n, k))
+    eye = regularization * np.eye(k)
+    for r in range(n):
+        lo, hi = rows.indptr[r], rows.indptr[r + 1]
+        if hi == lo:
+            continue  # no observations: the solution is 0
+        data = rows.data[lo:hi]
+        v = other[rows.indices[lo:hi]]
+        a = scale[r] * base + eye + (v.T * (np.abs(data) - entry_missing[lo:hi])) @ v
+        out[r] = np.linalg.solve(a, np.where(data > 0, data, 0.0) @ v)
+    return out
+
+
+def gram(
+    items: Matrix | npt.NDArray[np.float64], weights: npt.NDArray[np.float64] | None = None
+) -> npt.NDArray[np.float64]:
+    """Σ w_i y_i yᵢᵀ over every item (w = 1: YᵀY): the part of each user's normal equations that
+    is the same for all. The fold-in keeps (|c| − 1) for an observed item whatever its missing
+    weight: on the tuning seed that approximation ranks as well as the exact weights."""
     y = items.astype(np.float64)
-    return y.T @ y
+    if weights is None:
+        return y.T @ y
+    return (y * weights[:, None]).T @ y
 
 
 def fold_in(

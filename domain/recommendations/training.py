@@ -36,7 +36,8 @@ from domain.recommendations import model
 from domain.recommendations.candidates import SIGNAL_SQL
 from domain.recommendations.model import ModelConfig
 
-ALGORITHM = "implicit-als"
+ALGORITHM = "weighted-als"  # ALS with popularity-weighted missing entries (`model.fit_weighted`)
+UNIFORM_ALGORITHM = "implicit-als"  # a config with uniform missing weights: the `implicit` package
 KEEP_VERSIONS = 2  # the one served and the one before, for a quick look back
 Progress = Callable[[str], None]
 
@@ -139,7 +140,7 @@ async def _reserve(
             {
                 "t": tenant_id,
                 "v": version,
-                "alg": ALGORITHM,
+                "alg": UNIFORM_ALGORITHM if config.uniform else ALGORITHM,
                 "settings": _json(asdict(config)),
                 "j": job_id,
                 "w": worker,
@@ -156,6 +157,7 @@ async def _store(
     item_factors: np.ndarray,
     neighbours: tuple[np.ndarray, np.ndarray, np.ndarray],
     took_ms: float,
+    missing: np.ndarray | None = None,
 ) -> None:
     a, b, score = neighbours
     async with db.session(tenant_id) as session:
@@ -196,7 +198,7 @@ async def _store(
             {
                 "t": tenant_id,
                 "v": version,
-                "gram": [float(x) for x in model.gram(item_factors).ravel()],
+                "gram": [float(x) for x in model.gram(item_factors, missing).ravel()],
                 "events": data.events,
                 "users": len(data.users),
                 "items": len(data.items),
@@ -267,7 +269,10 @@ async def train_tenant(
         neighbours = await asyncio.to_thread(model.neighbours, model.liked_matrix(data.confidences), config)
         fit_ms = (time.perf_counter() - fit_started) * 1000
         say(f"storing {len(data.items)} item factors and {len(neighbours[0])} neighbour pairs")
-        await _store(db, tenant_id, version, data, item_factors, neighbours, (time.perf_counter() - started) * 1000)
+        # The fold-in's Gram carries the same missing-entry weights training used.
+        missing = None if config.uniform else model.missing_weights(data.confidences, config)
+        took_ms = (time.perf_counter() - started) * 1000
+        await _store(db, tenant_id, version, data, item_factors, neighbours, took_ms, missing)
     took = (time.perf_counter() - started) * 1000
     return TrainReport(
         tenant_id, version, data.events, len(data.users), len(data.items), len(neighbours[0]), fit_ms, took
