@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import html
+import itertools
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -55,26 +57,37 @@ def _terms(query: str) -> _Terms:
     return _Terms(stems, exact, tuple(sorted(st for st in stems if len(st) >= 4)))
 
 
+# Each word's verdict for the last few queries. A search highlights all its hits in one loop, and
+# they share most of their words ("the", "cells", the topic's terms): the 100 hits of a pasted
+# paragraph then decide each distinct word once, not once per chunk. Bounded in queries and words.
+_VERDICTS: OrderedDict[str, dict[str, bool]] = OrderedDict()
+_VERDICT_QUERIES = 8
+_VERDICT_WORDS = 20_000
+
+
+def _verdicts(query: str) -> dict[str, bool]:
+    decided = _VERDICTS.get(query)
+    if decided is None or len(decided) > _VERDICT_WORDS:
+        decided = _VERDICTS[query] = {}
+    _VERDICTS.move_to_end(query)
+    if len(_VERDICTS) > _VERDICT_QUERIES:
+        _VERDICTS.popitem(last=False)
+    return decided
+
+
 def highlight(text: str, query: str, *, width: int = 40) -> str:
     words = text.split()
     if not words:
         return ""
     terms = _terms(query)
-    # A chunk repeats its words ("the", "of", the topic's terms): each distinct one is decided once.
-    decided: dict[str, bool] = {}
-    hits: list[bool] = []
-    for word in words:
-        hit = decided.get(word)
-        if hit is None:
-            hit = decided[word] = any(terms.hit(c) for c in _WORD.findall(word.lower()))
-        hits.append(hit)
-    # Sliding window with a running count: linear in the chunk's length.
-    running = sum(hits[:width])
-    best_start, best = 0, running
-    for start in range(1, max(1, len(words) - width + 1)):
-        running += hits[start + width - 1] - hits[start - 1]
-        if running > best:
-            best_start, best = start, running
+    decided = _verdicts(query)
+    for word in {w for w in words if w not in decided}:
+        decided[word] = any(terms.hit(c) for c in _WORD.findall(word.lower()))
+    hits = [decided[w] for w in words]
+    # The window with the most hits, the first on a tie: prefix sums, linear in the chunk's length.
+    count = list(itertools.accumulate(hits, initial=0))
+    starts = range(max(1, len(words) - width + 1))
+    best_start = max(starts, key=lambda s: count[min(s + width, len(words))] - count[s])
     window = range(best_start, min(len(words), best_start + width))
     out = [f"<mark>{html.escape(words[i])}</mark>" if hits[i] else html.escape(words[i]) for i in window]
     prefix = "… " if best_start > 0 else ""
