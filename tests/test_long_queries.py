@@ -58,39 +58,3 @@ async def test_a_key_passage_after_256_word_pieces_still_finds_its_document(
     # "day" matches other titles in the keyword leg, so hybrid gets five places)
     top = 3 if mode == "DENSE" else 5
     assert target["title"] in [h["document"]["title"] for h in hits[:top]], [h["document"]["title"] for h in hits]
-
-
-def test_a_long_querys_windows_are_about_equal_each_fits_and_keep_every_word() -> None:
-    """Equal windows, not full ones and a short tail: the encoder pads a batch to its longest
-    window, so a short tail cost a full window's time. Word pieces per word vary (here a word of n
-    letters is n // 3 + 1 pieces), and no window may pass the limit, where the encoder would cut it."""
-    from domain.retrieval.long_query import split_windows
-
-    def pieces(text: str) -> int:
-        return sum(len(w) // 3 + 1 for w in text.split())
-
-    words = [("extraordinarily" if i % 7 == 0 else "cell") for i in range(700)]
-    query = " ".join(words)
-    windows = split_windows(query, pieces(query), 254, pieces)
-    assert " ".join(windows).split() == words
-    assert all(pieces(w) <= 254 for w in windows)
-    lengths = [len(w.split()) for w in windows]
-    assert max(lengths) - min(lengths) <= 1
-    # As many windows as word pieces need at 90% fill, not more: every window is needed for quality,
-    # and each extra one costs the encoder.
-    assert len(windows) == -(-pieces(query) // int(254 * 0.9))
-
-
-def test_windows_grow_in_number_when_a_dense_stretch_would_pass_the_limit() -> None:
-    """The count comes from the query's average pieces per word; a stretch of long words that
-    would push one window over the limit gets one more window instead."""
-    from domain.retrieval.long_query import split_windows
-
-    def pieces(text: str) -> int:
-        return sum(len(w) // 3 + 1 for w in text.split())
-
-    words = ["a"] * 300 + ["immunohistochemically"] * 60  # 300 pieces, then 480
-    query = " ".join(words)
-    windows = split_windows(query, pieces(query), 254, pieces)
-    assert " ".join(windows).split() == words
-    assert all(pieces(w) <= 254 for w in windows)

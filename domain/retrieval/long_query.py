@@ -14,7 +14,6 @@ import math
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,7 +56,10 @@ async def embed_any_length(embedder: Embedder, query: str) -> Vectors:
         # Like the embedders' own query cache: paging and refinement repeat a pasted paragraph.
         _POOLED.move_to_end(key)
         return hit
-    windows = split_windows(query, tokens, limit, embedder.count_tokens)
+    words = query.split()
+    # Word pieces per word vary; size windows from this query's own ratio, with a margin.
+    per_window = max(1, int(len(words) * limit / tokens * 0.9))
+    windows = [" ".join(words[i : i + per_window]) for i in range(0, len(words), per_window)]
     # The ONNX encoder serves large requests as bulk work, after any ingest's queued batches; a
     # query's windows are a user waiting, so they go first where the embedder can tell the two apart.
     embed = getattr(embedder, "embed_interactive", embedder.embed)
@@ -69,30 +71,6 @@ async def embed_any_length(embedder: Embedder, query: str) -> Vectors:
     if len(_POOLED) > _POOLED_MAX:
         _POOLED.popitem(last=False)
     return vector
-
-
-def split_windows(query: str, tokens: int, limit: int, count_tokens: Callable[[str], int]) -> list[str]:
-    """The query's words in windows of about equal length, each at most `limit` word pieces.
-
-    Equal windows, not full windows and a short tail: the encoder pads a batch to its longest
-    text, so a tail of 50 word pieces beside windows of 230 cost as much as a full window (the
-    bench's median paragraph, 480 pieces, ran as 3 x 230 padded slots); and in the mean of the
-    windows' vectors each word now weighs about the same, where the tail's words weighed most.
-    Word pieces per word vary, so the count starts from this query's own ratio with a margin and
-    grows in the rare case a window still comes out over the limit (the encoder would cut it)."""
-    words = query.split()
-    count = max(1, math.ceil(tokens / (limit * 0.9)))
-    while True:
-        count = min(count, len(words))
-        size, extra = divmod(len(words), count)
-        windows, start = [], 0
-        for i in range(count):
-            end = start + size + (1 if i < extra else 0)
-            windows.append(" ".join(words[start:end]))
-            start = end
-        if count == len(words) or all(count_tokens(w) <= limit for w in windows):
-            return windows
-        count += 1
 
 
 WARM_WINDOWS = 8  # the most full windows the ONNX encoder runs in one batch (2,048 tokens)
