@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import itertools
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -81,13 +80,19 @@ def highlight(text: str, query: str, *, width: int = 40) -> str:
         return ""
     terms = _terms(query)
     decided = _verdicts(query)
-    for word in {w for w in words if w not in decided}:
-        decided[word] = any(terms.hit(c) for c in _WORD.findall(word.lower()))
-    hits = [decided[w] for w in words]
-    # The window with the most hits, the first on a tie: prefix sums, linear in the chunk's length.
-    count = list(itertools.accumulate(hits, initial=0))
-    starts = range(max(1, len(words) - width + 1))
-    best_start = max(starts, key=lambda s: count[min(s + width, len(words))] - count[s])
+    hits: list[bool] = []
+    for word in words:
+        hit = decided.get(word)
+        if hit is None:
+            hit = decided[word] = any(terms.hit(c) for c in _WORD.findall(word.lower()))
+        hits.append(hit)
+    # Sliding window with a running count: linear in the chunk's length.
+    running = sum(hits[:width])
+    best_start, best = 0, running
+    for start in range(1, max(1, len(words) - width + 1)):
+        running += hits[start + width - 1] - hits[start - 1]
+        if running > best:
+            best_start, best = start, running
     window = range(best_start, min(len(words), best_start + width))
     out = [f"<mark>{html.escape(words[i])}</mark>" if hits[i] else html.escape(words[i]) for i in window]
     prefix = "… " if best_start > 0 else ""
