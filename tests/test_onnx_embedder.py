@@ -115,6 +115,24 @@ def test_small_requests_go_first_and_batches_respect_the_token_cap(
     assert [i for r, i in batch[1:]] == list(range(len(batch) - 1))
 
 
+def test_a_long_querys_short_tail_window_runs_apart_from_its_full_windows(
+    onnx_embedders: dict[str, OnnxEmbedder],
+) -> None:
+    """A pasted paragraph's windows are full ones and a short tail: padded to the full windows'
+    width in one run, the tail would cost as much as a full window. Interactive texts of about the
+    same length still share a run."""
+    model = onnx_embedders["onnx"]
+    windows = _Request(texts=["w"] * 3, future=concurrent.futures.Future(), rank=(0, 0))
+    windows.ids = [[1] * 229, [1] * 20, [1] * 228]
+    queries = _Request(texts=["q"] * 2, future=concurrent.futures.Future(), rank=(0, 0))
+    queries.ids = [[1] * 12, [1] * 30]
+    pending = [(windows, i) for i in range(3)] + [(queries, i) for i in range(2)]
+    first = model._next_batch(pending)
+    assert [(r is windows, i) for r, i in first] == [(False, 0), (True, 1), (False, 1)]
+    rest = [p for p in pending if p not in first]
+    assert model._next_batch(rest) == [(windows, 2), (windows, 0)]
+
+
 def test_bulk_requests_are_served_oldest_first(onnx_embedders: dict[str, OnnxEmbedder]) -> None:
     """An ingest pipeline queues the next batch while the current one runs: the current batch's
     texts go first even when the next one's are shorter."""

@@ -28,6 +28,13 @@ from domain.providers.onnx_export import MODEL_NAME, ExportedModel
 
 # A request of at most this many texts counts as interactive and is served first.
 _SMALL_REQUEST = 4
+# A long interactive text (a pasted paragraph's window, long_query.py) that would pad the run so
+# far by more than this many slots starts the next run instead. A paragraph's windows are full ones
+# and a short tail: padded together, the tail cost a full window (the bench's median paragraph, 512
+# word pieces, ran as 702 slots; 519 this way, for one more run of the session, about a
+# millisecond). Typed queries (up to _TYPED_QUERY pieces) batch together as before.
+_INTERACTIVE_PADDING = 48
+_TYPED_QUERY = 64
 # Session-time fusions left out. onnxruntime's CPU SkipLayerNormalization kernel is about 10x
 # slower than the Add and LayerNormalization it would replace (onnx_export._quantize keeps them
 # apart in the int8 graph, and this keeps the runtime from fusing them back, in both backends):
@@ -191,6 +198,12 @@ class OnnxEmbedder:
             length = len(item[0].ids[item[1]])
             if batch and max(longest, length) * (len(batch) + 1) > self._max_batch_tokens:
                 break
+            if (
+                item[0].rank[0] == 0
+                and length > _TYPED_QUERY
+                and (length - longest) * len(batch) > _INTERACTIVE_PADDING
+            ):
+                break  # a window much longer than the run so far waits for the next run rather than pad it
             batch.append(item)
             longest = max(longest, length)
         return batch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -55,13 +56,30 @@ def _terms(query: str) -> _Terms:
     return _Terms(stems, exact, tuple(sorted(st for st in stems if len(st) >= 4)))
 
 
+# Each word's verdict for the last few queries. A search highlights all its hits in one loop, and
+# they share most of their words ("the", "cells", the topic's terms): the 100 hits of a pasted
+# paragraph then decide each distinct word once, not once per chunk. Bounded in queries and words.
+_VERDICTS: OrderedDict[str, dict[str, bool]] = OrderedDict()
+_VERDICT_QUERIES = 8
+_VERDICT_WORDS = 20_000
+
+
+def _verdicts(query: str) -> dict[str, bool]:
+    decided = _VERDICTS.get(query)
+    if decided is None or len(decided) > _VERDICT_WORDS:
+        decided = _VERDICTS[query] = {}
+    _VERDICTS.move_to_end(query)
+    if len(_VERDICTS) > _VERDICT_QUERIES:
+        _VERDICTS.popitem(last=False)
+    return decided
+
+
 def highlight(text: str, query: str, *, width: int = 40) -> str:
     words = text.split()
     if not words:
         return ""
     terms = _terms(query)
-    # A chunk repeats its words ("the", "of", the topic's terms): each distinct one is decided once.
-    decided: dict[str, bool] = {}
+    decided = _verdicts(query)
     hits: list[bool] = []
     for word in words:
         hit = decided.get(word)
