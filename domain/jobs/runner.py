@@ -25,7 +25,8 @@ from typing import Any, Protocol
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.jobs.model import ItemError, Job, JobState
+from domain.jobs import sentences_job
+from domain.jobs.model import ItemError, Job, JobKind, JobState
 from domain.jobs.store import read_in
 from domain.persistence.database import Database
 
@@ -124,6 +125,9 @@ async def _finish(db: Database, tenant_id: str, job_id: uuid.UUID) -> Job:
                 ),
                 {"s": state.value, "id": job_id},
             )
+            if job.kind is JobKind.DOCUMENTS and job.chunks_embedded > 0:
+                # In this transaction: a job that ends with chunks stored has its sentences queued.
+                await sentences_job.enqueue(session, tenant_id, job_id)
         return await read_in(session, job_id)
 
 
