@@ -71,7 +71,7 @@ async def test_documents_done_advances_within_a_batch(db: Database, embedder: Lo
         seen.append(current.items_done)
 
     # when: it runs with an encoder that answers one document at a time
-    batches = DocumentBatches(db, OneRequestAtATime(embedder), ChunkingConfig(), 100_000)  # type: ignore[arg-type]
+    batches = DocumentBatches(db, OneRequestAtATime(embedder), ChunkingConfig(), 100_000)
     done = await run_job(db, tenant, job.id, batches, batch_size=16, on_progress=progress)
     # then: every document is stored, and the count went up in more, smaller steps than the batches
     assert done.state.value == "SUCCEEDED" and done.created == 48
