@@ -259,8 +259,10 @@ async def run_jobs(
     console: Console,
     *,
     embedder: Embedder | None = None,
+    sentences: bool = True,
 ) -> RunTotals:
-    """`embedder`: one already loaded (`ragql eval` searches with the same one afterwards)."""
+    """`embedder`: one already loaded (`ragql eval` searches with the same one afterwards).
+    `sentences`: wait for the jobs' sentence vectors too (`ragql eval` does not need them)."""
     deps, close = await open_worker_deps(settings, embedder=embedder)
     totals = RunTotals()
     interrupted = asyncio.Event()
@@ -307,7 +309,7 @@ async def run_jobs(
                     totals.interrupted = True
                     break
             totals.seconds = time.monotonic() - started
-            if kind is JobKind.DOCUMENTS and not interrupted.is_set():
+            if kind is JobKind.DOCUMENTS and sentences and not interrupted.is_set():
                 await _await_sentences(deps.db, tenant, totals, console, interrupted)
     finally:
         totals.seconds = totals.seconds or time.monotonic() - started
