@@ -365,13 +365,17 @@ def _summary(console: Console, totals: RunTotals, kind: JobKind) -> None:
         console.print(errors)
 
 
-async def ingest_path(settings: Settings, path: Path, tenant: str, console: Console | None = None) -> RunTotals:
+async def ingest_path(
+    settings: Settings, path: Path, tenant: str, console: Console | None = None, *, sentences: bool = True
+) -> RunTotals:
     console = console or Console(stderr=True)
     sources = read_sources(path, max_bytes=settings.max_upload_bytes)
     if not sources:
         raise StartupError(f"{path} holds no documents (.txt, .md, .html, .pdf, or a .jsonl file)")
     items = _items(sources, settings.max_document_chars)
-    totals = await run_jobs(settings, tenant, JobKind.DOCUMENTS, items, [s.label for s in sources], console)
+    totals = await run_jobs(
+        settings, tenant, JobKind.DOCUMENTS, items, [s.label for s in sources], console, sentences=sentences
+    )
     _summary(console, totals, JobKind.DOCUMENTS)
     return totals
 
