@@ -43,6 +43,8 @@ class _Prepared:
     prefix: str
     # The futures (by id) that were done at the last settle: the next settle waits for another.
     written: set[int] = field(default_factory=set)
+    # The documents a write has dealt with: stored, failed, dropped, or no longer pending.
+    handled: set[int] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,8 @@ class DocumentBatches:
         prepared.written.update(id(f) for f in futures if f.done())
 
     def unsettled(self, prepared: _Prepared) -> bool:
-        return any(not future.done() for _, future in prepared.embedding.values())
+        """Some document is still to be written: embedding, or done after the last write looked."""
+        return any(ordinal not in prepared.handled for ordinal in prepared.embedding)
 
     def discard(self, prepared: _Prepared) -> None:
         """Drop the embedding not done yet: the encoder skips cancelled requests."""
@@ -129,14 +132,19 @@ class DocumentBatches:
         chunks_written = 0
         for ordinal, doc in prepared.docs:
             if ordinal not in pending:
+                prepared.handled.add(ordinal)  # stored by an earlier write (or another worker)
                 continue
             chunks: list[ChunkText] | None = None
             vectors: Vectors | None = None
             if ordinal in prepared.embedding:
                 chunks, future = prepared.embedding[ordinal]
-                if not future.done() or future.cancelled():
-                    continue  # its vectors are not ready (or it was stopped first): it stays pending
+                if not future.done():
+                    continue  # its vectors are not ready: the next write takes it
+                if future.cancelled():
+                    prepared.handled.add(ordinal)  # stopped first: it stays pending for a rerun
+                    continue
                 vectors = future.result()
+            prepared.handled.add(ordinal)
             try:
                 doc_id, status = await documents._write_one(session, job.tenant_id, doc, chunks, vectors)
             except DomainError as exc:

@@ -184,8 +184,7 @@ async def _write_batch(
             {"id": job_id, "o": ordinals},
         )
         pending = {int(r[0]) for r in rows.all()}
-        if not pending:
-            return job
+        # Called even with nothing pending: the processor learns that its items are all dealt with.
         results, chunks = await processor.write(session, job, prepared, pending)
         if not results:
             return await read_in(session, job_id)  # stopped before any of them was ready
