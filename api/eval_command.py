@@ -96,7 +96,10 @@ async def evaluate_folder(
         docs = [_document(d) for d in beir.corpus]
         items = document_items(docs, "documents", max_chars=settings.max_document_chars)
         labels = [f"corpus.jsonl:{d.id}" for d in beir.corpus]
-        totals = await run_jobs(settings, tenant, JobKind.DOCUMENTS, items, labels, console, embedder=emb)
+        # Answers are not scored here: the jobs' sentence vectors are left to their follow-up jobs.
+        totals = await run_jobs(
+            settings, tenant, JobKind.DOCUMENTS, items, labels, console, embedder=emb, sentences=False
+        )
         console.print(totals.last_line(), markup=False, highlight=False)
         if totals.interrupted:
             raise StartupError("interrupted while ingesting; run the same command again to continue")

@@ -14,6 +14,7 @@ nothing twice: unchanged documents are neither embedded nor written again."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import signal
@@ -36,7 +37,7 @@ from domain.documents.error_codes import DocumentErrorCode
 from domain.documents.parsing import parse_upload
 from domain.documents.validation import DocumentInput
 from domain.errors import DomainError, StartupError
-from domain.jobs import store
+from domain.jobs import sentences_job, store
 from domain.jobs.error_codes import JobErrorCode
 from domain.jobs.feedback_job import FeedbackEventInput, feedback_items
 from domain.jobs.items import document_items
@@ -168,6 +169,8 @@ class RunTotals:
     failed: int = 0
     chunks_this_run: int = 0
     seconds: float = 0.0
+    # Waiting for the jobs' sentence vectors afterwards (not in `seconds`).
+    sentence_seconds: float = 0.0
     interrupted: bool = False
     errors: list[tuple[str, ItemError]] = field(default_factory=list)
     jobs: list[Job] = field(default_factory=list)
@@ -256,8 +259,10 @@ async def run_jobs(
     console: Console,
     *,
     embedder: Embedder | None = None,
+    sentences: bool = True,
 ) -> RunTotals:
-    """`embedder`: one already loaded (`ragql eval` searches with the same one afterwards)."""
+    """`embedder`: one already loaded (`ragql eval` searches with the same one afterwards).
+    `sentences`: wait for the jobs' sentence vectors too (`ragql eval` does not need them)."""
     deps, close = await open_worker_deps(settings, embedder=embedder)
     totals = RunTotals()
     interrupted = asyncio.Event()
@@ -303,14 +308,35 @@ async def run_jobs(
                 if interrupted.is_set():
                     totals.interrupted = True
                     break
+            totals.seconds = time.monotonic() - started
+            if kind is JobKind.DOCUMENTS and sentences and not interrupted.is_set():
+                await _await_sentences(deps.db, tenant, totals, console, interrupted)
     finally:
-        totals.seconds = time.monotonic() - started
+        totals.seconds = totals.seconds or time.monotonic() - started
         await worker.stop()
         await feed.aclose()
         loop.remove_signal_handler(signal.SIGINT)
         loop.remove_signal_handler(signal.SIGTERM)
         await close()
     return totals
+
+
+async def _await_sentences(
+    db: Database, tenant: str, totals: RunTotals, console: Console, interrupted: asyncio.Event
+) -> None:
+    """Each finished job queued the sentence vectors of its documents (domain/jobs/sentences_job.py);
+    wait for them, so the store is complete on return. Not in the ingest's time and rate: that is
+    the documents' own embedding. Ctrl-C leaves them queued for the next worker."""
+    ids = [job.id for job in totals.jobs if job.chunks_embedded > 0]
+    if not ids:
+        return
+    started = time.monotonic()
+    while not interrupted.is_set() and await sentences_job.pending(db, tenant, ids):
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(interrupted.wait(), timeout=0.5)
+    totals.sentence_seconds = time.monotonic() - started
+    state = "queued for the next worker" if interrupted.is_set() else f"stored in {totals.sentence_seconds:.1f} s"
+    console.print(f"sentence vectors (for answers) of the new chunks: {state}")
 
 
 def _summary(console: Console, totals: RunTotals, kind: JobKind) -> None:
@@ -339,13 +365,17 @@ def _summary(console: Console, totals: RunTotals, kind: JobKind) -> None:
         console.print(errors)
 
 
-async def ingest_path(settings: Settings, path: Path, tenant: str, console: Console | None = None) -> RunTotals:
+async def ingest_path(
+    settings: Settings, path: Path, tenant: str, console: Console | None = None, *, sentences: bool = True
+) -> RunTotals:
     console = console or Console(stderr=True)
     sources = read_sources(path, max_bytes=settings.max_upload_bytes)
     if not sources:
         raise StartupError(f"{path} holds no documents (.txt, .md, .html, .pdf, or a .jsonl file)")
     items = _items(sources, settings.max_document_chars)
-    totals = await run_jobs(settings, tenant, JobKind.DOCUMENTS, items, [s.label for s in sources], console)
+    totals = await run_jobs(
+        settings, tenant, JobKind.DOCUMENTS, items, [s.label for s in sources], console, sentences=sentences
+    )
     _summary(console, totals, JobKind.DOCUMENTS)
     return totals
 

@@ -103,7 +103,9 @@ class Settings(BaseSettings):
     # The local model's runtime. onnx-int8 (dynamically quantised, per-channel) embeds SciFact about
     # 5x faster than torch fp32 with a mean cosine of 0.994 to it; torch stays for reference.
     embedding_backend: Literal["torch", "onnx", "onnx-int8"] = "onnx-int8"
-    # onnxruntime intra-op threads (0 = every core this process may use).
+    # Encoder lanes, each running its own batch on one core (0 = every core this process may use).
+    # Lanes beat one batch split over the cores when the cores are shared (ingest: the event loop
+    # and PostgreSQL), README "Ingestion at scale".
     embedding_threads: int = 0
     # Texts are sorted by length and batched up to this many (padded) tokens: smaller batches stay in
     # cache (SciFact, int8: 160 chunks/s at 2048, 151 at 8192, 84 at 16384).

@@ -45,11 +45,17 @@ from prometheus_client import Gauge, Histogram
 
 from domain.documents.service import ChunkingConfig
 from domain.feedback.profiles import LearningConfig
-from domain.jobs import training_job
+from domain.jobs import sentences_job, training_job
 from domain.jobs.documents_job import DocumentBatches
 from domain.jobs.error_codes import JobErrorCode
 from domain.jobs.feedback_job import FeedbackBatches
-from domain.jobs.model import DOCUMENTS_ENTRYPOINT, FEEDBACK_ENTRYPOINT, TRAIN_RECS_ENTRYPOINT, Job
+from domain.jobs.model import (
+    DOCUMENTS_ENTRYPOINT,
+    FEEDBACK_ENTRYPOINT,
+    SENTENCES_ENTRYPOINT,
+    TRAIN_RECS_ENTRYPOINT,
+    Job,
+)
 from domain.jobs.runner import BatchProcessor, Interrupted, fail, run_job
 from domain.jobs.store import TENANT_HEADER
 from domain.persistence.database import SERVER_SETTINGS, Database
@@ -65,7 +71,12 @@ JOB_DURATION = Histogram(
     buckets=(1, 5, 15, 60, 300, 900, 3600, 4 * 3600),
 )
 QUEUE_DEPTH = Gauge("ragql_job_queue_depth", "Jobs waiting to be picked up, per queue.", ["queue"])
-QUEUES = {DOCUMENTS_ENTRYPOINT: "documents", FEEDBACK_ENTRYPOINT: "feedback", TRAIN_RECS_ENTRYPOINT: "train_recs"}
+QUEUES = {
+    DOCUMENTS_ENTRYPOINT: "documents",
+    FEEDBACK_ENTRYPOINT: "feedback",
+    TRAIN_RECS_ENTRYPOINT: "train_recs",
+    SENTENCES_ENTRYPOINT: "sentences",
+}
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -126,6 +137,9 @@ class Worker:
         if str(queued.entrypoint) == TRAIN_RECS_ENTRYPOINT:
             await self._train(tenant_id, job_id)
             return
+        if str(queued.entrypoint) == SENTENCES_ENTRYPOINT:
+            await self._sentences(tenant_id, job_id)
+            return
         assert self._slots is not None
         async with self._slots:
             started = time.monotonic()
@@ -180,6 +194,25 @@ class Worker:
             report.took_ms / 1000,
         )
 
+    async def _sentences(self, tenant_id: str, job_id: uuid.UUID) -> None:
+        """The sentence vectors of ingestion job `job_id`'s documents; on SIGTERM it stops after the
+        batch in hand and goes back to the queue (the rows stored stay, a rerun skips them)."""
+        assert self._slots is not None
+        async with self._slots:
+            started = time.monotonic()
+            chunks = await sentences_job.run(self.deps.db, self.deps.embedder, tenant_id, job_id, self._stop)
+            if self._stop.is_set():
+                raise RetryRequested(delay=timedelta(0), reason="worker stopped")
+            JOB_DURATION.labels(QUEUES[SENTENCES_ENTRYPOINT]).observe(time.monotonic() - started)
+        self.jobs_run += 1
+        log.info(
+            "sentence vectors of job %s (tenant %s): %d chunks in %.1f s",
+            job_id,
+            tenant_id,
+            chunks,
+            time.monotonic() - started,
+        )
+
     async def _schedule_training(self) -> None:
         """Every `train_interval_s`: queue a training for each tenant with feedback since its last
         one. Every replica runs this; the queue's dedupe key keeps one training per tenant."""
@@ -215,7 +248,7 @@ class Worker:
         try:
             qm = QueueManager(Queries.from_asyncpg_pool(pool))
             self._qm = qm
-            for entrypoint in (DOCUMENTS_ENTRYPOINT, FEEDBACK_ENTRYPOINT, TRAIN_RECS_ENTRYPOINT):
+            for entrypoint in (DOCUMENTS_ENTRYPOINT, FEEDBACK_ENTRYPOINT, TRAIN_RECS_ENTRYPOINT, SENTENCES_ENTRYPOINT):
                 qm.entrypoint(entrypoint, executor_factory=self._executor)(self.handle)
             if self.stopping:
                 return

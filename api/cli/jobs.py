@@ -60,11 +60,14 @@ def ingest(
     ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="a folder (.txt .md .html .pdf) or a .jsonl file (DocumentInput/BEIR)")],
     tenant: Annotated[str, typer.Option(help="the tenant to ingest into (created if missing)")],
+    wait_sentences: Annotated[
+        bool, typer.Option(help="wait for the jobs' sentence vectors (else a worker stores them later)")
+    ] = True,
 ) -> None:
     """Ingest a folder or a JSONL file as jobs, with a progress bar; run again to continue."""
     from api.ingest_command import ingest_path
 
-    totals = run(ingest_path(settings(ctx), path, tenant, err()))
+    totals = run(ingest_path(settings(ctx), path, tenant, err(), sentences=wait_sentences))
     # Plain print: one unwrapped line, whatever the terminal width (scripts read it).
     print(totals.last_line())
     _exit_for(totals.interrupted, totals.items > 0 and totals.failed == totals.items)

@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, TEXT, UUID
 
 from domain.documents.chunking import split_sentences
 from domain.persistence.database import Database
-from domain.providers.embedding import Embedder, Vectors
+from domain.providers.embedding import Embedder, QueuedEmbedder, Vectors
 
 # On the bare asyncpg tenant transaction (`Database.connection()`), like the search's reads.
 _LOAD = (
@@ -42,6 +42,14 @@ _MISSING = text(
     "ON s.tenant_id = c.tenant_id AND s.chunk_id = c.id AND s.model = :model "
     "WHERE c.tenant_id = :tenant AND s.chunk_id IS NULL AND c.id > :after ORDER BY c.id LIMIT :n"
 )
+# The same, for the documents one ingestion job stored (its follow-up job, domain/jobs/sentences_job.py).
+_MISSING_OF_JOB = text(
+    "SELECT c.id, c.text FROM ingestion_job_items i "
+    "JOIN chunks c ON c.tenant_id = i.tenant_id AND c.document_id = i.document_id "
+    "LEFT JOIN chunk_sentences s ON s.tenant_id = c.tenant_id AND s.chunk_id = c.id AND s.model = :model "
+    "WHERE i.job_id = :job AND i.tenant_id = :tenant AND c.tenant_id = :tenant AND s.chunk_id IS NULL "
+    "AND c.id > :after ORDER BY c.id LIMIT :n"
+)
 # A text[] per row cannot go through unnest() of a 2-D array (rows differ in length), so each
 # row's sentences travel as one string joined by a separator no sentence contains.
 _SEP = "\x1f"
@@ -58,11 +66,20 @@ def split_passage(passage: str) -> list[str]:
     return [s for s in split_sentences(passage) if len(s.split()) >= 3] or [passage]
 
 
-async def embed_passages(embedder: Embedder, passages: Sequence[str]) -> list[PassageVectors]:
-    """All passages' sentences in one embedding call, so the encoder batches them together."""
+async def embed_passages(
+    embedder: Embedder, passages: Sequence[str], *, background: bool = False
+) -> list[PassageVectors]:
+    """All passages' sentences in one embedding call, so the encoder batches them together.
+    `background`: work nobody waits for (ahead-of-time vectors), served after ingests and queries
+    by an encoder with a queue of its own."""
     split = [split_passage(p) for p in passages]
     flat = [s for sentences in split for s in sentences]
-    vectors = await embedder.embed(flat) if flat else np.zeros((0, embedder.dim), dtype=np.float32)
+    if not flat:
+        vectors = np.zeros((0, embedder.dim), dtype=np.float32)
+    elif background and isinstance(embedder, QueuedEmbedder):
+        vectors = await asyncio.wrap_future(embedder.submit(flat, background=True))
+    else:
+        vectors = await embedder.embed(flat)
     out, at = [], 0
     for sentences in split:
         out.append(PassageVectors(sentences, vectors[at : at + len(sentences)]))
@@ -141,20 +158,33 @@ class SentenceVectorStore:
 
 
 async def backfill(
-    db: Database, embedder: Embedder, tenant_id: str, *, batch: int = 256, progress: Callable[[int], None] | None = None
+    db: Database,
+    embedder: Embedder,
+    tenant_id: str,
+    *,
+    batch: int = 256,
+    progress: Callable[[int], None] | None = None,
+    job_id: uuid.UUID | None = None,
+    stop: asyncio.Event | None = None,
 ) -> int:
     """Embed and store the sentences of every chunk of the tenant that has none yet (`ragql
-    embed-sentences`): ahead of time, so that no answer pays for it. Resumable; returns the count."""
+    embed-sentences`), or of the documents of one ingestion job (`job_id`, its follow-up job, as
+    background encoder work): ahead of time, so that no answer pays for it. Resumable; returns
+    the count. Once `stop` is set it returns after the batch in hand."""
     store = SentenceVectorStore(db, embedder.name, embedder.dim)
     done, after = 0, uuid.UUID(int=0)
-    while True:
+    while stop is None or not stop.is_set():
         async with db.session(tenant_id) as s:
-            params = {"model": embedder.name, "tenant": tenant_id, "after": after, "n": batch}
-            rows = (await s.execute(_MISSING, params)).all()
+            params: dict[str, object] = {"model": embedder.name, "tenant": tenant_id, "after": after, "n": batch}
+            if job_id is None:
+                rows = (await s.execute(_MISSING, params)).all()
+            else:
+                rows = (await s.execute(_MISSING_OF_JOB, params | {"job": job_id})).all()
         if not rows:
             return done
-        passages = await embed_passages(embedder, [r[1] for r in rows])
+        passages = await embed_passages(embedder, [r[1] for r in rows], background=job_id is not None)
         await store.save(tenant_id, {r[0]: p for r, p in zip(rows, passages, strict=True)})
         done, after = done + len(rows), rows[-1][0]
         if progress is not None:
             progress(len(rows))
+    return done

@@ -3,7 +3,9 @@ idempotent write (domain.documents.service) as a synchronous ingest.
 
 `prepare` chunks a batch (in a thread) and queues each changed document's chunks on the encoder as
 a request of its own, then returns at once: the runner writes the batch before while the encoder
-works on this one. `settle` waits for the vectors. Asked to stop, it waits no longer: the
+works on this one. `settle` waits for the next document's vectors, and the runner writes the
+documents that are ready while the encoder goes on with the rest, so a job's counts move by the
+document, not by the batch. Asked to stop, it waits no longer: the
 documents already fully embedded are written (whole: a document is stored with all its chunks or
 not at all) and the encoder drops the rest, which stay pending for whoever resumes the job. So a
 SIGTERM costs at most the encoder batch in flight (capped in tokens) and one write, whatever the
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,6 +41,10 @@ class _Prepared:
     # others are unchanged and written without.
     embedding: dict[int, tuple[list[ChunkText], asyncio.Future[Vectors]]]
     prefix: str
+    # The futures (by id) that were done at the last settle: the next settle waits for another.
+    written: set[int] = field(default_factory=set)
+    # The documents a write has dealt with: stored, failed, dropped, or no longer pending.
+    handled: set[int] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -90,22 +96,29 @@ class DocumentBatches:
         ]
 
     async def settle(self, prepared: _Prepared, stop: asyncio.Event) -> None:
+        """Until a document not written yet has its vectors (so the first write also takes the
+        documents that need none), or all have; once `stop` is set, drop the rest."""
         futures = [future for _, future in prepared.embedding.values()]
-        if not futures:
-            return
-        everything: asyncio.Future[Any] = asyncio.gather(*futures, return_exceptions=True)
-        stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait({everything, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopping.cancel()
-        if not everything.done():
-            self.discard(prepared)
-            with contextlib.suppress(asyncio.CancelledError):
-                await everything
+        running = [f for f in futures if not f.done()]
+        fresh = [f for f in futures if f.done() and id(f) not in prepared.written]
+        if running and not fresh:
+            stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait({*running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+            if stop.is_set():
+                self.discard(prepared)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.gather(*running, return_exceptions=True)
         for future in futures:  # an embedding that failed fails the batch (the queue retries the job)
             if future.done() and not future.cancelled() and future.exception() is not None:
                 raise future.exception()  # type: ignore[misc]
+        prepared.written.update(id(f) for f in futures if f.done())
+
+    def unsettled(self, prepared: _Prepared) -> bool:
+        """Some document is still to be written: embedding, or done after the last write looked."""
+        return any(ordinal not in prepared.handled for ordinal in prepared.embedding)
 
     def discard(self, prepared: _Prepared) -> None:
         """Drop the embedding not done yet: the encoder skips cancelled requests."""
@@ -119,14 +132,19 @@ class DocumentBatches:
         chunks_written = 0
         for ordinal, doc in prepared.docs:
             if ordinal not in pending:
+                prepared.handled.add(ordinal)  # stored by an earlier write (or another worker)
                 continue
             chunks: list[ChunkText] | None = None
             vectors: Vectors | None = None
             if ordinal in prepared.embedding:
                 chunks, future = prepared.embedding[ordinal]
+                if not future.done():
+                    continue  # its vectors are not ready: the next write takes it
                 if future.cancelled():
-                    continue  # stopped before its vectors were ready: it stays pending
+                    prepared.handled.add(ordinal)  # stopped first: it stays pending for a rerun
+                    continue
                 vectors = future.result()
+            prepared.handled.add(ordinal)
             try:
                 doc_id, status = await documents._write_one(session, job.tenant_id, doc, chunks, vectors)
             except DomainError as exc:

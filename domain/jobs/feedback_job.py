@@ -121,6 +121,9 @@ class FeedbackBatches:
     async def settle(self, prepared: Sequence[PendingItem], stop: asyncio.Event) -> None:
         return None
 
+    def unsettled(self, prepared: Sequence[PendingItem]) -> bool:
+        return False
+
     def discard(self, prepared: Sequence[PendingItem]) -> None:
         return None
 

@@ -13,6 +13,9 @@ DOCUMENTS_ENTRYPOINT = "ragql.ingest_documents"
 FEEDBACK_ENTRYPOINT = "ragql.import_feedback"
 # A tenant's recommendation training (domain/jobs/training_job.py): no items, no ingestion_jobs row.
 TRAIN_RECS_ENTRYPOINT = "ragql.train_recs"
+# The sentence vectors of a finished ingestion job's documents (domain/jobs/sentences_job.py): no
+# ingestion_jobs row of its own; the payload is the ingestion job's id.
+SENTENCES_ENTRYPOINT = "ragql.embed_sentences"
 # The most items (documents or feedback events) one job may hold.
 MAX_JOB_ITEMS = 10_000
 

@@ -2,7 +2,8 @@
 worker is asked to stop.
 
 Each batch is prepared outside any transaction (for documents: chunked, and queued on the
-encoder), settled (its embedding awaited), then written in one transaction. Batches overlap: the
+encoder), then written as its items become ready (for documents: as each one's vectors arrive),
+the items ready at that moment in one transaction. Batches overlap: the
 next batch is read and prepared while this one is embedded and written, so the encoder always
 has work queued and never waits for chunking or for the database. The write first locks the job
 row and the batch's item rows:
@@ -25,7 +26,8 @@ from typing import Any, Protocol
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.jobs.model import ItemError, Job, JobState
+from domain.jobs import sentences_job
+from domain.jobs.model import ItemError, Job, JobKind, JobState
 from domain.jobs.store import read_in
 from domain.persistence.database import Database
 
@@ -49,14 +51,17 @@ class ItemResult:
 
 class BatchProcessor(Protocol):
     """One kind of job's work. `prepare` runs outside a transaction and may leave slow work
-    (embedding) running; `settle` waits for it, or, once `stop` is set, stops waiting and drops
-    what is not done; `discard` drops a prepared batch that will not be written. `write` runs
-    inside the batch's transaction and returns one result per item it stored or failed; an item
-    without a result stays pending."""
+    (embedding) running; `settle` waits until some of it is done (at least one more item can be
+    written, or all of it), or, once `stop` is set, stops waiting and drops what is not done;
+    `unsettled` says whether any of it is still running; `discard` drops a prepared batch that will
+    not be written. `write` runs inside a transaction and returns one result per item it stored or
+    failed; an item without a result (its work not done yet) stays pending for the next write."""
 
     async def prepare(self, job: Job, prefix: str, items: Sequence[PendingItem]) -> Any: ...
 
     async def settle(self, prepared: Any, stop: asyncio.Event) -> None: ...
+
+    def unsettled(self, prepared: Any) -> bool: ...
 
     def discard(self, prepared: Any) -> None: ...
 
@@ -124,6 +129,9 @@ async def _finish(db: Database, tenant_id: str, job_id: uuid.UUID) -> Job:
                 ),
                 {"s": state.value, "id": job_id},
             )
+            if job.kind is JobKind.DOCUMENTS and job.chunks_embedded > 0:
+                # In this transaction: a job that ends with chunks stored has its sentences queued.
+                await sentences_job.enqueue(session, tenant_id, job_id)
         return await read_in(session, job_id)
 
 
@@ -176,8 +184,7 @@ async def _write_batch(
             {"id": job_id, "o": ordinals},
         )
         pending = {int(r[0]) for r in rows.all()}
-        if not pending:
-            return job
+        # Called even with nothing pending: the processor learns that its items are all dealt with.
         results, chunks = await processor.write(session, job, prepared, pending)
         if not results:
             return await read_in(session, job_id)  # stopped before any of them was ready
@@ -269,16 +276,22 @@ async def run_job(
                 # The next batch is read, chunked and queued on the encoder while this one is written.
                 after = batch.items[-1].ordinal
                 ahead = asyncio.create_task(_next_batch(db, tenant_id, job_id, processor, batch_size, after))
-            await processor.settle(batch.prepared, stop)
-            written = await _write_batch(
-                db, tenant_id, job_id, processor, batch.prepared, [i.ordinal for i in batch.items]
-            )
-            if written is None:
-                return await _read_job(db, tenant_id, job_id)
-            if on_progress:
-                outcome = on_progress(written)
-                if inspect.isawaitable(outcome):
-                    await outcome
+            # What is ready is written, in one transaction, while the rest is embedded: a job's
+            # counts move per document (as documents finish), and a slow write only groups more
+            # documents into the next one, so the encoder never waits for it.
+            while True:
+                await processor.settle(batch.prepared, stop)
+                written = await _write_batch(
+                    db, tenant_id, job_id, processor, batch.prepared, [i.ordinal for i in batch.items]
+                )
+                if written is None:
+                    return await _read_job(db, tenant_id, job_id)
+                if on_progress:
+                    outcome = on_progress(written)
+                    if inspect.isawaitable(outcome):
+                        await outcome
+                if not processor.unsettled(batch.prepared):
+                    break
     finally:
         if ahead is not None:
             await _drop(ahead, processor)

@@ -118,7 +118,9 @@ class QueuedEmbedder(Protocol):
     """An embedder with its own request queue (OnnxEmbedder): many small requests cost no more
     than one large one, because its encoder thread pools them into length-sorted batches."""
 
-    def submit(self, texts: list[str], *, order: int | None = None) -> concurrent.futures.Future[Vectors]: ...
+    def submit(
+        self, texts: list[str], *, order: int | None = None, background: bool = False
+    ) -> concurrent.futures.Future[Vectors]: ...
 
     def next_order(self) -> int: ...
 

@@ -6,7 +6,12 @@ runs batches capped in tokens (so padding stays small and memory bounded). Small
 queries) go first, so a query never waits behind a large ingest for more than one batch. Bulk
 requests (ingest) go oldest first by their `order`: an ingest pipeline that queues the next batch's
 documents while it writes the last one gets its current batch back first, not pooled with the next.
-onnxruntime releases the GIL and uses its own intra-op threads, so the event loop stays free."""
+
+Batches run on `threads` lanes at once, each on one core (a session with one intra-op thread, run
+concurrently), not one batch split over every core: intra-op threads meet at a barrier after every
+operator, so on a machine whose cores are shared (the event loop, PostgreSQL's index inserts) one
+preempted thread held every other one back, spinning; lanes do not wait for each other.
+onnxruntime releases the GIL, so the event loop stays free."""
 
 from __future__ import annotations
 
@@ -46,7 +51,8 @@ UNFUSED = ["SkipLayerNormFusion"]
 class _Request:
     texts: list[str]
     future: concurrent.futures.Future[Vectors]
-    # (0, 0) for an interactive request; (1, order) for bulk work, served oldest order first.
+    # (0, 0) for an interactive request; (1, order) for bulk work, served oldest order first;
+    # (2, order) for background work, served when nothing else waits.
     rank: tuple[int, int] = (1, 0)
     ids: list[list[int]] = field(default_factory=list)
     left: int = 0
@@ -88,6 +94,7 @@ class OnnxEmbedder:
     dim = 384
 
     def __init__(self, model: ExportedModel, *, threads: int = 0, max_batch_tokens: int = 2048) -> None:
+        """`threads`: lanes, each running its own batch on one core (0 = every core)."""
         from tokenizers import Tokenizer
 
         self.backend = model.backend
@@ -103,7 +110,13 @@ class OnnxEmbedder:
         self._counter: Any = counter
         tokenizer.enable_truncation(max_length=self.max_tokens)
         self._tokenizer: Any = tokenizer
-        self._session: Any = open_session(model, threads or default_threads())
+        self.lanes = threads or default_threads()
+        # One session serves every lane: onnxruntime's run is thread-safe, each run on its thread.
+        self._session: Any = open_session(model, 1)
+        self._free_lanes = threading.Semaphore(self.lanes)
+        self._runner = concurrent.futures.ThreadPoolExecutor(self.lanes, thread_name_prefix="ragql-encoder-lane")
+        # Two lanes may fill rows of the same request.
+        self._results = threading.Lock()
         self._queue: queue.SimpleQueue[_Request] = queue.SimpleQueue()
         self._arrivals = itertools.count()
         self._query_cache: OrderedDict[str, Vectors] = OrderedDict()
@@ -114,17 +127,20 @@ class OnnxEmbedder:
         return len(self._counter.encode(text, add_special_tokens=False).ids)
 
     def submit(
-        self, texts: list[str], *, order: int | None = None, interactive: bool = False
+        self, texts: list[str], *, order: int | None = None, interactive: bool = False, background: bool = False
     ) -> concurrent.futures.Future[Vectors]:
         """Thread-safe and loop-free: the future resolves on the encoder thread. Without `order`, a
         request of a few texts is interactive (served first) and a larger one is bulk work in
-        arrival order; with it, the request is bulk work at that place in line. Cancelling the
+        arrival order; with it, the request is bulk work at that place in line. `background` work
+        (ahead-of-time sentence vectors) waits until no bulk work is queued. Cancelling the
         future drops the texts not yet encoded."""
         future: concurrent.futures.Future[Vectors] = concurrent.futures.Future()
         if not texts:
             future.set_result(np.zeros((0, self.dim), dtype=np.float32))
             return future
-        if interactive or (order is None and len(texts) <= _SMALL_REQUEST):
+        if background:
+            rank = (2, next(self._arrivals))
+        elif interactive or (order is None and len(texts) <= _SMALL_REQUEST):
             rank = (0, 0)
         else:
             rank = (1, next(self._arrivals) if order is None else order)
@@ -163,19 +179,29 @@ class OnnxEmbedder:
     # -- the encoder thread --------------------------------------------------------------------
 
     def _serve(self) -> None:
+        """Picks the next batch when a lane is free (not before: what is queued meanwhile, an
+        interactive request above all, can still go first) and hands it to that lane."""
         pending: list[tuple[_Request, int]] = []
         while True:
+            self._free_lanes.acquire()
             if not pending:
                 pending.extend(self._intake(self._queue.get()))
             while not self._queue.empty():
                 pending.extend(self._intake(self._queue.get_nowait()))
             pending = [p for p in pending if not p[0].future.done()]
             if not pending:
+                self._free_lanes.release()
                 continue
             batch = self._next_batch(pending)
             taken = set(map(id, batch))
             pending = [p for p in pending if id(p) not in taken]
+            self._runner.submit(self._run_on_lane, batch)
+
+    def _run_on_lane(self, batch: list[tuple[_Request, int]]) -> None:
+        try:
             self._run(batch)
+        finally:
+            self._free_lanes.release()
 
     def _intake(self, request: _Request) -> list[tuple[_Request, int]]:
         """Tokenised here, not in submit(): submit runs on the event loop."""
@@ -224,8 +250,12 @@ class OnnxEmbedder:
             for request, _ in batch:
                 _settle(request.future, None, exc)
             return
-        for row, (request, i) in enumerate(batch):
-            request.out[i] = vectors[row]
-            request.left -= 1
-            if request.left == 0:
-                _settle(request.future, request.out, None)
+        done: list[_Request] = []
+        with self._results:
+            for row, (request, i) in enumerate(batch):
+                request.out[i] = vectors[row]
+                request.left -= 1
+                if request.left == 0:
+                    done.append(request)
+        for request in done:
+            _settle(request.future, request.out, None)
