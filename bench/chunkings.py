@@ -20,16 +20,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy import text
 from tqdm import tqdm
 
 from domain.documents.chunking import TokenCounter, chunk_document
+from domain.persistence.database import Database
 from domain.providers.embedding import Embedder
+from domain.retrieval.tenant_index import chunk_partition
 
 DEPTH = 200
 BATCH = 256
 # (chunk tokens, overlap tokens). The model reads at most 256 word pieces, two of them [CLS] and
-# [SEP]: 254 is the largest chunk it sees whole. 200/48 is the served default.
-DENSE_SETTINGS: tuple[tuple[int, int], ...] = ((128, 32), (96, 24), (200, 0), (254, 48), (128, 0), (254, 0))
+# [SEP]: 254 is the largest chunk it sees whole. 200/48 is the served default: its vectors are
+# the eval store's own (export_served), not embedded again.
+DENSE_SETTINGS: tuple[tuple[int, int], ...] = ((200, 48), (128, 32), (254, 48), (200, 0), (96, 24), (128, 0))
 # The keyword leg reads any length: also chunks past the model's window.
 KEYWORD_SETTINGS: tuple[tuple[int, int], ...] = ((96, 24), (128, 32), (254, 48), (384, 48), (512, 0))
 
@@ -96,8 +100,8 @@ async def dump_dense_chunkings(
         await asyncio.to_thread(_store, qpath, qvec)
     for tokens, overlap in settings:
         tag = name(tokens, overlap)
-        out = leg_dir / f"dense-{tag}.json"
-        if await asyncio.to_thread(out.exists):
+        out, docs_out = leg_dir / f"dense-{tag}.json", leg_dir / f"dense-{tag}-docs.npz"
+        if await asyncio.to_thread(out.exists) and await asyncio.to_thread(docs_out.exists):
             continue
         vpath = store_dir / f"{tag}.npz"
         stored = await asyncio.to_thread(_stored, vpath)
@@ -115,4 +119,38 @@ async def dump_dense_chunkings(
             for split, queries in splits.items()
         }
         await asyncio.to_thread(leg_dir.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(_store, docs_out, _doc_scores(matrix, ids, qvec))
         await asyncio.to_thread(out.write_text, json.dumps(result))
+
+
+def _doc_scores(matrix: np.ndarray, ids: list[str], qvec: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every document's best-chunk cosine for every query (float16): what the dense leg would
+    say of a document it did not return, for the fusion levers that fill a missing score."""
+    order = np.argsort(np.asarray(ids), kind="stable")
+    sorted_ids = np.asarray(ids)[order]
+    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+    out: dict[str, np.ndarray] = {"docs": sorted_ids[starts]}
+    for split, vectors in qvec.items():
+        scores = vectors @ matrix[order].T
+        out[split] = np.maximum.reduceat(scores, starts, axis=1).astype(np.float16)
+    return out
+
+
+async def export_served(db: Database, path: Path) -> None:
+    """The eval store's own chunk vectors (the served 200/48 chunking), as a setting like the
+    others, so the served chunks are searched exactly the same way (nothing is embedded)."""
+    if await asyncio.to_thread(path.exists):
+        return
+    await db.enable_vector_codec()
+    async with db.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    f"SELECT d.external_id, c.embedding FROM {chunk_partition('default')} c "  # noqa: S608
+                    "JOIN documents d ON d.id = c.document_id"
+                )
+            )
+        ).all()
+    ids = np.asarray([r[0] for r in rows])
+    vectors = np.stack([np.asarray(r[1].to_numpy(), dtype=np.float32) for r in rows])
+    await asyncio.to_thread(_store, path, {"ids": ids, "vectors": vectors})

@@ -1,8 +1,8 @@
 """Chunk size and overlap (bench/chunkings.py's stored legs) and fusion details, for bench/tuning.py:
 each fused with the other leg by z-score as the default is, cross-validated on train.
 
-- each dense chunking alone (exact cosine; its reference is the served 200/48 chunks by exact
-  search, `dense leg: exact search` in bench/tuning_dense.py, since HNSW here loses nothing);
+- each dense chunking alone, by exact cosine (the served 200/48 chunks too, from the eval store's
+  own vectors: `dense chunks c200o48` is the reference the others are compared with);
 - each keyword chunking alone (BM25 over the same chunker's texts at that size);
 - the pair (dense chunking, keyword chunking, alpha) chosen per fold: chunks of one size for
   both legs, or the keyword leg's larger than the dense leg's;
@@ -17,9 +17,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.tuning import Rows, aggregate, ranked
 from bench.tuning_keyword import Lever
-from domain.retrieval.fusion import fuse
+from domain.retrieval.fusion import fuse, zscores
 
 SERVED = "c200o48"
 _TAG = re.compile(r"^(dense|keyword)-(c\d+o\d+)$")
@@ -38,19 +40,27 @@ def attach(leg_dir: Path, train: dict[str, Any], test: dict[str, Any]) -> dict[s
             for qid, leg in legs.items():
                 leg.setdefault("chunkings", {"dense": {}, "keyword": {}})[side][tag] = stored[split][qid]
         found[side].append(tag)
+        docs_path = leg_dir / f"{path.stem}-docs.npz"
+        if side == "dense" and docs_path.exists():
+            with np.load(docs_path) as full:
+                index = {str(d): i for i, d in enumerate(full["docs"])}
+                for split, legs in (("train", train), ("test", test)):
+                    matrix = full[split]
+                    for row, qid in enumerate(sorted(legs)):
+                        legs[qid].setdefault("doc_scores", {})[tag] = (index, matrix[row])
     return found
 
 
 def _rows(leg: dict[str, Any], side: str, tag: str) -> Rows:
-    if tag == SERVED:
-        # The served chunks: exact cosine for the dense side when stored (the other tags are exact).
-        if side == "dense" and "dense_extra" in leg:
-            rows: Rows = leg["dense_extra"]["exact"]
-            return rows
-        served: Rows = leg[side]
-        return served
-    chunked: Rows = leg["chunkings"][side][tag]
-    return chunked
+    """A chunking's rows; the served chunking's are its stored legs unless an exact dense leg of
+    the same vectors was stored (then all dense settings are searched the same way)."""
+    stored: Rows | None = leg.get("chunkings", {}).get(side, {}).get(tag)
+    if stored is not None:
+        return stored
+    if tag != SERVED:
+        raise KeyError(f"no {side} legs stored for {tag}")
+    served: Rows = leg[side]
+    return served
 
 
 def zscore_top(dense: dict[str, float], keyword: dict[str, float], alpha: float, n: int) -> dict[str, float]:
@@ -70,6 +80,20 @@ def zscore_top(dense: dict[str, float], keyword: dict[str, float], alpha: float,
     return {k: alpha * zd.get(k, fd) + (1 - alpha) * zk.get(k, fk) for k in dict.fromkeys([*dense, *keyword])}
 
 
+def zscore_filled(
+    dense: dict[str, float], keyword: dict[str, float], missing: dict[str, float], alpha: float
+) -> dict[str, float]:
+    """z-score fusion where a keyword-only document gets its real dense score (`missing`), scaled by
+    the dense leg's own statistics, instead of the leg's lowest z-score."""
+    values = list(dense.values())
+    mean = sum(values) / max(1, len(values))
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / max(1, len(values))) or 1.0
+    zd = {k: (v - mean) / std for k, v in {**dense, **missing}.items()}
+    zk = zscores(keyword)
+    fd, fk = min(zd.values(), default=0.0), min(zk.values(), default=0.0)
+    return {k: alpha * zd.get(k, fd) + (1 - alpha) * zk.get(k, fk) for k in dict.fromkeys([*dense, *keyword])}
+
+
 def run_chunk_levers(found: dict[str, list[str]], lever: Lever, alphas: list[float]) -> None:
     if not found["dense"] and not found["keyword"]:
         print("chunk levers: no dense-c*/keyword-c* legs (python -m bench eval --chunkings)", flush=True)
@@ -82,7 +106,8 @@ def run_chunk_levers(found: dict[str, list[str]], lever: Lever, alphas: list[flo
                 return ranked(fuse(d, k, method="ZSCORE", alpha=alpha))
 
             lever(f"{side} chunks {tag} ({'exact' if side == 'dense' else 'BM25'})", run, alphas)
-    dense_tags, keyword_tags = [SERVED, *found["dense"]], [SERVED, *found["keyword"]]
+    dense_tags = list(dict.fromkeys([SERVED, *found["dense"]]))
+    keyword_tags = list(dict.fromkeys([SERVED, *found["keyword"]]))
     if len(dense_tags) > 1 or len(keyword_tags) > 1:
 
         def pair(leg: dict[str, Any], p: tuple[str, str, float]) -> list[str]:
@@ -94,6 +119,18 @@ def run_chunk_levers(found: dict[str, list[str]], lever: Lever, alphas: list[flo
         lever("chunking pair (dense, keyword, alpha) per fold", pair, grid)
         same = [(t, t, a) for t in dense_tags if t in keyword_tags for a in alphas]
         lever("chunking, one size for both legs, per fold", pair, same)
+
+    for tag in [t for t in dense_tags if t in found["dense"]]:
+
+        def filled(leg: dict[str, Any], alpha: float, tag: str = tag) -> list[str]:
+            if tag not in leg.get("doc_scores", {}):
+                raise KeyError(f"no dense-{tag}-docs.npz")
+            index, full = leg["doc_scores"][tag]
+            d = aggregate(_rows(leg, "dense", tag), "max")
+            k = aggregate(_rows(leg, "keyword", SERVED), "max")
+            return ranked(zscore_filled(d, k, {doc: float(full[index[doc]]) for doc in k if doc not in d}, alpha))
+
+        lever(f"dense {tag}: true cosine for keyword-only docs", filled, alphas)
 
     def top_n(leg: dict[str, Any], p: tuple[int, float]) -> list[str]:
         d, k = aggregate(leg["dense"], "max"), aggregate(leg["keyword"], "max")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bench.chunkings import chunk_corpus
-from bench.tuning_chunks import zscore_top
+from bench.tuning_chunks import zscore_filled, zscore_top
 from domain.retrieval.fusion import fuse
 
 
@@ -43,3 +43,14 @@ def test_zscore_top_takes_the_scale_from_the_head_only() -> None:
     assert head["a"] - head["b"] == pytest.approx(2.0)  # the head alone: mean 0.95, std 0.05
     full = zscore_top(dense, {}, 1.0, 4)
     assert full["a"] - full["b"] < 0.5
+
+
+def test_zscore_filled_lifts_a_keyword_only_document_by_its_real_dense_score() -> None:
+    dense = {"a": 0.9, "b": 0.5, "c": 0.1}
+    keyword = {"d": 10.0, "e": 9.9, "c": 1.0}
+    # Without its dense score, d sits at the dense floor; with a real 0.8 it overtakes e (0.0).
+    floored = zscore_filled(dense, keyword, {}, 0.5)
+    filled = zscore_filled(dense, keyword, {"d": 0.8, "e": 0.0}, 0.5)
+    assert floored == pytest.approx(fuse(dense, keyword, method="ZSCORE", alpha=0.5))
+    assert filled["d"] > floored["d"]
+    assert filled["e"] < floored["e"]  # below the leg's floor: its real score is lower still
