@@ -139,7 +139,9 @@ def run_chunk_levers(found: dict[str, list[str]], lever: Lever, alphas: list[flo
     lever("z-score statistics over each leg's top n docs", top_n, [(n, a) for n in (10, 20, 50, 100) for a in alphas])
 
     def depth(leg: dict[str, Any], p: tuple[int, float]) -> list[str]:
-        d, k = aggregate(leg["dense"][: p[0]], "max"), aggregate(leg["keyword"][: p[0]], "max")
+        # The stored rows come in the statement's order, not by score: the top rows first.
+        d = aggregate(sorted(leg["dense"], key=lambda r: -r[1])[: p[0]], "max")
+        k = aggregate(sorted(leg["keyword"], key=lambda r: -r[1])[: p[0]], "max")
         return ranked(fuse(d, k, method="ZSCORE", alpha=p[1]))
 
     lever("leg depth (chunk rows per leg: 20/50/100/200)", depth, [(n, a) for n in (20, 50, 100, 200) for a in alphas])
