@@ -81,6 +81,13 @@ def _eval(args: argparse.Namespace) -> None:
         emb = build_embedder(settings)
         asyncio.run(run_dense_levers(embedder=emb, database_url=url, dataset=dataset, out_dir=out))
         return
+    if args.chunkings:
+        from bench.beir import run_chunkings
+
+        root = Path(args.data_dir).resolve()
+        emb = build_embedder(settings)
+        asyncio.run(run_chunkings(embedder=emb, database_url=url, dataset=dataset, data_dir=root, tag=tag))
+        return
     if args.dump_legs:
         from bench.beir import run_dump
 
@@ -207,6 +214,9 @@ def main(argv: list[str] | None = None) -> None:
     ev.add_argument("--dense-levers", action="store_true", help="store exact-chunk and whole-document dense legs")
     ev.add_argument(
         "--keyword-levers", action="store_true", help="store whole-doc, title and RM3 keyword legs (after --dump-legs)"
+    )
+    ev.add_argument(
+        "--chunkings", action="store_true", help="store dense and keyword legs at other chunk sizes (re-embeds)"
     )
     sub.add_parser("long-query", help="latency of a 3,900-character query against a short one (first=100)")
     lq = sub.add_parser("long-query-quality", help="paragraph queries from SciFact train: dense pooling, term caps")

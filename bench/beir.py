@@ -240,3 +240,24 @@ def store_tag(settings: Any) -> str:
     backend = settings.embedding_backend
     recipe = f"-r{RECIPE}" if backend.startswith("onnx") else ""
     return f"c{settings.chunk_tokens}o{settings.chunk_overlap_tokens}-{backend}{recipe}"
+
+
+async def run_chunkings(*, embedder: Embedder, database_url: str, dataset: Path, data_dir: Path, tag: str) -> None:
+    """Issue 17's chunk-size sweep (bench/chunkings.py): each dense setting embedded again into a
+    store of its own, `chunkings-<backend>/`; each keyword setting indexed in the eval store's
+    bench-only schema; their legs beside the stored legs."""
+    from bench.chunkings import DENSE_SETTINGS, KEYWORD_SETTINGS, dump_dense_chunkings, export_served
+    from bench.keyword_levers import dump_keyword_chunkings
+
+    corpus, _, _ = load(dataset, "test")
+    splits = {split: judged_queries(dataset, split) for split in ("train", "test")}
+    leg_dir = data_dir / f"legs-{tag}"
+    store = data_dir / f"chunkings-{tag.split('-', 1)[1]}"
+    db = Database(database_url)
+    try:
+        await export_served(db, store / f"{tag.split('-', 1)[0]}.npz")  # the served chunking's own vectors
+        await ensure_bm25_healthy(db, await keyword_backend(db))
+        await dump_keyword_chunkings(db, corpus, embedder.count_tokens, splits, leg_dir, KEYWORD_SETTINGS)
+    finally:
+        await db.dispose()
+    await dump_dense_chunkings(embedder, corpus, splits, store, leg_dir, DENSE_SETTINGS)

@@ -21,12 +21,14 @@ import json
 import math
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
 from tqdm import tqdm
 
+from domain.documents.chunking import TokenCounter
 from domain.persistence.database import Database
 from domain.retrieval.fusion import fuse
 from domain.retrieval.tenant_index import chunk_partition, keyword_index
@@ -200,3 +202,45 @@ async def dump_keyword_levers(
                         entry[f"rm3-{source}-d{n_docs}-t{n_terms}"] = await _chunk_leg(db, expansion)
             result[split][qid] = entry
     await asyncio.to_thread(out.write_text, json.dumps(result))
+
+
+async def dump_keyword_chunkings(
+    db: Database,
+    corpus: list[dict[str, Any]],
+    count: TokenCounter,
+    splits: dict[str, list[tuple[str, str]]],
+    leg_dir: Path,
+    settings: Sequence[tuple[int, int]],
+) -> None:
+    """The keyword leg over the corpus chunked at other sizes (bench/chunkings.py): a bench-only
+    BM25 table per setting, `bench_levers.k<name>`, and its per-chunk legs as
+    `keyword-<name>.json`. `count` is the encoder's token count, as ingestion chunks by it."""
+    from bench.chunkings import chunk_corpus, name
+
+    for tokens, overlap in settings:
+        tag = name(tokens, overlap)
+        out = leg_dir / f"keyword-{tag}.json"
+        if await asyncio.to_thread(out.exists):
+            continue
+        table = f"k{tag}"
+        async with db.engine.begin() as conn:
+            await conn.execute(text("CREATE SCHEMA IF NOT EXISTS bench_levers"))
+            exists = await conn.execute(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": f"bench_levers.{table}"})
+            if not exists.scalar_one():
+                ids, texts = await asyncio.to_thread(chunk_corpus, corpus, count, tokens, overlap)
+                await conn.execute(text(f"CREATE TABLE bench_levers.{table} (doc text, body text)"))
+                await conn.execute(
+                    text(f"INSERT INTO bench_levers.{table} VALUES (:d, :b)"),  # noqa: S608
+                    [{"d": d, "b": b} for d, b in zip(ids, texts, strict=True)],
+                )
+                await conn.execute(
+                    text(
+                        f"CREATE INDEX bench_levers_{table}_bm25 ON bench_levers.{table} "
+                        "USING bm25 (body) WITH (text_config = 'english')"
+                    )
+                )
+        result = {
+            split: {qid: await _leg(db, table, query) for qid, query in tqdm(queries, desc=f"keyword {tag} {split}")}
+            for split, queries in splits.items()
+        }
+        await asyncio.to_thread(out.write_text, json.dumps(result))

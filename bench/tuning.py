@@ -196,6 +196,9 @@ def run_tuning(
     from bench import tuning_dense
 
     tuning_dense.run_dense_levers(tuning_dense.attach(leg_dir, train, test), lever, alphas)
+    from bench import tuning_chunks
+
+    tuning_chunks.run_chunk_levers(tuning_chunks.attach(leg_dir, train, test), lever, alphas)
     if only and only.lower() not in "learned":
         return
     cv = learned_cv(train, qtrain)
