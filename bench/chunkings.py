@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import text
 from tqdm import tqdm
 
+from bench.dense_levers import served_chunk_vectors
 from domain.documents.chunking import TokenCounter, chunk_document
 from domain.persistence.database import Database
 from domain.providers.embedding import Embedder
-from domain.retrieval.tenant_index import chunk_partition
 
 DEPTH = 200
 BATCH = 256
@@ -141,16 +140,6 @@ async def export_served(db: Database, path: Path) -> None:
     others, so the served chunks are searched exactly the same way (nothing is embedded)."""
     if await asyncio.to_thread(path.exists):
         return
-    await db.enable_vector_codec()
-    async with db.engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                text(
-                    f"SELECT d.external_id, c.embedding FROM {chunk_partition('default')} c "  # noqa: S608
-                    "JOIN documents d ON d.id = c.document_id"
-                )
-            )
-        ).all()
-    ids = np.asarray([r[0] for r in rows])
-    vectors = np.stack([np.asarray(r[1].to_numpy(), dtype=np.float32) for r in rows])
+    chunk_ids, vectors = await served_chunk_vectors(db)
+    ids = np.asarray(chunk_ids)
     await asyncio.to_thread(_store, path, {"ids": ids, "vectors": vectors})

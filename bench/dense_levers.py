@@ -34,14 +34,11 @@ def _top(matrix: np.ndarray, ids: list[str], vector: np.ndarray) -> list[list[An
     return [[ids[i], float(scores[i])] for i in top]
 
 
-async def dump_dense_levers(
-    db: Database, embedder: Embedder, splits: dict[str, list[tuple[str, str]]], out: Path
-) -> None:
-    if await asyncio.to_thread(out.exists):
-        return
+async def served_chunk_vectors(db: Database) -> tuple[list[str], np.ndarray]:
+    """Every chunk vector of the eval store's default tenant, with its document's external id."""
     await db.enable_vector_codec()
     async with db.engine.connect() as conn:
-        chunks = (
+        rows = (
             await conn.execute(
                 text(
                     f"SELECT d.external_id, c.embedding FROM {chunk_partition('default')} c "  # noqa: S608
@@ -49,11 +46,19 @@ async def dump_dense_levers(
                 )
             )
         ).all()
+    return [r[0] for r in rows], np.stack([np.asarray(r[1].to_numpy(), dtype=np.float32) for r in rows])
+
+
+async def dump_dense_levers(
+    db: Database, embedder: Embedder, splits: dict[str, list[tuple[str, str]]], out: Path
+) -> None:
+    if await asyncio.to_thread(out.exists):
+        return
+    chunk_ids, chunk_matrix = await served_chunk_vectors(db)
+    async with db.engine.connect() as conn:
         docs = (
             await conn.execute(text("SELECT external_id, title, text FROM documents WHERE tenant_id = 'default'"))
         ).all()
-    chunk_ids = [r[0] for r in chunks]
-    chunk_matrix = np.stack([np.asarray(r[1].to_numpy(), dtype=np.float32) for r in chunks])
     doc_ids = [r[0] for r in docs]
     texts = [f"{r[1]}\n{r[2]}" for r in docs]
     parts = []
