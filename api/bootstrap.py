@@ -34,7 +34,10 @@ from domain.documents.parse_pool import ParsePool
 from domain.documents.parsing import ParseBudget
 from domain.documents.service import ChunkingConfig, Documents, IngestContext
 from domain.feedback.profiles import LearningConfig
+from domain.jobs.model import Job
 from domain.jobs.progress import JobProgress
+from domain.jobs.training_job import AutoTrainPolicy
+from domain.jobs.training_trigger import TrainingTrigger
 from domain.persistence.database import Database
 from domain.persistence.migrate import check_embedding_model, keyword_backend, migrate
 from domain.providers.cross_rankers import CohereReranker
@@ -221,6 +224,26 @@ def worker_config(settings: Settings) -> WorkerConfig:
     )
 
 
+def autotrain_policy(settings: Settings) -> AutoTrainPolicy:
+    return AutoTrainPolicy(
+        min_events=settings.recs_autotrain_min_events,
+        min_growth=settings.recs_autotrain_min_growth,
+        spacing_s=settings.recs_autotrain_spacing_s,
+    )
+
+
+def _on_progress(cache: SearchCache, trigger: TrainingTrigger | None) -> Callable[[Job], Awaitable[None] | None]:
+    """After each batch a job writes: the tenant's cached searches go, and an import job's new
+    feedback events count towards the tenant's next training."""
+
+    def progressed(job: Job) -> Awaitable[None] | None:
+        if trigger is not None:
+            trigger.note_job(job)
+        return cache.invalidate(job.tenant_id)
+
+    return progressed
+
+
 def worker_deps(settings: Settings, services: Services) -> WorkerDeps:
     """The in-process worker shares the API's pool and model, and drops cached searches as it writes."""
     return WorkerDeps(
@@ -229,7 +252,7 @@ def worker_deps(settings: Settings, services: Services) -> WorkerDeps:
         chunking=services.chunking,
         max_chars=settings.max_document_chars,
         learning=services.learning,
-        on_progress=lambda job: services.search_cache.invalidate(job.tenant_id),
+        on_progress=_on_progress(services.search_cache, services.training),
     )
 
 
@@ -255,16 +278,18 @@ async def open_worker_deps(
     # search cached before it (without Redis there is no shared cache to invalidate).
     link = RedisLink.from_url(settings.redis_url) if settings.redis_url else None
     cache = SearchCache(RedisStore(link) if link else LocalStore(), ttl_s=settings.search_cache_ttl_s)
+    trigger = TrainingTrigger(db, autotrain_policy(settings))
     deps = WorkerDeps(
         db=db,
         embedder=emb,
         chunking=ChunkingConfig(max_tokens=settings.chunk_tokens, overlap_tokens=settings.chunk_overlap_tokens),
         max_chars=settings.max_document_chars,
         learning=build_learning(settings),
-        on_progress=lambda job: cache.invalidate(job.tenant_id),
+        on_progress=_on_progress(cache, trigger),
     )
 
     async def close() -> None:
+        await trigger.aclose()
         if link is not None:
             await link.aclose()
         await db.dispose()
@@ -326,6 +351,8 @@ async def build_services(
     )
     search_cache = SearchCache(store, ttl_s=settings.search_cache_ttl_s)
     query_log = QueryLogWriter(db)
+    autotrain = autotrain_policy(settings)
+    trigger = TrainingTrigger(db, autotrain)
     parse_pool = ParsePool(settings.parse_workers)
     chunking = ChunkingConfig(max_tokens=settings.chunk_tokens, overlap_tokens=settings.chunk_overlap_tokens)
     services = Services(
@@ -359,6 +386,8 @@ async def build_services(
         search_cache=search_cache,
         revocations=shared.broadcast if shared else LocalOnly(),
         job_progress=JobProgress(db.url, fallback_s=settings.job_progress_fallback_s),
+        training=trigger,
+        autotrain=autotrain,
         dev_tenant=settings.dev_tenant,
         api_key_prefix=settings.api_key_prefix,
         database_kind=kind,
@@ -382,6 +411,7 @@ async def build_services(
         log.info("loaded the demo catalogue: %d films into tenant %r", len(outcome.documents), settings.dev_tenant)
 
     async def close() -> None:
+        await trigger.aclose()
         if services.job_progress is not None:
             await services.job_progress.aclose()
         parse_pool.close()

@@ -199,6 +199,13 @@ class Settings(BaseSettings):
     recs_train_interval_s: float = Field(default=3600.0, ge=0)
     # The most (user, document) signals one training reads, newest first: a tenant's bound.
     recs_train_max_signals: int = Field(default=2_000_000, ge=1)
+    # Training that follows feedback: a tenant with at least this many new document events since
+    # its last model, and at least RAGQL_RECS_AUTOTRAIN_MIN_GROWTH × the events that model learned
+    # from, gets a training queued (0: off), starting no sooner than RAGQL_RECS_AUTOTRAIN_SPACING_S
+    # after its last one ended.
+    recs_autotrain_min_events: int = Field(default=200, ge=0)
+    recs_autotrain_min_growth: float = Field(default=0.1, ge=0)
+    recs_autotrain_spacing_s: float = Field(default=60.0, ge=0)
     load_demo: bool = True
     # The tenant that unauthenticated requests act as in development mode (and that gets the demo).
     dev_tenant: str = "default"

@@ -145,7 +145,7 @@ def _eval_recs(args: argparse.Namespace) -> None:
     if args.offline:
         run_offline(users=args.users, seed=args.seed, sweep=args.sweep)
         return
-    run_recs_eval(users=args.users, seed=args.seed, sweep=args.sweep)
+    run_recs_eval(users=args.users, seed=args.seed, sweep=args.sweep, autotrain=args.autotrain)
 
 
 def _bm25_tenants(args: argparse.Namespace) -> None:
@@ -238,6 +238,11 @@ def main(argv: list[str] | None = None) -> None:
     er.add_argument("--seed", type=int, default=7, help="seed of the simulation (tune on 1, report on 7)")
     er.add_argument("--sweep", action="store_true", help="grid over the blend weights (use on the tuning seed)")
     er.add_argument("--offline", action="store_true", help="only the offline baselines, no server (seconds)")
+    er.add_argument(
+        "--autotrain",
+        action="store_true",
+        help="no explicit training: the feedback trigger and the in-process worker train (RAGQL_RECS_AUTOTRAIN_*)",
+    )
     sub.add_parser("recs-scale", help="recommendations at 500 events/user on a 10,000-item catalogue")
     bt = sub.add_parser("bm25-tenants", help="cost of one BM25 index per tenant: sizes, catalog, search p50")
     bt.add_argument("--tenants", type=int, default=1000)

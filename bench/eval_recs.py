@@ -9,6 +9,13 @@ and how much of the catalogue all the lists together cover. The classic baseline
 before the model is trained (content, co-engagement and popularity only) and after
 (`train_tenant`, the job `ragql train-recs` runs).
 
+With `--autotrain` nothing trains explicitly: the app runs its in-process worker, and the trainings
+are the ones the feedback trigger queues while the events are replayed (RAGQL_RECS_AUTOTRAIN_*,
+read from the environment like any setting). After the replay the run waits, through the API's
+`recommendationModel`, until no training is queued or running, then scores every strategy; it
+prints each model version as it appeared during the replay, and how much of the history the last
+one learned from. That is what a client that only speaks GraphQL gets.
+
 The app runs in-process on a temporary embedded store, so nothing here listens on a port.
 Embeddings of the catalogue are cached on disk (`.ragql-eval-recs/`), keyed by the model and the
 text, so a second run skips the minute of embedding."""
@@ -16,6 +23,7 @@ text, so a second run skips the minute of embedding."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import sys
@@ -49,6 +57,9 @@ SUBMIT_FEEDBACK = """
 mutation($input: FeedbackInput!) {
   submitFeedback(input: $input) { feedback { id } duplicate errors { code field message } }
 }
+"""
+MODEL = """
+{ recommendationModel { version events trainedAt eventsSince eventsNeeded training { id state runAfter } } }
 """
 RECOMMENDATIONS = """
 query($u: ID, $first: Int!, $options: RecommendationOptions) {
@@ -216,11 +227,64 @@ async def sweep_blend(app: Any, client: httpx.AsyncClient, sim: Sequence[SimUser
         recommender.weights = default
 
 
+async def model_status(client: httpx.AsyncClient) -> dict[str, Any]:
+    status: dict[str, Any] = (await _graphql(client, MODEL, {}))["recommendationModel"]
+    return status
+
+
+async def follow_models(client: httpx.AsyncClient, started: float, seen: list[tuple[float, dict[str, Any]]]) -> None:
+    """Every model version as it appears (polled through the API), with when, until cancelled."""
+    last = None
+    while True:
+        status = await model_status(client)
+        if status["version"] != last:
+            last = status["version"]
+            seen.append((time.perf_counter() - started, status))
+        await asyncio.sleep(1.0)
+
+
+async def settled_model(client: httpx.AsyncClient, timeout_s: float = 900.0) -> dict[str, Any]:
+    """The model once no training is queued or running, twice in a row a few seconds apart (a
+    trigger's look may still be under way just after the last event)."""
+    deadline = time.perf_counter() + timeout_s
+    quiet = 0
+    while True:
+        status = await model_status(client)
+        quiet = quiet + 1 if status["training"] is None else 0
+        if quiet >= 2:
+            return status
+        if time.perf_counter() > deadline:
+            raise EvalError(f"a training was still in flight after {timeout_s:.0f}s: {status}")
+        await asyncio.sleep(3.0)
+
+
+async def await_autotrain(
+    client: httpx.AsyncClient, flat: Sequence[Any], ids: Sequence[str], started: float
+) -> tuple[float, dict[str, Any], list[tuple[float, dict[str, Any]]]]:
+    """Replay the events while following the model versions; then wait for the trigger's last
+    training. (replay seconds, the settled model, the versions seen)."""
+    seen: list[tuple[float, dict[str, Any]]] = []
+    follower = asyncio.create_task(follow_models(client, started, seen))
+    try:
+        await submit_all(client, flat, ids)
+        replayed = time.perf_counter() - started
+        final = await settled_model(client)
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+    if not seen or seen[-1][1]["version"] != final["version"]:
+        seen.append((time.perf_counter() - started, final))
+    return replayed, final, seen
+
+
 def _line(name: str, o: recs_baselines.Outcome, note: str = "") -> str:
     return f"recs {name} hit@10={o.hit:.4f} ndcg@10={o.ndcg:.4f} coverage={o.coverage:.4f}{note}"
 
 
-async def _run(url: str, root: Path, *, users: int, seed: int, sweep: bool) -> dict[str, recs_baselines.Outcome]:
+async def _run(
+    url: str, root: Path, *, users: int, seed: int, sweep: bool, autotrain: bool = False
+) -> dict[str, recs_baselines.Outcome]:
     # Imported here so that the pure modules load without the app (for their unit tests).
     from asgi_lifespan import LifespanManager
 
@@ -234,7 +298,10 @@ async def _run(url: str, root: Path, *, users: int, seed: int, sweep: bool) -> d
     # The simulation is one client sending thousands of requests: rate limits would only slow it.
     unlimited: dict[str, Any] = {"rate_per_ip": 10**9, "tenant_quota": 10**9, "admission_per_ip_per_s": 10**6}
     embedder = CachedEmbedder(LocalEmbedder(), CACHE_DIR)
-    settings = Settings(database_url=url, data_dir=root, load_demo=False, **unlimited)
+    # --autotrain: the in-process worker (a server with an external database runs none by default)
+    # runs what the feedback trigger queues.
+    in_process: dict[str, Any] = {"worker_in_process": True} if autotrain else {}
+    settings = Settings(database_url=url, data_dir=root, load_demo=False, **unlimited, **in_process)
     app = create_app(settings, embedder=embedder)
     results: dict[str, recs_baselines.Outcome] = {}
     latencies: dict[str, list[float]] = {}
@@ -251,32 +318,53 @@ async def _run(url: str, root: Path, *, users: int, seed: int, sweep: bool) -> d
         sim = simulate_users(make_catalogue(), users=users, seed=seed)
         flat = timeline(sim)
         started = time.perf_counter()
-        await submit_all(client, flat, ids)
+        if autotrain:
+            replayed, final, versions = await await_autotrain(client, flat, ids, started)
+        else:
+            await submit_all(client, flat, ids)
+            replayed = time.perf_counter() - started
         print(
             f"recs seed={seed} users={len(sim)} catalogue={len(ids)} items (ingested in {ingest_s:.0f}s) "
-            f"feedback={len(flat)} events in {time.perf_counter() - started:.0f}s",
+            f"feedback={len(flat)} events in {replayed:.0f}s",
             flush=True,
         )
         for name, outcome in recs_baselines.run(sim, len(ids)).items():
             results[f"baseline-{name}"] = outcome
             print(_line(f"baseline-{name}", outcome, " (offline, from the same events)"), flush=True)
-        results["blended-untrained"], latencies["blended-untrained"] = await score_strategy(
-            client, sim, "blended", ids, label="blended-untrained"
-        )
-        services = app.state.services
-        report = await train_tenant(services.db, services.dev_tenant)
-        print(
-            f"recs trained version={report.version} on {report.events} events, {report.users} users, "
-            f"{report.items} items in {report.took_ms / 1000:.1f}s (fit {report.fit_ms / 1000:.1f}s)",
-            flush=True,
-        )
+        if autotrain:
+            print(
+                f"recs autotrain min_events={settings.recs_autotrain_min_events} "
+                f"min_growth={settings.recs_autotrain_min_growth} spacing={settings.recs_autotrain_spacing_s:g}s: "
+                f"{sum(1 for _, m in versions if m['version'])} versions",
+                flush=True,
+            )
+            for at, m in versions:
+                print(f"recs autotrain t={at:.0f}s version={m['version']} events={m['events']}", flush=True)
+            print(
+                f"recs autotrain settled: version={final['version']} learned from {final['events']} of "
+                f"{len(flat)} events ({final['eventsSince']} since), {time.perf_counter() - started:.0f}s "
+                "after the replay began",
+                flush=True,
+            )
+        else:
+            results["blended-untrained"], latencies["blended-untrained"] = await score_strategy(
+                client, sim, "blended", ids, label="blended-untrained"
+            )
+            services = app.state.services
+            report = await train_tenant(services.db, services.dev_tenant)
+            print(
+                f"recs trained version={report.version} on {report.events} events, {report.users} users, "
+                f"{report.items} items in {report.took_ms / 1000:.1f}s (fit {report.fit_ms / 1000:.1f}s)",
+                flush=True,
+            )
         if sweep:
             await sweep_blend(app, client, sim, ids)
         for strategy in STRATEGIES:
             results[strategy], latencies[strategy] = await score_strategy(client, sim, strategy, ids)
-    for name in ("blended-untrained", *STRATEGIES):
+    shown = [n for n in ("blended-untrained", *STRATEGIES) if n in results]
+    for name in shown:
         print(_line(name, results[name]))
-    for name in ("blended-untrained", *STRATEGIES):
+    for name in shown:
         took = latencies[name]
         print(
             f"recs {name} latency p50={percentile(took, 50):.1f}ms p95={percentile(took, 95):.1f}ms "
@@ -285,10 +373,12 @@ async def _run(url: str, root: Path, *, users: int, seed: int, sweep: bool) -> d
     return results
 
 
-def run_recs_eval(*, users: int = 800, seed: int = 7, sweep: bool = False) -> dict[str, recs_baselines.Outcome]:
+def run_recs_eval(
+    *, users: int = 800, seed: int = 7, sweep: bool = False, autotrain: bool = False
+) -> dict[str, recs_baselines.Outcome]:
     """Outcome per strategy and baseline, printed as well."""
     with embedded.temporary("ragql-eval-recs-") as (root, url):
-        return asyncio.run(_run(url, root, users=users, seed=seed, sweep=sweep))
+        return asyncio.run(_run(url, root, users=users, seed=seed, sweep=sweep, autotrain=autotrain))
 
 
 def run_offline(*, users: int = 800, seed: int = 1, sweep: bool = False) -> None:

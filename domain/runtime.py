@@ -11,6 +11,8 @@ from domain.auth.revocation import LocalOnly, Revocations
 from domain.documents.service import ChunkingConfig, Documents
 from domain.feedback.profiles import LearningConfig
 from domain.jobs.progress import JobProgress
+from domain.jobs.training_job import AutoTrainPolicy
+from domain.jobs.training_trigger import TrainingTrigger
 from domain.persistence.database import Database
 from domain.providers.embedding import Embedder
 from domain.recommendations.service import Recommender
@@ -53,6 +55,9 @@ class Services:
     revocations: Revocations = field(default_factory=LocalOnly)
     # Wakes ingestionProgress followers on each change of their job (None: they poll).
     job_progress: JobProgress | None = None
+    # Queues a recommendation training when a tenant's feedback has grown enough (None: off).
+    training: TrainingTrigger | None = None
+    autotrain: AutoTrainPolicy = field(default_factory=AutoTrainPolicy)
 
 
 class RateLimitBackend(Protocol):

@@ -48,7 +48,13 @@ async def submit_feedback(info: strawberry.Info[Context], input: FeedbackInput) 
     tenant = info.context.tenant_id
     if input.query_id is not None:
         await s.searching.flush_log()  # this process's searches' queryIds are stored before the check
-    submitted = await feedback.submit(s.db, tenant, _request(input, info.context.principal.subject), s.learning)
+    submitted = await feedback.submit(
+        s.db,
+        tenant,
+        _request(input, info.context.principal.subject),
+        s.learning,
+        on_stored=s.training.note if s.training else None,
+    )
     return SubmitFeedbackPayload(feedback=await to_feedback(info, submitted.event), duplicate=submitted.duplicate)
 
 

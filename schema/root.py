@@ -23,7 +23,7 @@ from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from domain.errors import DomainError
-from resolvers import analytics, answers, apikeys, documents, feedback, jobs, search, server
+from resolvers import analytics, answers, apikeys, documents, feedback, jobs, search, server, training
 from resolvers import recommendations as recs
 from schema.analytics import Analytics
 from schema.answers import Answer, AnswerEvent
@@ -47,6 +47,7 @@ from schema.permissions import IsAdmin, IsEditor, IsReader
 from schema.recommendations import RecommendationResult
 from schema.search import SearchHit, SearchResult
 from schema.server import PrincipalInfo, ServerInfo
+from schema.training import RecommendationModel, TrainRecommendationsPayload
 from schema.validation import HideSuggestions
 
 READER: list[type[BasePermission]] = [IsReader]
@@ -79,6 +80,11 @@ class Query:
         resolver=recs.recommendations,
         description="What this user is likely to want next, learned from their feedback; each item says why.",
         permission_classes=READER,
+    )
+    recommendation_model: RecommendationModel = strawberry.field(
+        resolver=training.recommendation_model,
+        description="This tenant's trained recommendation model and its training in flight. Admins only.",
+        permission_classes=ADMIN,
     )
     similar_documents: list[SearchHit] = strawberry.field(
         resolver=recs.similar_documents,
@@ -126,6 +132,12 @@ class Mutation:
     import_feedback: ImportFeedbackPayload = strawberry.mutation(
         resolver=jobs.import_feedback,
         description="Load up to 10,000 historical feedback events as a job; each keeps its occurredAt. Admins only.",
+        permission_classes=ADMIN,
+        extensions=payload_errors(),
+    )
+    train_recommendations: TrainRecommendationsPayload = strawberry.mutation(
+        resolver=training.train_recommendations,
+        description="Train this tenant's recommendation model now, as a job (one at a time). Admins only.",
         permission_classes=ADMIN,
         extensions=payload_errors(),
     )

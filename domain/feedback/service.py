@@ -14,6 +14,7 @@ import json
 import math
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -186,10 +187,20 @@ async def _check_targets(session: AsyncSession, tenant_id: str, req: FeedbackReq
         raise NotFound("no search or recommendation with that id in this tenant", field="queryId")
 
 
-async def submit(db: Database, tenant_id: str, req: FeedbackRequest, config: LearningConfig) -> Submitted:
+# Told of each new document event once it has committed (the training trigger's counter); it must
+# not block: it runs on the request's path.
+OnStored = Callable[[str, int], None]
+
+
+async def submit(
+    db: Database, tenant_id: str, req: FeedbackRequest, config: LearningConfig, *, on_stored: OnStored | None = None
+) -> Submitted:
     validate(req)
     async with db.session(tenant_id) as session:
-        return await record(session, tenant_id, req, config, query_log_grace_s=QUERY_LOG_GRACE_S)
+        submitted = await record(session, tenant_id, req, config, query_log_grace_s=QUERY_LOG_GRACE_S)
+    if on_stored is not None and not submitted.duplicate and req.document_id is not None:
+        on_stored(tenant_id, 1)
+    return submitted
 
 
 async def record(
