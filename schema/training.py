@@ -59,15 +59,16 @@ class RecommendationModel:
 
     @classmethod
     def from_domain(cls, status: ModelStatus) -> RecommendationModel:
+        m = status.model
         return cls(
-            version=status.version,
-            algorithm=status.algorithm,
-            trained_at=status.trained_at,
-            events=status.events,
-            users=status.users,
-            items=status.items,
-            training_ms=status.took_ms,
-            trained_by=to_global_id("RecommendationTraining", status.job_id) if status.job_id else None,
+            version=m.version if m else None,
+            algorithm=m.algorithm if m else None,
+            trained_at=m.trained_at if m else None,
+            events=m.events if m else 0,
+            users=m.users if m else 0,
+            items=m.items if m else 0,
+            training_ms=m.took_ms if m else None,
+            trained_by=to_global_id("RecommendationTraining", m.job_id) if m and m.job_id else None,
             events_since=status.new_events,
             events_needed=status.needed,
             training=RecommendationTraining.from_domain(status.training) if status.training else None,

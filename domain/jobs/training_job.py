@@ -111,13 +111,29 @@ class AutoTrainPolicy:
 
 
 @dataclass(frozen=True)
+class ServedModel:
+    """A tenant's newest ready model version."""
+
+    version: int
+    algorithm: str
+    trained_at: datetime
+    events: int  # the feedback events it learned from
+    users: int
+    items: int
+    took_ms: float | None
+    job_id: uuid.UUID | None  # the queued training that made it (None: trained in place)
+
+
+@dataclass(frozen=True)
 class Growth:
-    """A tenant's feedback since its last ready model, as the trigger sees it."""
+    """A tenant's feedback since its last ready model, as the trigger sees it (one statement, so
+    the model and the count since it agree)."""
 
     new_events: int  # counted up to `needed` (the count stops there)
     needed: int
     since_trained_s: float | None  # None: no ready model yet
     training: Training | None  # one queued or running now
+    model: ServedModel | None = None
     queued: uuid.UUID | None = None  # the training this check queued
     delay_s: float = 0.0
 
@@ -130,7 +146,7 @@ class Growth:
 # what is needed (`feedback (tenant_id, seq)` reads them from the index, at most `needed` rows).
 _GROWTH_SQL = """
     WITH m AS (
-        SELECT last_seq, events, finished_at FROM recs_models
+        SELECT version, algorithm, finished_at, events, users, items, took_ms, job_id, last_seq FROM recs_models
         WHERE tenant_id = :t AND status = 'ready' ORDER BY version DESC LIMIT 1
     ), need AS (
         SELECT greatest(CAST(:min AS bigint), CAST(ceil(:growth * coalesce((SELECT events FROM m), 0)) AS bigint)) AS n
@@ -142,9 +158,11 @@ _GROWTH_SQL = """
               AND f.seq > coalesce((SELECT last_seq FROM m), 0)
             LIMIT (SELECT n FROM need)) AS x),
         (SELECT n FROM need),
-        (SELECT extract(epoch FROM clock_timestamp() - finished_at) FROM m),
-        q.payload, q.status::text = 'picked', q.execute_after
+        extract(epoch FROM clock_timestamp() - m.finished_at),
+        q.payload, q.status::text = 'picked', q.execute_after,
+        m.version, m.algorithm, m.finished_at, m.events, m.users, m.items, m.took_ms, m.job_id
     FROM (SELECT 1) AS one
+    LEFT JOIN m ON true
     LEFT JOIN pgqueuer q ON q.dedupe_key = :k AND q.status IN ('queued', 'picked')
     """
 
@@ -157,9 +175,21 @@ async def growth(db: Database, tenant_id: str, policy: AutoTrainPolicy) -> Growt
                 {"t": tenant_id, "k": dedupe_key(tenant_id), "min": policy.min_events, "growth": policy.min_growth},
             )
         ).one()
-    new, needed, since, payload, picked, after = row
+    new, needed, since, payload, picked, after, version, algorithm, at, events, users, items, took, job = row
     training = None if payload is None else Training(uuid.UUID(bytes=bytes(payload)), bool(picked), after)
-    return Growth(int(new), int(needed), None if since is None else float(since), training)
+    model = None
+    if version is not None:
+        model = ServedModel(
+            int(version),
+            str(algorithm),
+            at,
+            int(events),
+            int(users),
+            int(items),
+            None if took is None else float(took),
+            job,
+        )
+    return Growth(int(new), int(needed), None if since is None else float(since), training, model)
 
 
 async def train_if_grown(db: Database, tenant_id: str, policy: AutoTrainPolicy) -> Growth:
@@ -171,7 +201,7 @@ async def train_if_grown(db: Database, tenant_id: str, policy: AutoTrainPolicy) 
         return seen
     delay = 0.0 if seen.since_trained_s is None else max(0.0, policy.spacing_s - seen.since_trained_s)
     job_id = await enqueue(db, tenant_id, delay_s=delay)
-    return Growth(seen.new_events, seen.needed, seen.since_trained_s, seen.training, job_id, delay)
+    return Growth(seen.new_events, seen.needed, seen.since_trained_s, seen.training, seen.model, job_id, delay)
 
 
 async def due(db: Database, tenants: list[str] | None = None) -> list[str]:
@@ -213,14 +243,7 @@ async def run(
 class ModelStatus:
     """A tenant's served model (the newest ready version) and its training in flight."""
 
-    version: int | None  # None: never trained
-    algorithm: str | None
-    trained_at: datetime | None
-    events: int  # the feedback events it learned from
-    users: int
-    items: int
-    took_ms: float | None
-    job_id: uuid.UUID | None  # the queued training that made it (None: trained in place)
+    model: ServedModel | None  # None: never trained
     new_events: int  # document events since, counted up to `needed` (or up to STATUS_COUNT_CAP when off)
     needed: int | None  # what makes the trigger queue the next one (None: the trigger is off)
     training: Training | None
@@ -229,31 +252,8 @@ class ModelStatus:
 # Off, the status still says how many events wait; counted up to this, as an index read.
 STATUS_COUNT_CAP = 1_000_000
 
-_MODEL_SQL = """
-    SELECT version, algorithm, finished_at, events, users, items, took_ms, job_id FROM recs_models
-    WHERE tenant_id = :t AND status = 'ready' ORDER BY version DESC LIMIT 1
-    """
-
 
 async def status(db: Database, tenant_id: str, policy: AutoTrainPolicy) -> ModelStatus:
     counting = policy if policy.enabled else AutoTrainPolicy(min_events=STATUS_COUNT_CAP, min_growth=0.0)
     seen = await growth(db, tenant_id, counting)
-    async with db.session(tenant_id) as session:
-        row = (await session.execute(text(_MODEL_SQL), {"t": tenant_id})).first()
-    needed = seen.needed if policy.enabled else None
-    if row is None:
-        return ModelStatus(None, None, None, 0, 0, 0, None, None, seen.new_events, needed, seen.training)
-    version, algorithm, at, events, users, items, took, job = row
-    return ModelStatus(
-        int(version),
-        str(algorithm),
-        at,
-        int(events),
-        int(users),
-        int(items),
-        None if took is None else float(took),
-        job,
-        seen.new_events,
-        needed,
-        seen.training,
-    )
+    return ModelStatus(seen.model, seen.new_events, seen.needed if policy.enabled else None, seen.training)
