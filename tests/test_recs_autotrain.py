@@ -206,3 +206,26 @@ async def test_no_tenant_is_served_another_tenants_model(
                 assert ids <= set(t.docs), (t.name, user, result)
                 assert ids or t is c  # a tenant without a model may have nothing collaborative yet
                 assert ("MODEL" in result["sources"]) is (t is not c), (t.name, result["sources"])
+
+
+IMPORT = """
+mutation($events: [FeedbackEventInput!]!) {
+  importFeedback(input: {events: $events}) { job { id } errors { code } }
+}
+"""
+
+
+async def test_an_import_past_the_threshold_trains_too(
+    pg_url: str, tmp_root: Path, embedder: LocalEmbedder, db: Database
+) -> None:
+    """The import job's events count as its batches are written (by the worker, not a request)."""
+    settings = {"worker_in_process": True, "job_poll_s": 0.5, "recs_autotrain_min_events": MIN_EVENTS}
+    async with tenants(pg_url, tmp_root, embedder, db, 1, **settings) as (a,):
+        events = [
+            {"userId": f"u{n % 5}", "documentId": a.docs[(n * 3) % DOCS], "kind": "RATING", "rating": 4.5}
+            for n in range(MIN_EVENTS + 5)
+        ]
+        payload = (await a.ok(IMPORT, {"events": events}))["importFeedback"]
+        assert payload["errors"] == []
+        done = await a.wait_for(lambda m: m["version"] is not None)
+        assert done["trainedBy"] is not None and done["events"] >= MIN_EVENTS
