@@ -120,7 +120,7 @@ async def test_feedback_past_the_threshold_trains_and_the_next_training_waits_ou
         "worker_in_process": True,
         "job_poll_s": 0.5,
         "recs_autotrain_min_events": MIN_EVENTS,
-        "recs_autotrain_min_growth": 0.5,
+        "recs_autotrain_min_growth": 1.5,
         "recs_autotrain_spacing_s": SPACING_S,
     }
     async with tenants(pg_url, tmp_root, embedder, db, 1, **settings) as (a,):
@@ -140,16 +140,17 @@ async def test_feedback_past_the_threshold_trains_and_the_next_training_waits_ou
         first = await a.wait_for(lambda m: m["version"] is not None)
         assert first["trainedBy"] is not None  # made by a queued job, not in place
         assert first["events"] == MIN_EVENTS and first["eventsSince"] == 0
+        assert first["eventsNeeded"] == 30  # max(20, 1.5 × 20): the growth share now rules
         assert trigger.checks == 1
-        # when: enough again (max(20, 0.5 × 20)) right after it, well inside the spacing
-        await a.rate(MIN_EVENTS, start=MIN_EVENTS)
+        # when: enough again right after it, well inside the spacing
+        await a.rate(30, start=MIN_EVENTS)
         waiting = await a.wait_for(lambda m: m["training"] is not None or m["version"] != first["version"])
         # then: it is queued to start once the spacing has passed, not before
         assert waiting["training"]["state"] == "QUEUED"
         assert _at(waiting["training"]["runAfter"]) >= _at(first["trainedAt"]) + SPACING_S - 0.05
         second = await a.wait_for(lambda m: m["version"] not in (None, first["version"]))
         assert _at(second["trainedAt"]) - _at(first["trainedAt"]) >= SPACING_S
-        assert second["events"] == 2 * MIN_EVENTS
+        assert second["events"] == MIN_EVENTS + 30
         assert second["trainedBy"] not in (None, first["trainedBy"])
 
 
