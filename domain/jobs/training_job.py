@@ -149,7 +149,9 @@ _GROWTH_SQL = """
         SELECT version, algorithm, finished_at, events, users, items, took_ms, job_id, last_seq FROM recs_models
         WHERE tenant_id = :t AND status = 'ready' ORDER BY version DESC LIMIT 1
     ), need AS (
-        SELECT greatest(CAST(:min AS bigint), CAST(ceil(CAST(:growth AS float8) * coalesce((SELECT events FROM m), 0)) AS bigint)) AS n
+        SELECT greatest(
+            CAST(:min AS bigint),
+            CAST(ceil(CAST(:growth AS float8) * coalesce((SELECT events FROM m), 0)) AS bigint)) AS n
     )
     SELECT
         (SELECT count(*) FROM (
