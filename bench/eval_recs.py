@@ -243,23 +243,25 @@ async def follow_models(client: httpx.AsyncClient, started: float, seen: list[tu
         await asyncio.sleep(1.0)
 
 
-async def settled_model(client: httpx.AsyncClient, timeout_s: float = 900.0) -> dict[str, Any]:
-    """The model once no training is queued or running, twice in a row a few seconds apart (a
-    trigger's look may still be under way just after the last event)."""
+async def settled_model(client: httpx.AsyncClient, min_events: int, timeout_s: float = 900.0) -> dict[str, Any]:
+    """The model once the trigger will train no more: nothing in flight, and fewer untrained
+    events than the trailing edge trains (it fires once the feedback has been quiet for the
+    spacing, so this waits for that too), seen twice in a row a few seconds apart."""
     deadline = time.perf_counter() + timeout_s
     quiet = 0
     while True:
         status = await model_status(client)
-        quiet = quiet + 1 if status["training"] is None else 0
+        done = status["training"] is None and status["eventsSince"] < max(1, min_events)
+        quiet = quiet + 1 if done else 0
         if quiet >= 2:
             return status
         if time.perf_counter() > deadline:
-            raise EvalError(f"a training was still in flight after {timeout_s:.0f}s: {status}")
+            raise EvalError(f"the trigger was still training after {timeout_s:.0f}s: {status}")
         await asyncio.sleep(3.0)
 
 
 async def await_autotrain(
-    client: httpx.AsyncClient, flat: Sequence[Any], ids: Sequence[str], started: float
+    client: httpx.AsyncClient, flat: Sequence[Any], ids: Sequence[str], started: float, min_events: int
 ) -> tuple[float, dict[str, Any], list[tuple[float, dict[str, Any]]]]:
     """Replay the events while following the model versions; then wait for the trigger's last
     training. (replay seconds, the settled model, the versions seen)."""
@@ -268,7 +270,7 @@ async def await_autotrain(
     try:
         await submit_all(client, flat, ids)
         replayed = time.perf_counter() - started
-        final = await settled_model(client)
+        final = await settled_model(client, min_events)
     finally:
         follower.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -319,7 +321,9 @@ async def _run(
         flat = timeline(sim)
         started = time.perf_counter()
         if autotrain:
-            replayed, final, versions = await await_autotrain(client, flat, ids, started)
+            replayed, final, versions = await await_autotrain(
+                client, flat, ids, started, settings.recs_autotrain_min_events
+            )
         else:
             await submit_all(client, flat, ids)
             replayed = time.perf_counter() - started
