@@ -171,7 +171,9 @@ async def backfill(
     """Embed and store the sentences of every chunk of the tenant that has none yet (`ragql
     embed-sentences`), or of the documents of one ingestion job (`job_id`, its follow-up job, as
     background encoder work): ahead of time, so that no answer pays for it. Resumable; returns
-    the count. Once `stop` is set it returns after the batch in hand."""
+    the count. Once `stop` is set it returns at once: the batch being embedded is dropped (the
+    encoder skips a cancelled request's texts not yet run) and left for a rerun, so a large
+    `batch` (more texts pooled per request, less padding) does not delay a worker's exit."""
     store = SentenceVectorStore(db, embedder.name, embedder.dim)
     done, after, after_document = 0, uuid.UUID(int=0), uuid.UUID(int=0)
     while stop is None or not stop.is_set():
@@ -186,7 +188,15 @@ async def backfill(
                     after_document = rows[-1][2]
         if not rows:
             return done
-        passages = await embed_passages(embedder, [r[1] for r in rows], background=job_id is not None)
+        embedding = asyncio.ensure_future(embed_passages(embedder, [r[1] for r in rows], background=job_id is not None))
+        if stop is not None:
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({embedding, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not embedding.done():
+                embedding.cancel()
+                return done
+        passages = await embedding
         await store.save(tenant_id, {r[0]: p for r, p in zip(rows, passages, strict=True)})
         done, after = done + len(rows), rows[-1][0]
         if progress is not None:
