@@ -218,9 +218,9 @@ Written = tuple[uuid.UUID, Status] | DomainError
 async def write_many(session: AsyncSession, tenant_id: str, docs: Sequence[ToWrite]) -> list[Written]:
     """What `_write_one` does for each document, in six statements for all of them (locks,
     previous hashes, upsert, delete of replaced chunks, chunk insert, centroids) instead of eight
-    round trips each: at SciFact's 2.6 chunks a document, the per-document statements were a
-    large part of an ingest's CPU beside the encoder. One result per document, in order: its id
-    and status, or the DomainError that refused it (the others are written).
+    round trips each (SciFact: ~41k statements fewer; PostgreSQL's CPU in an ingest fell 10-19%,
+    the ingest process's 10%, with the sentence changes, in one A/B). One result per document, in
+    order: its id and status, or the DomainError that refused it (the others are written).
 
     The same guarantees: writers of one externalId are serialised by its advisory lock (taken in
     sorted order, so two writers of overlapping batches cannot deadlock); a document refused (its
