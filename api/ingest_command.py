@@ -309,8 +309,10 @@ async def run_jobs(
                     totals.interrupted = True
                     break
             totals.seconds = time.monotonic() - started
+            _encoder_line(deps.embedder, "documents' chunks", totals.seconds, console)
             if kind is JobKind.DOCUMENTS and sentences and not interrupted.is_set():
                 await _await_sentences(deps.db, tenant, totals, console, interrupted)
+                _encoder_line(deps.embedder, "sentences", totals.sentence_seconds, console)
     finally:
         totals.seconds = totals.seconds or time.monotonic() - started
         await worker.stop()
@@ -319,6 +321,24 @@ async def run_jobs(
         loop.remove_signal_handler(signal.SIGTERM)
         await close()
     return totals
+
+
+def _encoder_line(embedder: Embedder, what: str, seconds: float, console: Console) -> None:
+    """What the local encoder did meanwhile (rows, tokens, padding, how busy its lanes were): where
+    an ingest's time goes, beside the database. Other embedders keep no such counts."""
+    reset = getattr(embedder, "reset_stats", None)
+    if reset is None or seconds <= 0:
+        return
+    stats = reset()
+    if not stats.slots:
+        return
+    console.print(
+        f"encoder, {what}: {stats.rows} texts, {stats.tokens} tokens ({stats.tokens / seconds:.0f}/s), "
+        f"padding waste {1 - stats.tokens / stats.slots:.1%}, {stats.batches} batches, "
+        f"lanes busy {stats.busy_s:.1f} s of {seconds:.1f} s x {getattr(embedder, 'lanes', 1)}",
+        markup=False,
+        highlight=False,
+    )
 
 
 async def _await_sentences(

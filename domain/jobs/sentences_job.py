@@ -30,6 +30,11 @@ from domain.providers.embedding import Embedder
 
 # pgqueuer dequeues higher priorities first; ingestion jobs have 0.
 PRIORITY = -10
+# Chunks per encoder request. The encoder length-sorts the texts of one background request only,
+# so a larger pool pads less: on SciFact's sentences 9.3% of the padded slots were padding at 256
+# chunks, 2.8% at 1,024 (a simulation of the encoder's packing; 1,890,169 -> 1,763,080 slots).
+# A stop drops the request in flight (backfill), so its size does not delay a worker's exit.
+BATCH = 1024
 
 
 def dedupe_key(job_id: uuid.UUID) -> str:
@@ -56,7 +61,7 @@ async def run(
 ) -> int:
     """Embed and store the sentences of the job's chunks that have none; returns how many chunks.
     Stops between batches once `stop` is set (what is stored stays; a rerun does the rest)."""
-    return await sentence_vectors.backfill(db, embedder, tenant_id, job_id=ingestion_job_id, stop=stop)
+    return await sentence_vectors.backfill(db, embedder, tenant_id, batch=BATCH, job_id=ingestion_job_id, stop=stop)
 
 
 async def pending(db: Database, tenant_id: str, ingestion_job_ids: list[uuid.UUID]) -> int:

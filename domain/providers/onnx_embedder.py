@@ -21,6 +21,7 @@ import itertools
 import os
 import queue
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,19 @@ class _Request:
     ids: list[list[int]] = field(default_factory=list)
     left: int = 0
     out: Vectors = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+
+
+@dataclass
+class EncoderStats:
+    """What the encoder ran since it started (or since `reset_stats`): rows, their tokens, the
+    slots the batches padded them to, and the seconds the lanes spent in the session. For the
+    bench: tokens over slots is the padding waste."""
+
+    rows: int = 0
+    tokens: int = 0
+    slots: int = 0
+    batches: int = 0
+    busy_s: float = 0.0
 
 
 def _settle(future: concurrent.futures.Future[Vectors], result: Vectors | None, error: BaseException | None) -> None:
@@ -120,6 +134,7 @@ class OnnxEmbedder:
         self._queue: queue.SimpleQueue[_Request] = queue.SimpleQueue()
         self._arrivals = itertools.count()
         self._query_cache: OrderedDict[str, Vectors] = OrderedDict()
+        self.stats = EncoderStats()
         self._thread = threading.Thread(target=self._serve, name="ragql-embedder", daemon=True)
         self._thread.start()
 
@@ -146,6 +161,12 @@ class OnnxEmbedder:
             rank = (1, next(self._arrivals) if order is None else order)
         self._queue.put(_Request(texts=list(texts), future=future, rank=rank))
         return future
+
+    def reset_stats(self) -> EncoderStats:
+        """The counts so far, and start again from zero."""
+        with self._results:
+            stats, self.stats = self.stats, EncoderStats()
+        return stats
 
     def next_order(self) -> int:
         """A place in line for bulk requests submitted later with `order=`."""
@@ -242,6 +263,7 @@ class OnnxEmbedder:
             tokens = request.ids[i]
             input_ids[row, : len(tokens)] = tokens
             mask[row, : len(tokens)] = 1
+        started = time.perf_counter()
         try:
             vectors = self._session.run(
                 None, {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
@@ -250,8 +272,14 @@ class OnnxEmbedder:
             for request, _ in batch:
                 _settle(request.future, None, exc)
             return
+        busy = time.perf_counter() - started
         done: list[_Request] = []
         with self._results:
+            self.stats.rows += len(batch)
+            self.stats.tokens += int(mask.sum())
+            self.stats.slots += mask.size
+            self.stats.batches += 1
+            self.stats.busy_s += busy
             for row, (request, i) in enumerate(batch):
                 request.out[i] = vectors[row]
                 request.left -= 1
