@@ -89,21 +89,25 @@ class Figure:
     loadgen_cpu_s: float
     wall_s: float
     reasons: dict[str, int]
+    generator: str = "httpx"
 
 
 def summarise(result: dict[str, Any]) -> Figure:
     lat: list[float] = result["latencies_ms"]
     wall = max(result["wall_s"], 1e-9)
+    # wrk times failed responses too, and says how many succeeded; httpx keeps successes only.
+    ok = int(result.get("ok", len(lat)))
     return Figure(
         p50=percentile(lat, 50) if lat else float("nan"),
         p95=percentile(lat, 95) if lat else float("nan"),
         p99=percentile(lat, 99) if lat else float("nan"),
-        rps=len(lat) / wall,
+        rps=ok / wall,
         errors=result["errors"],
-        n=len(lat),
+        n=ok,
         loadgen_cpu_s=result["cpu_s"],
         wall_s=wall,
         reasons=result["reasons"],
+        generator=str(result.get("generator", "httpx")),
     )
 
 
@@ -229,7 +233,7 @@ class Bench:
 
     # --- one scenario -------------------------------------------------------------------
     def scenario(self, name: str, conc: int, spec: dict[str, Any], *, record: bool = True) -> Figure:
-        spec = {"concurrency": conc, **spec}
+        spec = {"concurrency": conc, "generator": getattr(self.args, "loadgen", "auto"), **spec}
         load_before = load_average()
         fig = summarise(run_load(spec, self.workdir))
         if record:
@@ -247,6 +251,7 @@ class Bench:
                     "errors": fig.errors,
                     "n": fig.n,
                     "loadgen_cpu_s": fig.loadgen_cpu_s,
+                    "loadgen": fig.generator,
                     "wall_s": fig.wall_s,
                     "loadavg_before": load_before,
                     "loadavg_after": load_average(),
@@ -254,7 +259,7 @@ class Bench:
                 },
             )
             self.report.emit(
-                f"info {name} conc={conc} n={fig.n} wall_s={fig.wall_s:.1f} "
+                f"info {name} conc={conc} n={fig.n} wall_s={fig.wall_s:.1f} loadgen={fig.generator} "
                 f"loadgen_cpu_s={fig.loadgen_cpu_s:.1f} ({fig.loadgen_cpu_s / fig.wall_s:.2f} cores) "
                 f"loadavg={load_before}->{load_average()}"
                 + (f" first_error={next(iter(fig.reasons))!r}" if fig.reasons else "")
