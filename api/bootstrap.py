@@ -16,6 +16,7 @@ from api.auth.tokens import JwtConfig, JwtVerifier
 from api.graphql_router import Gatekeeping
 from api.ratelimit import Rate, RateLimiter
 from api.redis_link import RedisLink
+from api.replay import RecordedSearching
 from api.revocation import Broadcast
 from api.settings import Settings
 from api.shared_cache import RedisStore
@@ -46,7 +47,6 @@ from domain.retrieval.cache import SearchCache
 from domain.retrieval.index_health import ensure_bm25_healthy
 from domain.retrieval.long_query import TermStatistics, warm_up
 from domain.retrieval.query_log import QueryLogWriter
-from domain.retrieval.searching import Searching
 from domain.runtime import Limits, Services
 from domain.tenancy import ensure_tenant
 
@@ -335,7 +335,8 @@ async def build_services(
         reranking=reranking,
         answering=answering,
         recommender=recommender,
-        searching=Searching(
+        # Searching that tells a recorded request which searches it made (api/replay.py).
+        searching=RecordedSearching(
             db,
             emb,
             backend,
