@@ -89,9 +89,9 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
             log.warning("RAGQL_REDIS_URL is not set: rate limits are kept per process, not shared by replicas")
         if (settings.workers or 1) > 1 and not settings.redis_url:
             log.warning(
-                "RAGQL_WORKERS=%d without RAGQL_REDIS_URL: each worker keeps its own rate limits, websocket "
-                "caps and result caches (a search or answer cached by one worker may be served for up to its "
-                "TTL after a write through another); API keys are looked up on every request",
+                "RAGQL_WORKERS=%d without RAGQL_REDIS_URL: each worker keeps its own rate limits and websocket "
+                "caps (result caches stay coherent: index versions are shared through RAGQL_DATA_DIR); API "
+                "keys are looked up on every request",
                 settings.workers,
             )
         if (settings.workers or 1) > 1 and settings.metrics_token is not None:
