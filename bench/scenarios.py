@@ -27,7 +27,7 @@ LANCE_DEPS = ROOT / ".bench-deps"
 ROUNDS = 3
 PEER_QUERIES = 100
 # The cached scenario's server processes unless --workers says otherwise.
-CACHED_WORKERS = 2
+CACHED_WORKERS = 1
 # The scenario groups served by the first server (result cache off); `cached` has its own.
 FIRST_SERVER_GROUPS = ("search", "long", "recs", "answers", "overhead", "floor", "peer", "ingest", "held")
 
@@ -110,8 +110,9 @@ def _first_server(
 
 
 def _cached(bench: Bench, url: str, repeated: list[str], auth: dict[str, str], short: float) -> None:
-    # Both cores: the workers' caches stay coherent without Redis (api/host_versions.py), and a
-    # replayed hit is cheap enough that one process's core is the limit. --workers N chooses.
+    # --workers 2 keeps the workers' caches coherent without Redis (api/host_versions.py); one
+    # worker stays the default here: in the one lock hold measured (load ~3.5 from outside it),
+    # two workers gave 241 rps at conc 16 against one worker's 509 (notes/cached-1k.md).
     workers = str(bench.args.workers or CACHED_WORKERS)
     cache_on = {"RAGQL_SEARCH_CACHE_TTL_S": "300", "RAGQL_WORKERS": workers}
     with Server(url, bench.secret, bench.workdir, cache_on) as server:
