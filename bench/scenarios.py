@@ -112,7 +112,7 @@ def _first_server(
 def _cached(bench: Bench, url: str, repeated: list[str], auth: dict[str, str], short: float) -> None:
     # --workers 2 keeps the workers' caches coherent without Redis (api/host_versions.py); one
     # worker stays the default here: in the one lock hold measured (load ~3.5 from outside it),
-    # two workers gave 241 rps at conc 16 against one worker's 509 (notes/cached-1k.md).
+    # two workers gave 241 rps at conc 16 against one worker's 509 (branch cached-1k, 2026-12-01).
     workers = str(bench.args.workers or CACHED_WORKERS)
     cache_on = {"RAGQL_SEARCH_CACHE_TTL_S": "300", "RAGQL_WORKERS": workers}
     with Server(url, bench.secret, bench.workdir, cache_on) as server:
