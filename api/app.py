@@ -35,6 +35,7 @@ from api.health import IndexWatch, is_ready, readiness
 from api.metrics_server import CHALLENGE, MetricsServer, bearer_matches
 from api.observability import Observed, OperationObserver
 from api.ratelimit import Rate, RateLimiter
+from api.replay import ResponseReplay
 from api.settings import Settings
 from api.webapp import mount as mount_reference_app
 from api.websocket_guard import WebsocketLimits
@@ -88,9 +89,9 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
             log.warning("RAGQL_REDIS_URL is not set: rate limits are kept per process, not shared by replicas")
         if (settings.workers or 1) > 1 and not settings.redis_url:
             log.warning(
-                "RAGQL_WORKERS=%d without RAGQL_REDIS_URL: each worker keeps its own rate limits, websocket "
-                "caps and result caches (a search or answer cached by one worker may be served for up to its "
-                "TTL after a write through another); API keys are looked up on every request",
+                "RAGQL_WORKERS=%d without RAGQL_REDIS_URL: each worker keeps its own rate limits and websocket "
+                "caps (result caches stay coherent: index versions are shared through RAGQL_DATA_DIR); API "
+                "keys are looked up on every request",
                 settings.workers,
             )
         if (settings.workers or 1) > 1 and settings.metrics_token is not None:
@@ -106,7 +107,13 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
             background.start()
             log.info("ingestion jobs: running an in-process worker (RAGQL_WORKER_IN_PROCESS=false to turn it off)")
         try:
-            yield {STATE_KEY: RagqlState(services=services, gate=gate, facts=facts)}
+            replay = (
+                ResponseReplay(schema._schema, router.encode_json)
+                if settings.response_replay and settings.search_cache_ttl_s > 0
+                else None
+            )
+            app.state.replay = replay  # for tests and operators' probes, as app.state.services
+            yield {STATE_KEY: RagqlState(services=services, gate=gate, facts=facts, replay=replay)}
         finally:
             await watch.aclose()
             if background is not None:

@@ -14,8 +14,10 @@ from api.auth.authenticate import Authenticator, KeyCache
 from api.auth.jwks import JwksSource
 from api.auth.tokens import JwtConfig, JwtVerifier
 from api.graphql_router import Gatekeeping
+from api.host_versions import host_store
 from api.ratelimit import Rate, RateLimiter
 from api.redis_link import RedisLink
+from api.replay import RecordedSearching
 from api.revocation import Broadcast
 from api.settings import Settings
 from api.shared_cache import RedisStore
@@ -49,7 +51,6 @@ from domain.retrieval.cache import SearchCache
 from domain.retrieval.index_health import ensure_bm25_healthy
 from domain.retrieval.long_query import TermStatistics, warm_up
 from domain.retrieval.query_log import QueryLogWriter
-from domain.retrieval.searching import Searching
 from domain.runtime import Limits, Services
 from domain.tenancy import ensure_tenant
 
@@ -130,7 +131,9 @@ class Shared:
 
     def __init__(self, settings: Settings) -> None:
         self.link = RedisLink.from_url(settings.redis_url) if settings.redis_url else None
-        self.store: CacheStore = RedisStore(self.link) if self.link else LocalStore()
+        # Without Redis, the index versions are still shared by this host's processes (workers,
+        # `ragql worker`): api/host_versions.py.
+        self.store: CacheStore = RedisStore(self.link) if self.link else host_store(settings.data_dir)
         self.broadcast = Broadcast(settings.redis_url, self.link, alone=(settings.workers or 1) == 1)
         self.slots = SocketSlots(self.link, settings.max_websockets_per_principal, ttl_s=settings.websocket_slot_ttl_s)
 
@@ -275,9 +278,9 @@ async def open_worker_deps(
         await db.dispose()
         raise
     # Every batch written bumps the tenant's index version in Redis, so no API replica serves a
-    # search cached before it (without Redis there is no shared cache to invalidate).
+    # search cached before it; without Redis, in the versions this host's servers map.
     link = RedisLink.from_url(settings.redis_url) if settings.redis_url else None
-    cache = SearchCache(RedisStore(link) if link else LocalStore(), ttl_s=settings.search_cache_ttl_s)
+    cache = SearchCache(RedisStore(link) if link else host_store(settings.data_dir), ttl_s=settings.search_cache_ttl_s)
     trigger = TrainingTrigger(db, autotrain_policy(settings))
     deps = WorkerDeps(
         db=db,
@@ -362,7 +365,8 @@ async def build_services(
         reranking=reranking,
         answering=answering,
         recommender=recommender,
-        searching=Searching(
+        # Searching that tells a recorded request which searches it made (api/replay.py).
+        searching=RecordedSearching(
             db,
             emb,
             backend,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 from starlette.types import Scope
 from starlette.websockets import WebSocket, WebSocketState
 from strawberry.exceptions import ConnectionRejectionError
@@ -34,6 +34,7 @@ from api.graphiql.page import graphiql_html
 from api.guard import CLEANUP_KEY, PRINCIPAL_KEY, REQUEST_ID_KEY, STATE_KEY, client_ip
 from api.json_body import decode_bounded_json
 from api.ratelimit import Bucket, Rate, RateLimiter
+from api.replay import ResponseReplay, note_response, precharged
 from api.revocation import Broadcast
 from api.shutdown import OPEN_SOCKETS
 from api.socket_slots import SocketSlots
@@ -126,6 +127,7 @@ class RagqlState:
     services: Services
     gate: Gatekeeping
     facts: ServerFacts
+    replay: ResponseReplay | None = None  # kept responses of repeated searches (api/replay.py)
 
 
 def ragql_state(scope: Scope) -> RagqlState:
@@ -146,6 +148,10 @@ async def get_context(connection: HTTPConnection) -> Context:
     ip = client_ip(connection.scope)
 
     async def charge(cost: int) -> ThrottleStatus:
+        # A replayed search that had to be rendered the normal way was charged already.
+        done = precharged(cost)
+        if done is not None:
+            return done
         # Reads context.principal at call time: on a websocket it is set after this getter ran.
         return await gate.charge(context.principal, ip, cost)
 
@@ -164,6 +170,12 @@ class RagqlRouter(GraphQLRouter[Context, None]):
     def decode_json(self, data: str | bytes) -> object:
         # Bounded depth and numbers, on HTTP bodies and websocket messages alike (api/json_body.py).
         return decode_bounded_json(data)
+
+    def create_response(self, response_data: Any, sub_response: Response) -> Response:
+        response = super().create_response(response_data, sub_response)
+        # A request being recorded for replay keeps what was answered (api/replay.py).
+        note_response(response_data, response.status_code, list(response.raw_headers), bytes(response.body))
+        return response
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         # Assets from this server (api/graphiql/), not a CDN: GraphiQL loads without internet.

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.auth.authenticate import Authenticator, credential_from_headers
 from api.client_address import client_address, networks
 from api.ratelimit import Bucket, Rate, RateLimiter
+from api.replay import SERVED
 from api.websocket_guard import WebsocketLimits
 from domain.errors import Unauthenticated, retry_after_seconds
 from domain.persistence.availability import database_unavailable
@@ -134,7 +135,36 @@ class GraphQLGuard:
             message = "the database is unreachable right now; retry shortly"
             await _reject(send, 503, "SERVICE_UNAVAILABLE", message, request_id, retry_after=1.0)
             return
-        await self.app(scope, _replay(body, receive), _json_errors(send, request_id))
+        await self._answer(scope, receive, send, state, headers, body)
+
+    async def _answer(
+        self, scope: Scope, receive: Receive, send: Send, state: dict[str, Any], headers: dict[str, str], body: bytes
+    ) -> None:
+        """A repeated search this process holds in memory is answered from its kept response
+        (api/replay.py); everything else, and whatever that declines, takes the normal path."""
+        ragql = state[STATE_KEY]
+        replay = ragql.replay
+        principal = state[PRINCIPAL_KEY]
+        key = replay.key(scope, headers, principal, body) if replay is not None else None
+        fallback = None
+        if key is not None:
+            outcome = await replay.serve(
+                key,
+                principal=principal,
+                ip=client_ip(scope),
+                charge=ragql.gate.charge,
+                services=ragql.services,
+                request_id=state[REQUEST_ID_KEY],
+                send=send,
+            )
+            if outcome == SERVED:
+                return
+            fallback = outcome
+        if replay is None:
+            await self.app(scope, _replay(body, receive), _json_errors(send, state[REQUEST_ID_KEY]))
+            return
+        with replay.normal_path(key, fallback):
+            await self.app(scope, _replay(body, receive), _json_errors(send, state[REQUEST_ID_KEY]))
 
     def _body_limit(self, headers: dict[str, str]) -> int:
         # Uploads are multipart; their own size limit (plus room for the form's other parts) applies.

@@ -81,26 +81,40 @@ class OperationObserver(SchemaExtension):
         with tracer.start_as_current_span("graphql.operation") as span:
             yield
             ctx = self.execution_context
-            name = operation_label(ctx.operation_name)
-            kind = _operation_type(ctx)
             result = ctx.result
             # The result carries every error, pre-execution ones included; without one, only those.
             errors = list(getattr(result, "errors", None) or []) if result is not None else []
             if not errors and ctx.pre_execution_errors:
                 errors = list(ctx.pre_execution_errors)
-            codes = sorted({str((e.extensions or {}).get("code", "INTERNAL")) for e in errors})
-            status = "error" if errors else "ok"
-            seconds = time.perf_counter() - started
-            span.update_name(f"{kind} {name}")
-            span.set_attribute("graphql.operation.name", name)
-            span.set_attribute("graphql.operation.type", kind)
-            if codes:
-                span.set_attribute("ragql.error_codes", codes)
-            metrics.OPERATIONS.labels(name, kind, status).inc()
-            metrics.OPERATION_DURATION.labels(name, kind).observe(seconds)
-            for error in errors:
-                metrics.ERRORS.labels(str((error.extensions or {}).get("code", "INTERNAL"))).inc()
-            request_log(ctx.context, name, kind, seconds, status, codes)
+            principal = getattr(ctx.context, "principal", None)
+            operation_done(
+                span,
+                request_id=getattr(ctx.context, "request_id", "-"),
+                tenant=getattr(principal, "tenant_id", None),
+                name=operation_label(ctx.operation_name),
+                kind=_operation_type(ctx),
+                seconds=time.perf_counter() - started,
+                errors=errors,
+            )
+
+
+def operation_done(
+    span: Any, *, request_id: str, tenant: str | None, name: str, kind: str, seconds: float, errors: list[Any]
+) -> None:
+    """An operation's span attributes, counters, histogram and log line: OperationObserver's, and
+    the replayed responses' (api/replay.py), so both count and log alike."""
+    codes = sorted({str((e.extensions or {}).get("code", "INTERNAL")) for e in errors})
+    status = "error" if errors else "ok"
+    span.update_name(f"{kind} {name}")
+    span.set_attribute("graphql.operation.name", name)
+    span.set_attribute("graphql.operation.type", kind)
+    if codes:
+        span.set_attribute("ragql.error_codes", codes)
+    metrics.OPERATIONS.labels(name, kind, status).inc()
+    metrics.OPERATION_DURATION.labels(name, kind).observe(seconds)
+    for error in errors:
+        metrics.ERRORS.labels(str((error.extensions or {}).get("code", "INTERNAL"))).inc()
+    request_log(request_id, tenant, name, kind, seconds, status, codes)
 
 
 def _operation_type(ctx: Any) -> str:
@@ -110,8 +124,9 @@ def _operation_type(ctx: Any) -> str:
         return "unknown"
 
 
-def request_log(context: Any, operation: str, kind: str, seconds: float, status: str, codes: list[str]) -> None:
-    principal = getattr(context, "principal", None)
+def request_log(
+    request_id: str, tenant: str | None, operation: str, kind: str, seconds: float, status: str, codes: list[str]
+) -> None:
     log.info(
         "%s %s %s in %.1f ms",
         kind,
@@ -119,8 +134,8 @@ def request_log(context: Any, operation: str, kind: str, seconds: float, status:
         status,
         seconds * 1000,
         extra={
-            "request_id": getattr(context, "request_id", "-"),
-            "tenant": getattr(principal, "tenant_id", None),
+            "request_id": request_id,
+            "tenant": tenant,
             "operation": operation,
             "operation_type": kind,
             "duration_ms": round(seconds * 1000, 2),

@@ -154,6 +154,10 @@ class Settings(BaseSettings):
     # Fused search results are reused for this long (per tenant; 0 turns the cache off). Writes in
     # this process drop the tenant's entries at once; other replicas catch up within the TTL.
     search_cache_ttl_s: float = 15.0
+    # A repeated search answered from this process's memory is answered from its kept response,
+    # with its own queryId, tookMs, log row, charge and metrics (api/replay.py). Off: every
+    # request runs through GraphQL execution.
+    response_replay: bool = True
     # Answers to a repeated question (same tenant, options and index version) are reused this long.
     answer_cache_ttl_s: float = 300.0
     # Query vectors by model, backend and text (Redis when configured): they never go stale.

@@ -188,6 +188,12 @@ def main(argv: list[str] | None = None) -> None:
     rn.add_argument("--held", type=int, default=500, help="subscriptions held open at once")
     rn.add_argument("--workers", type=int, default=0, help="RAGQL_WORKERS for the server (0: its default)")
     rn.add_argument(
+        "--loadgen",
+        choices=["auto", "wrk", "httpx"],
+        default="auto",
+        help="HTTP load generator for repeated-query loads (auto: wrk when installed, else httpx)",
+    )
+    rn.add_argument(
         "--only",
         default="",
         help="comma list of scenario groups to run (default all): "

@@ -26,6 +26,10 @@ from bench.streams import _proc_status_kib
 LANCE_DEPS = ROOT / ".bench-deps"
 ROUNDS = 3
 PEER_QUERIES = 100
+# The cached scenario's server processes unless --workers says otherwise.
+CACHED_WORKERS = 1
+# The scenario groups served by the first server (result cache off); `cached` has its own.
+FIRST_SERVER_GROUPS = ("search", "long", "recs", "answers", "overhead", "floor", "peer", "ingest", "held")
 
 
 def _http(url: str, requests: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
@@ -33,6 +37,20 @@ def _http(url: str, requests: list[dict[str, Any]], **kw: Any) -> dict[str, Any]
 
 
 def run_all(bench: Bench, url: str, corpus: list[dict[str, Any]], queries: list[str], long_qs: list[str]) -> None:
+    repeated = queries[1050:1100]  # 50 texts, embedded once in the warm-up
+    auth = bench.auth()
+    if any(bench.wants(g) for g in FIRST_SERVER_GROUPS):
+        _first_server(bench, url, corpus, queries, long_qs, auth)
+    if bench.wants("cached"):
+        _cached(bench, url, repeated, auth, bench.args.duration)
+    if ("search_long_query", 1) in bench.figures and ("search_hybrid_uncached", 1) in bench.figures:
+        _long_query_ratio(bench)
+
+
+def _first_server(
+    bench: Bench, url: str, corpus: list[dict[str, Any]], queries: list[str], long_qs: list[str], auth: dict[str, str]
+) -> None:
+    """Every group but `cached`, on one server with the result cache off."""
     a = bench.args
     short = a.duration
     uncached_1, uncached_16 = queries[:150], queries[150:750]
@@ -40,7 +58,6 @@ def run_all(bench: Bench, url: str, corpus: list[dict[str, Any]], queries: list[
     repeated = queries[1050:1100]  # 50 texts, embedded once in the warm-up
     # The floor embeds in this process, whose cache has seen none of them: any slice is fresh here.
     floor_pool = queries[:40]
-    auth = bench.auth()
     with Server(url, bench.secret, bench.workdir, {"RAGQL_SEARCH_CACHE_TTL_S": "0", **_workers(a)}) as server:
         gql = f"{server.base}/graphql"
         # Warm-up: the model's first calls, the pool's connections, the repeated texts' embeddings.
@@ -90,19 +107,19 @@ def run_all(bench: Bench, url: str, corpus: list[dict[str, Any]], queries: list[
             _ingest(bench, server, corpus, short)
         if bench.wants("held"):
             _held(bench, server, a.held)
-    if bench.wants("cached"):
-        _cached(bench, url, repeated, auth, short)
-    if ("search_long_query", 1) in bench.figures and ("search_hybrid_uncached", 1) in bench.figures:
-        _long_query_ratio(bench)
 
 
 def _cached(bench: Bench, url: str, repeated: list[str], auth: dict[str, str], short: float) -> None:
-    cache_on = {"RAGQL_SEARCH_CACHE_TTL_S": "300", **_workers(bench.args)}
+    # --workers 2 keeps the workers' caches coherent without Redis (api/host_versions.py); one
+    # worker stays the default here: in the one lock hold measured (load ~3.5 from outside it),
+    # two workers gave 241 rps at conc 16 against one worker's 509 (branch cached-1k, 2026-12-01).
+    workers = str(bench.args.workers or CACHED_WORKERS)
+    cache_on = {"RAGQL_SEARCH_CACHE_TTL_S": "300", "RAGQL_WORKERS": workers}
     with Server(url, bench.secret, bench.workdir, cache_on) as server:
         gql = f"{server.base}/graphql"
         bench.report.emit(
-            "info search_hybrid_cached uses main's in-process SearchCache (RAGQL_SEARCH_CACHE_TTL_S=300); "
-            "no Redis result cache on this branch"
+            "info search_hybrid_cached uses the in-process SearchCache (RAGQL_SEARCH_CACHE_TTL_S=300), "
+            f"RAGQL_WORKERS={workers}, no Redis"
         )
         bench.scenario(
             "warmup",

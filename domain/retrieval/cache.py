@@ -16,6 +16,10 @@ store reads its documents in the tenant's transaction (RLS applies), and then ke
 those documents in its own memory, under the same key (`Resident`): the next hit on that key in
 this process needs no database at all. The key holds the tenant's index version, so a write
 makes these unreachable exactly as it does the store's entries; they expire with them too.
+
+`observing()` lets a caller see which lookups served the searches it runs (a resident entry, or
+the store / a miss): the api layer replays a whole response only for an operation that one
+resident entry answered, and `serves()` tells it whether that entry is still the current one.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ import json
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +87,28 @@ class Resident:
     chars: int
 
 
+# (key, entry) per lookup made in the observing context: entry None for one that went to the
+# store (a hit there or a miss). None when nobody observes.
+_lookups: ContextVar[list[tuple[str, Resident | None]] | None] = ContextVar("search_cache_lookups", default=None)
+
+
+@contextmanager
+def observing() -> Iterator[list[tuple[str, Resident | None]]]:
+    """The lookups this context's searches make, in order, while the block runs."""
+    seen: list[tuple[str, Resident | None]] = []
+    token = _lookups.set(seen)
+    try:
+        yield seen
+    finally:
+        _lookups.reset(token)
+
+
+def _note(key: str, entry: Resident | None) -> None:
+    seen = _lookups.get()
+    if seen is not None:
+        seen.append((key, entry))
+
+
 def _chars(hits: tuple[CachedHit, ...], documents: Mapping[uuid.UUID, Document]) -> int:
     text = sum(len(h.chunk_text) + len(h.snippet) for h in hits)
     return text + sum(len(d.text or "") + len(d.title or "") + 256 for d in documents.values())
@@ -119,6 +147,7 @@ class SearchCache:
         return f"search:{tenant_id}:{version}:{digest}"
 
     async def get(self, key: str) -> tuple[list[CachedHit], int] | None:
+        _note(key, None)
         raw = await self.store.get(key)
         if raw is None:
             self.misses += 1
@@ -150,7 +179,19 @@ class SearchCache:
         self._resident.move_to_end(key)
         self.hits += 1
         telemetry.cache_lookup("search", True)
+        _note(key, entry)
         return entry
+
+    async def serves(self, tenant_id: str, key: str, entry: Resident, *, margin_s: float = 1.0) -> bool:
+        """Whether a search of `tenant_id` would be answered now by `entry` at `key`: the key is at
+        the tenant's current index version, and this process still holds that very entry, with at
+        least `margin_s` left before it expires. Counts no hit (the search that follows does)."""
+        if not self.enabled or self._resident.get(key) is not entry:
+            return False
+        if entry.expires_at < time.monotonic() + margin_s:
+            return False
+        version = await self.store.version(index_scope(tenant_id))
+        return version is not None and key.startswith(f"search:{tenant_id}:{version}:")
 
     def keep(self, key: str, hits: list[CachedHit], total: int, documents: Mapping[uuid.UUID, Document]) -> None:
         """Hold the entry at `key` with its documents in this process until the store's TTL."""
