@@ -126,16 +126,8 @@ def _keyword_leg(backend: str, join: str, flt: str, tenant_id: str) -> str:
         # this tenant's chunks only, so no other tenant's writes move these scores.
         partition, index = chunk_partition(tenant_id), keyword_index(tenant_id)
         score = f"(c.search_text <@> to_bm25query(:qt, '{index}'))"
-        # The operator in the SELECT list scores each row again, apart from the index scan that
-        # ordered it (pg_textsearch tokenises the chunk's text: 15-20 ms for 50 rows, most of a
-        # typed query's SQL). bm25_get_current_score() is the (negative, float4) score the index
-        # scan gave the row it just returned, free, when the row is projected straight off that
-        # scan: the unfiltered leg's plan, always an ordered index scan under LIMIT. A filtered
-        # leg joins documents, whose plan may come to hold rows between scan and projection, so
-        # it keeps the operator.
-        value = "-bm25_get_current_score()" if not flt else f"-{score}"
         return (
-            f"SELECT c.id, c.document_id, {value} AS s FROM {partition} c {join} "
+            f"SELECT c.id, c.document_id, -{score} AS s FROM {partition} c {join} "
             f"WHERE c.tenant_id = :tenant{flt} ORDER BY {score} LIMIT :k"
         )
     # Built-in full text has no IDF; OR the terms (plainto_tsquery ANDs them) and use ts_rank.
