@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate
 from operator import sub
+from typing import cast
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 STOPWORDS = frozenset(
@@ -91,7 +92,7 @@ def highlight(text: str, query: str, *, width: int = 40) -> str:
     terms = _terms(query)
     decided = _verdicts(query)
     known = decided.get
-    hits = [known(word) for word in words]
+    hits: list[bool | None] = [known(word) for word in words]
     if None in hits:
         for i, hit in enumerate(hits):
             if hit is None:
@@ -103,8 +104,8 @@ def highlight(text: str, query: str, *, width: int = 40) -> str:
     # The window of `width` words with the most hits (the first such): prefix sums, in C.
     best_start = 0
     if len(words) > width:
-        prefix = list(accumulate(hits, initial=0))
-        counts = list(map(sub, prefix[width:], prefix[:-width]))
+        running = list(accumulate(cast(list[bool], hits), initial=0))  # every verdict is decided now
+        counts = list(map(sub, running[width:], running[:-width]))
         best_start = counts.index(max(counts))
     window = range(best_start, min(len(words), best_start + width))
     out = [f"<mark>{html.escape(words[i])}</mark>" if hits[i] else html.escape(words[i]) for i in window]
