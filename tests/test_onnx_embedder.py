@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -115,12 +117,12 @@ def test_small_requests_go_first_and_batches_respect_the_token_cap(
     assert [i for r, i in batch[1:]] == list(range(len(batch) - 1))
 
 
-def test_a_long_querys_short_tail_window_runs_apart_from_its_full_windows(
+def test_a_long_querys_windows_run_one_per_run_and_typed_queries_share_one(
     onnx_embedders: dict[str, OnnxEmbedder],
 ) -> None:
-    """A pasted paragraph's windows are full ones and a short tail: padded to the full windows'
-    width in one run, the tail would cost as much as a full window. Interactive texts of about the
-    same length still share a run."""
+    """A pasted paragraph's windows run one per run, so the free lanes share them (at one query
+    at a time both cores encode it) and its short tail never pads to a full window's width.
+    Typed queries, and a short tail, still share a run."""
     model = onnx_embedders["onnx"]
     windows = _Request(texts=["w"] * 3, future=concurrent.futures.Future(), rank=(0, 0))
     windows.ids = [[1] * 229, [1] * 20, [1] * 228]
@@ -130,7 +132,32 @@ def test_a_long_querys_short_tail_window_runs_apart_from_its_full_windows(
     first = model._next_batch(pending)
     assert [(r is windows, i) for r, i in first] == [(False, 0), (True, 1), (False, 1)]
     rest = [p for p in pending if p not in first]
-    assert model._next_batch(rest) == [(windows, 2), (windows, 0)]
+    second = model._next_batch(rest)
+    assert second == [(windows, 2)]
+    assert model._next_batch([p for p in rest if p not in second]) == [(windows, 0)]
+
+
+async def test_one_paragraphs_windows_are_encoded_on_two_lanes_at_once(cache_root: Path) -> None:
+    """With two lanes, a paragraph of two full windows runs on both: each lane's thread runs one
+    window, and the vectors are the ones a single batch gives."""
+    model = OnnxEmbedder(ensure_exported(cache_root, "onnx-int8"), threads=2)
+    seen: set[str] = set()
+    run = model._run
+
+    def spy(batch: list[tuple[_Request, int]]) -> None:
+        assert len(batch) == 1
+        seen.add(threading.current_thread().name)
+        time.sleep(0.05)  # both lanes hold a window at once, whatever the machine's speed
+        run(batch)
+
+    model._run = spy  # type: ignore[method-assign]
+    windows = [" ".join(SENTENCES * 6)] * 2
+    assert all(model.count_tokens(w) > 200 for w in windows)
+    got = await model.embed_interactive(windows)
+    assert len(seen) == 2, seen
+    model._run = run  # type: ignore[method-assign]
+    alone = model.encode(windows[:1])[0]  # int8 scales activations per run: compare like runs
+    np.testing.assert_allclose(got, np.stack([alone, alone]), atol=1e-6)
 
 
 def test_bulk_requests_are_served_oldest_first(onnx_embedders: dict[str, OnnxEmbedder]) -> None:

@@ -41,6 +41,10 @@ _SMALL_REQUEST = 4
 # millisecond). Typed queries (up to _TYPED_QUERY pieces) batch together as before.
 _INTERACTIVE_PADDING = 48
 _TYPED_QUERY = 64
+# Such a long interactive text runs alone, one per run: a paragraph's windows then spread over the
+# free lanes, so one pasted paragraph at a time is encoded on every core, not one batch on one
+# core (a session's pieces per second is the same at one window per run as at four).
+_SPREAD = True
 # Session-time fusions left out. onnxruntime's CPU SkipLayerNormalization kernel is about 10x
 # slower than the Add and LayerNormalization it would replace (onnx_export._quantize keeps them
 # apart in the int8 graph, and this keeps the runtime from fusing them back, in both backends):
@@ -245,14 +249,13 @@ class OnnxEmbedder:
             length = len(item[0].ids[item[1]])
             if batch and max(longest, length) * (len(batch) + 1) > self._max_batch_tokens:
                 break
-            if (
-                item[0].rank[0] == 0
-                and length > _TYPED_QUERY
-                and (length - longest) * len(batch) > _INTERACTIVE_PADDING
-            ):
+            long_window = item[0].rank[0] == 0 and length > _TYPED_QUERY
+            if long_window and batch and (_SPREAD or (length - longest) * len(batch) > _INTERACTIVE_PADDING):
                 break  # a window much longer than the run so far waits for the next run rather than pad it
             batch.append(item)
             longest = max(longest, length)
+            if long_window and _SPREAD:
+                break  # and the paragraph's next window goes to the next free lane
         return batch
 
     def _run(self, batch: list[tuple[_Request, int]]) -> None:

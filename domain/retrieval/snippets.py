@@ -7,6 +7,9 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import accumulate
+from operator import sub
+from typing import cast
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 STOPWORDS = frozenset(
@@ -32,28 +35,36 @@ def _stem(word: str) -> str:
 
 @dataclass(frozen=True)
 class _Terms:
-    """What a query marks, worked out once per query (a search highlights every hit with it)."""
+    """What a query marks, worked out once per query (a search highlights every hit with it).
 
-    stems: frozenset[str]
-    exact: frozenset[str]  # every token whose _stem is one of `stems`
-    long_stems: tuple[str, ...]  # stems of 4+ letters: a token starting with one is a hit
+    A token (a run of word characters in the lowercased word) is a hit when it is a stem plus a
+    suffix `_stem` strips (or none), or when it starts with a stem of 4+ letters: "travelling"
+    marks for "travel". One compiled pattern tests a whole word for both, in C: the per-token
+    Python checks it replaces were most of a pasted paragraph's snippet time (100 hits of a
+    48-term query: about 80 ms on a loaded 2-core machine)."""
 
-    def hit(self, token: str) -> bool:
-        if token in self.exact:
-            return True
-        if len(self.long_stems) <= 16:  # a typed query: one C-level startswith over its stems
-            return token.startswith(self.long_stems)
-        # Many stems (a pasted paragraph has hundreds): set lookups of the token's own prefixes,
-        # so the cost grows with the chunk's length only, never with the query's.
-        return any(token[:n] in self.stems for n in range(4, len(token) + 1))
+    pattern: re.Pattern[str] | None
+
+    def hit(self, word: str) -> bool:
+        """`word` is one whitespace-separated word, already lowercased."""
+        return self.pattern is not None and self.pattern.search(word) is not None
 
 
 @lru_cache(maxsize=256)
 def _terms(query: str) -> _Terms:
-    stems = frozenset(_stem(t) for t in query_terms(query))
-    # _stem(token) is a stem s exactly when token is s plus the suffix _stem strips (or none).
-    exact = frozenset(c for st in stems for c in (st, *(st + x for x in _SUFFIXES)) if _stem(c) == st)
-    return _Terms(stems, exact, tuple(sorted(st for st in stems if len(st) >= 4)))
+    stems = {_stem(t) for t in query_terms(query)}
+    long_stems = sorted(st for st in stems if len(st) >= 4)
+    # A token equal to a short stem's form. (A long stem's forms all start with it: the prefix
+    # branch covers them.) _stem(c) is st exactly when c is st plus a suffix it strips, or none.
+    exact = sorted(c for st in stems if len(st) < 4 for c in (st, *(st + x for x in _SUFFIXES)) if _stem(c) == st)
+    # (?<!\w) anchors a branch at a token's start, (?!\w) at its end. Terms are \w+ runs, so
+    # re.escape changes nothing today; it keeps that from being an assumption.
+    branches = []
+    if long_stems:
+        branches.append("(?<!\\w)(?:" + "|".join(map(re.escape, long_stems)) + ")")
+    if exact:
+        branches.append("(?<!\\w)(?:" + "|".join(map(re.escape, exact)) + ")(?!\\w)")
+    return _Terms(re.compile("|".join(branches)) if branches else None)
 
 
 # Each word's verdict for the last few queries. A search highlights all its hits in one loop, and
@@ -80,19 +91,22 @@ def highlight(text: str, query: str, *, width: int = 40) -> str:
         return ""
     terms = _terms(query)
     decided = _verdicts(query)
-    hits: list[bool] = []
-    for word in words:
-        hit = decided.get(word)
-        if hit is None:
-            hit = decided[word] = any(terms.hit(c) for c in _WORD.findall(word.lower()))
-        hits.append(hit)
-    # Sliding window with a running count: linear in the chunk's length.
-    running = sum(hits[:width])
-    best_start, best = 0, running
-    for start in range(1, max(1, len(words) - width + 1)):
-        running += hits[start + width - 1] - hits[start - 1]
-        if running > best:
-            best_start, best = start, running
+    known = decided.get
+    hits: list[bool | None] = [known(word) for word in words]
+    if None in hits:
+        for i, hit in enumerate(hits):
+            if hit is None:
+                word = words[i]
+                hit = known(word)
+                if hit is None:
+                    hit = decided[word] = terms.hit(word.lower())
+                hits[i] = hit
+    # The window of `width` words with the most hits (the first such): prefix sums, in C.
+    best_start = 0
+    if len(words) > width:
+        running = list(accumulate(cast(list[bool], hits), initial=0))  # every verdict is decided now
+        counts = list(map(sub, running[width:], running[:-width]))
+        best_start = counts.index(max(counts))
     window = range(best_start, min(len(words), best_start + width))
     out = [f"<mark>{html.escape(words[i])}</mark>" if hits[i] else html.escape(words[i]) for i in window]
     prefix = "… " if best_start > 0 else ""
