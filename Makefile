@@ -10,7 +10,7 @@ export XDG_RUNTIME_DIR ?= $(CURDIR)/.ragql-runtime
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install chromium graphiql-assets webapp-assets run test lint typecheck pytest eval eval-train eval-recs bench bench-latency bench-streams bench-embedding bench-tenants bench-jobs bench-cache bench-scale migrate clean
+.PHONY: install chromium wrk graphiql-assets webapp-assets run test lint typecheck pytest eval eval-train eval-recs bench bench-latency bench-streams bench-embedding bench-tenants bench-jobs bench-cache bench-scale migrate clean
 
 install: $(STAMP)
 
@@ -44,6 +44,17 @@ chromium:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	    || echo "could not install Chromium: the browser tests will skip"; \
 	else echo "no /usr/bin/chromium (and not root with apt-get): the browser tests will skip; apt-get install chromium to run them"; fi
+
+# make bench drives its repeated-query loads with wrk (a Debian package) when it is there: a C load
+# generator leaves the cores to the server. Installed here when we can; otherwise the bench's own
+# httpx client drives them, and the bench's `info` lines say which ran.
+wrk:
+	@if command -v wrk >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing wrk for make bench's load generator (apt-get install wrk)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null) \
+	    || echo "could not install wrk: the bench drives every load with its httpx client"; \
+	else echo "no wrk (and not root with apt-get): the bench drives every load with its httpx client; apt-get install wrk for the lighter generator"; fi
 
 # GraphiQL's files are committed (api/graphiql/static/); after a strawberry-graphql upgrade,
 # fetch what its page now loads from the npm registry, checked against the page's SRI hashes.
@@ -84,7 +95,7 @@ eval-recs: install
 # The real server under load (production settings, loopback): every scenario and ratio, one line
 # each, also to bench/results/<date>.json. About 10 minutes; SciFact is ingested once and cached.
 # Then recommendations at real history lengths: 10,000 items, users with 500 events (~3 minutes).
-bench: install
+bench: install wrk
 	$(PIP) install -q -c constraints.txt -e '.[bench]'
 	$(BIN)/python -m bench run
 	$(BIN)/python -m bench recs-scale
