@@ -101,6 +101,28 @@ _INSERT_CHUNK = text(
 )
 
 
+def _upsert_params(
+    tenant_id: str, doc: NormalizedDocument, doc_id: uuid.UUID, chunk_count: int, replace: bool
+) -> dict[str, object]:
+    """The bind parameters of `_UPSERT` (one document) and `_UPSERT_MANY` (each row of a write)."""
+    return {
+        "id": doc_id,
+        "tenant_id": tenant_id,
+        "external_id": doc.external_id,
+        "title": doc.title,
+        "text": doc.text,
+        "content_hash": doc.content_hash,
+        "metadata": json.dumps(doc.metadata),
+        "genre": doc.genre,
+        "tags": doc.tags,
+        "rating": doc.rating,
+        "year": doc.year,
+        "source": doc.source,
+        "chunk_count": chunk_count,
+        "replace_chunks": replace,
+    }
+
+
 async def _existing_hashes(session: AsyncSession, tenant_id: str, external_ids: list[str]) -> dict[str, str]:
     if not external_ids:
         return {}
@@ -145,22 +167,7 @@ async def _write_one(
         doc_id = (
             await session.execute(
                 _UPSERT,
-                {
-                    "id": uuid.uuid4(),
-                    "tenant_id": tenant_id,
-                    "external_id": doc.external_id,
-                    "title": doc.title,
-                    "text": doc.text,
-                    "content_hash": doc.content_hash,
-                    "metadata": json.dumps(doc.metadata),
-                    "genre": doc.genre,
-                    "tags": doc.tags,
-                    "rating": doc.rating,
-                    "year": doc.year,
-                    "source": doc.source,
-                    "chunk_count": len(chunks or []),
-                    "replace_chunks": replace,
-                },
+                _upsert_params(tenant_id, doc, uuid.uuid4(), len(chunks or []), replace),
             )
         ).scalar_one()
         if replace and chunks is not None:
@@ -261,24 +268,7 @@ async def _write_many(session: AsyncSession, tenant_id: str, docs: Sequence[ToWr
         replace = d.chunks is not None and prev_hash != doc.content_hash
         # Under the lock the row cannot change, so its id is the one the upsert keeps.
         doc_id = before[0] if before else uuid.uuid4()
-        upserts.append(
-            {
-                "id": doc_id,
-                "tenant_id": tenant_id,
-                "external_id": doc.external_id,
-                "title": doc.title,
-                "text": doc.text,
-                "content_hash": doc.content_hash,
-                "metadata": json.dumps(doc.metadata),
-                "genre": doc.genre,
-                "tags": doc.tags,
-                "rating": doc.rating,
-                "year": doc.year,
-                "source": doc.source,
-                "chunk_count": len(d.chunks or []),
-                "replace_chunks": replace,
-            }
-        )
+        upserts.append(_upsert_params(tenant_id, doc, doc_id, len(d.chunks or []), replace))
         if replace and d.chunks is not None:
             if before is not None:
                 replaced.append(doc_id)
