@@ -218,7 +218,7 @@ async def _floor_parts(bench: Bench, url: str, fresh: list[str]) -> tuple[float,
     from pgvector.asyncpg import register_vector
 
     from domain.persistence.database import SERVER_SETTINGS
-    from domain.retrieval.search import SearchOptions, build_sql
+    from domain.retrieval.search import SCAN_SCORE_SETTINGS, SearchOptions, build_sql
 
     embedder = bench.embedder  # type: ignore[attr-defined]
     emb: list[float] = []
@@ -227,12 +227,13 @@ async def _floor_parts(bench: Bench, url: str, fresh: list[str]) -> tuple[float,
         t0 = time.perf_counter()
         vectors.append(await embedder.embed_query(q))
         emb.append((time.perf_counter() - t0) * 1000)
-    # The search's own SQL, with its named parameters as asyncpg's positional ones.
-    sql = build_sql("HYBRID", "bm25", "", "default")
+    # The search's own SQL, with its named parameters as asyncpg's positional ones, and the
+    # planner settings the search runs it with.
+    sql = build_sql("HYBRID", "bm25", "", "default", scan_scores=True)
     for i, name in enumerate((":qv", ":tenant", ":k", ":qt"), start=1):
         sql = sql.replace(name, f"${i}")
     depth = min(200, max(SearchOptions().candidates, 20))
-    conn = await asyncpg.connect(url, server_settings=SERVER_SETTINGS)
+    conn = await asyncpg.connect(url, server_settings={**SERVER_SETTINGS, **SCAN_SCORE_SETTINGS})
     try:
         await register_vector(conn)
         stmt = await conn.prepare(sql)

@@ -4,7 +4,7 @@ and still gets its own queryId and query-log row; a write makes it unreachable; 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -35,9 +35,11 @@ class CountingDatabase:
         self.opened = 0
 
     @asynccontextmanager
-    async def connection(self, tenant_id: str) -> AsyncIterator[asyncpg.Connection]:
+    async def connection(
+        self, tenant_id: str, settings: Mapping[str, str] | None = None
+    ) -> AsyncIterator[asyncpg.Connection]:
         self.opened += 1
-        async with self.db.connection(tenant_id) as conn:
+        async with self.db.connection(tenant_id, settings) as conn:
             yield conn
 
 

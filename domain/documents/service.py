@@ -123,6 +123,28 @@ def _upsert_params(
     }
 
 
+def _chunk_rows(tenant_id: str, doc_id: uuid.UUID, chunks: list[ChunkText], vectors: Any) -> list[dict[str, Any]]:
+    """The bind parameters of `_INSERT_CHUNK` for one document's chunks, each with its vector."""
+    return [
+        {
+            "id": uuid.uuid4(),
+            "tenant_id": tenant_id,
+            "document_id": doc_id,
+            "ordinal": c.ordinal,
+            "text": c.text,
+            "search_text": c.search_text,
+            "token_count": c.token_count,
+            "embedding": vectors[i],
+        }
+        for i, c in enumerate(chunks)
+    ]
+
+
+def _centroid_params(tenant_id: str, doc_id: uuid.UUID, chunks: list[ChunkText], vectors: Any) -> dict[str, Any]:
+    """The bind parameters of `_UPSERT_VECTOR`: the mean of the document's chunk vectors."""
+    return {"d": doc_id, "t": tenant_id, "v": np.asarray(vectors[: len(chunks)], dtype=np.float32).mean(axis=0)}
+
+
 async def _existing_hashes(session: AsyncSession, tenant_id: str, external_ids: list[str]) -> dict[str, str]:
     if not external_ids:
         return {}
@@ -175,25 +197,9 @@ async def _write_one(
             await session.execute(
                 text("DELETE FROM chunks WHERE tenant_id = :t AND document_id = :d"), {"t": tenant_id, "d": doc_id}
             )
-            await session.execute(
-                _INSERT_CHUNK,
-                [
-                    {
-                        "id": uuid.uuid4(),
-                        "tenant_id": tenant_id,
-                        "document_id": doc_id,
-                        "ordinal": c.ordinal,
-                        "text": c.text,
-                        "search_text": c.search_text,
-                        "token_count": c.token_count,
-                        "embedding": vectors[i],
-                    }
-                    for i, c in enumerate(chunks)
-                ],
-            )
+            await session.execute(_INSERT_CHUNK, _chunk_rows(tenant_id, doc_id, chunks, vectors))
             if chunks:
-                centroid = np.asarray(vectors[: len(chunks)], dtype=np.float32).mean(axis=0)
-                await session.execute(_UPSERT_VECTOR, {"d": doc_id, "t": tenant_id, "v": centroid})
+                await session.execute(_UPSERT_VECTOR, _centroid_params(tenant_id, doc_id, chunks, vectors))
     if previous is None:
         return doc_id, "CREATED"
     return doc_id, "UNCHANGED" if previous == doc.content_hash else "UPDATED"
@@ -272,22 +278,9 @@ async def _write_many(session: AsyncSession, tenant_id: str, docs: Sequence[ToWr
         if replace and d.chunks is not None:
             if before is not None:
                 replaced.append(doc_id)
-            chunk_rows.extend(
-                {
-                    "id": uuid.uuid4(),
-                    "tenant_id": tenant_id,
-                    "document_id": doc_id,
-                    "ordinal": c.ordinal,
-                    "text": c.text,
-                    "search_text": c.search_text,
-                    "token_count": c.token_count,
-                    "embedding": d.vectors[i],
-                }
-                for i, c in enumerate(d.chunks)
-            )
+            chunk_rows.extend(_chunk_rows(tenant_id, doc_id, d.chunks, d.vectors))
             if d.chunks:
-                centroid = np.asarray(d.vectors[: len(d.chunks)], dtype=np.float32).mean(axis=0)
-                centroids.append({"d": doc_id, "t": tenant_id, "v": centroid})
+                centroids.append(_centroid_params(tenant_id, doc_id, d.chunks, d.vectors))
         if before is None:
             out.append((doc_id, "CREATED"))
         else:

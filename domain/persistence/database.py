@@ -5,7 +5,7 @@ the transaction to one tenant in the same way."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -50,16 +50,15 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def scope_statements(role: str, tenant_id: str, ef_search: int) -> str:
-    """BEGIN and the scope `session()` sets (role, tenant, ef_search) as one simple-query message:
-    one round trip, not two, at the start of every tenant transaction on the bare connection. The
-    simple protocol takes no parameters, so the values go in as literals (`_literal`). Should the
-    SELECT fail after BEGIN, the pool's reset rolls the open transaction back on release."""
-    return (
-        f"BEGIN; SELECT set_config('role', {_literal(role)}, true), "
-        f"set_config('ragql.tenant_id', {_literal(tenant_id)}, true), "
-        f"set_config('hnsw.ef_search', {_literal(str(int(ef_search)))}, true)"
-    )
+def scope_statements(role: str, tenant_id: str, ef_search: int, settings: Mapping[str, str] | None = None) -> str:
+    """BEGIN and the scope `session()` sets (role, tenant, ef_search, and any further
+    transaction-local `settings`) as one simple-query message: one round trip, not two, at the
+    start of every tenant transaction on the bare connection. The simple protocol takes no
+    parameters, so the values go in as literals (`_literal`). Should the SELECT fail after BEGIN,
+    the pool's reset rolls the open transaction back on release."""
+    scope = {"role": role, "ragql.tenant_id": tenant_id, "hnsw.ef_search": str(int(ef_search)), **(settings or {})}
+    calls = ", ".join(f"set_config({_literal(name)}, {_literal(value)}, true)" for name, value in scope.items())
+    return f"BEGIN; SELECT {calls}"
 
 
 async def _rollback_if_open(conn: asyncpg.Connection) -> None:
@@ -109,26 +108,28 @@ class Database:
             dbapi_connection.run_async(register_vector)
 
     @asynccontextmanager
-    async def session(self, tenant_id: str) -> AsyncIterator[AsyncSession]:
+    async def session(self, tenant_id: str, settings: Mapping[str, str] | None = None) -> AsyncIterator[AsyncSession]:
         """A transaction scoped to one tenant: it commits on success and rolls back on error.
 
         The transaction runs as the app role and carries the tenant as a transaction-local
         setting; the row-level security policies compare every row with it, so a query that
-        forgets `WHERE tenant_id` still sees only this tenant. `hnsw.ef_search` rides in the same
-        statement (no extra round trip). All three end with the transaction, so a pooled
-        connection never carries them into the next request."""
+        forgets `WHERE tenant_id` still sees only this tenant. `hnsw.ef_search`, and any further
+        planner `settings` the caller names, ride in the same statement (no extra round trip).
+        All end with the transaction, so a pooled connection never carries them into the next
+        request."""
+        scope = {"role": APP_ROLE, "ragql.tenant_id": tenant_id, "hnsw.ef_search": str(self.hnsw_ef_search)}
+        scope.update(settings or {})
+        names = list(scope)
+        calls = ", ".join(f"set_config(:n{i}, :v{i}, true)" for i in range(len(names)))
+        params = {**{f"n{i}": n for i, n in enumerate(names)}, **{f"v{i}": scope[n] for i, n in enumerate(names)}}
         async with AsyncSession(self.engine, expire_on_commit=False) as session, session.begin():
-            await session.execute(
-                text(
-                    "SELECT set_config('role', :r, true), set_config('ragql.tenant_id', :t, true), "
-                    "set_config('hnsw.ef_search', :ef, true)"
-                ),
-                {"r": APP_ROLE, "t": tenant_id, "ef": str(self.hnsw_ef_search)},
-            )
+            await session.execute(text(f"SELECT {calls}"), params)
             yield session
 
     @asynccontextmanager
-    async def connection(self, tenant_id: str) -> AsyncIterator[asyncpg.Connection]:
+    async def connection(
+        self, tenant_id: str, settings: Mapping[str, str] | None = None
+    ) -> AsyncIterator[asyncpg.Connection]:
         """The same tenant-scoped transaction as `session()` (app role, tenant setting,
         ef_search; commit on success, rollback on error), on a bare asyncpg connection for the
         hot read paths (search). It skips SQLAlchemy's per-statement work and the pool's
@@ -136,7 +137,7 @@ class Database:
         Its own pool: connections that only ever run tenant transactions."""
         pool = self._raw_pool or await self._open_raw_pool()
         async with pool.acquire() as conn:
-            await conn.execute(scope_statements(APP_ROLE, tenant_id, self.hnsw_ef_search))
+            await conn.execute(scope_statements(APP_ROLE, tenant_id, self.hnsw_ef_search, settings))
             try:
                 yield conn
             except BaseException:

@@ -118,7 +118,18 @@ def validate(query: str, first: int, options: SearchOptions, *, max_query_chars:
     return q
 
 
-def _keyword_leg(backend: str, join: str, flt: str, tenant_id: str) -> str:
+# pg_textsearch scores every row in its index scan and hands the score to
+# `bm25_get_current_score()`; the `<@>` expression in a SELECT list is scored again, standalone,
+# row by row (issue 18: 17–29 ms for 50 rows of a SciFact query, against 0.4–1.1 ms read from the
+# scan; a pasted paragraph's many terms cost more). The helper is right only when the plan is
+# that index scan (on a seq scan and sort it returns whatever the backend's last scan left), so
+# a search that reads it runs with sorts off (`SCAN_SCORE_SETTINGS`): with no Sort allowed, the
+# ORDER BY ... LIMIT is served by the index. Only without a metadata filter, whose join with
+# `documents` could read the helper above the scan; `scan_scores_hold` checks what came back.
+SCAN_SCORE_SETTINGS = {"enable_sort": "off"}
+
+
+def _keyword_leg(backend: str, join: str, flt: str, tenant_id: str, *, scan_scores: bool = False) -> str:
     if backend == "bm25":
         # pg_textsearch returns negative BM25: ascending order is best first, and the index is
         # used only with ORDER BY ... LIMIT. Bind the query through to_bm25query (notes, trap 4).
@@ -126,8 +137,9 @@ def _keyword_leg(backend: str, join: str, flt: str, tenant_id: str) -> str:
         # this tenant's chunks only, so no other tenant's writes move these scores.
         partition, index = chunk_partition(tenant_id), keyword_index(tenant_id)
         score = f"(c.search_text <@> to_bm25query(:qt, '{index}'))"
+        selected = "bm25_get_current_score()" if scan_scores and not flt else score
         return (
-            f"SELECT c.id, c.document_id, -{score} AS s FROM {partition} c {join} "
+            f"SELECT c.id, c.document_id, -{selected} AS s FROM {partition} c {join} "
             f"WHERE c.tenant_id = :tenant{flt} ORDER BY {score} LIMIT :k"
         )
     # Built-in full text has no IDF; OR the terms (plainto_tsquery ANDs them) and use ts_rank.
@@ -141,7 +153,9 @@ def _keyword_leg(backend: str, join: str, flt: str, tenant_id: str) -> str:
     )
 
 
-def build_sql(mode: Mode, backend: str, flt_sql: str, tenant_id: str) -> str:
+def build_sql(mode: Mode, backend: str, flt_sql: str, tenant_id: str, *, scan_scores: bool = False) -> str:
+    """The legs' statement. `scan_scores`: the keyword leg reads its scores from the BM25 index
+    scan; run it only inside a transaction with `SCAN_SCORE_SETTINGS`."""
     # Every leg reads the tenant's partition by name, never the parent `chunks`: a cached generic
     # plan over the parent would open and lock all partitions (one per tenant) on each execution.
     partition = chunk_partition(tenant_id)
@@ -154,7 +168,8 @@ def build_sql(mode: Mode, backend: str, flt_sql: str, tenant_id: str) -> str:
     if mode in ("HYBRID", "DENSE"):
         legs.append(f"SELECT 'dense' AS leg, * FROM ({dense}) dn")
     if mode in ("HYBRID", "KEYWORD"):
-        legs.append(f"SELECT 'keyword' AS leg, * FROM ({_keyword_leg(backend, join, flt_sql, tenant_id)}) kw")
+        keyword = _keyword_leg(backend, join, flt_sql, tenant_id, scan_scores=scan_scores)
+        legs.append(f"SELECT 'keyword' AS leg, * FROM ({keyword}) kw")
     union = " UNION ALL ".join(f"({leg})" for leg in legs)
     return (
         f"SELECT l.leg, l.id, l.document_id, l.s, c.text, c.ordinal FROM ({union}) l "
@@ -175,6 +190,15 @@ async def fetch_legs(session: AsyncSession, sql: str, params: dict[str, Any]) ->
     return legs_from_rows(await SessionReads(session).legs(sql, params))
 
 
+def scan_scores_hold(rows: Sequence[Sequence[Any]]) -> bool:
+    """Whether keyword scores read from the scan can be trusted: a plan that did not run the BM25
+    index scan leaves one stale value on every row, so one row, or rows that all score the same,
+    are fetched again with the standalone scores (rare: ties on every row, or a missing index)."""
+    scores = {row[3] for row in rows if row[0] == "keyword"}
+    keyword_rows = sum(1 for row in rows if row[0] == "keyword")
+    return keyword_rows == 0 or (keyword_rows >= 2 and len(scores) >= 2)
+
+
 def legs_from_rows(rows: Iterable[Sequence[Any]]) -> Legs:
     best: dict[str, dict[uuid.UUID, tuple[float, uuid.UUID]]] = {"dense": {}, "keyword": {}}
     chunks: dict[uuid.UUID, tuple[str, int]] = {}
@@ -190,16 +214,25 @@ def legs_from_rows(rows: Iterable[Sequence[Any]]) -> Legs:
 
 @asynccontextmanager
 async def _transaction(
-    db: Database, tenant_id: str, *, personal_session: bool
+    db: Database, tenant_id: str, *, personal_session: bool, settings: dict[str, str] | None
 ) -> AsyncIterator[tuple[Reads, AsyncSession | None]]:
     """The search's tenant transaction: a bare asyncpg one, or an ORM session when the search
     is personalised (the profile's lookups are ORM code)."""
     if personal_session:
-        async with db.session(tenant_id) as session:
+        async with db.session(tenant_id, settings) as session:
             yield SessionReads(session), session
     else:
-        async with db.connection(tenant_id) as conn:
+        async with db.connection(tenant_id, settings) as conn:
             yield RawReads(conn), None
+
+
+async def _leg_rows(reads: Reads, sql: str, params: dict[str, Any], fallback_sql: str | None) -> list[Any]:
+    """The legs' rows; with `fallback_sql` (the scores read from the scan), fetched again with
+    standalone scores when the scan's cannot be trusted (`scan_scores_hold`)."""
+    rows = await reads.legs(sql, params)
+    if fallback_sql is not None and not scan_scores_hold(rows):
+        rows = await reads.legs(fallback_sql, params)
+    return rows
 
 
 def leg_query(
@@ -210,6 +243,8 @@ def leg_query(
     query_vector: Any,
     depth: int,
     flt: MetadataFilter | None,
+    *,
+    scan_scores: bool = False,
 ) -> tuple[Any, dict[str, Any]]:
     compiled = compile_filter(flt, alias="d", path="options.filter")
     params: dict[str, Any] = {"tenant": tenant_id, "k": depth, **compiled.params}
@@ -217,7 +252,7 @@ def leg_query(
         params["qv"] = query_vector
     if mode != "DENSE":
         params["qt"] = query
-    return build_sql(mode, keyword_backend, compiled.sql, tenant_id), params
+    return build_sql(mode, keyword_backend, compiled.sql, tenant_id, scan_scores=scan_scores), params
 
 
 async def search(
@@ -248,7 +283,12 @@ async def search(
     pool = max(first, reranking.config.max_candidates) if reranks and reranking else first
     # Each leg returns chunks; several can belong to one document, so dig deeper than the pool.
     depth = min(MAX_CANDIDATES, max(options.candidates, 2 * pool))
-    sql, params = leg_query(options.mode, keyword_backend, tenant_id, terms, query_vector, depth, options.filter)
+    # The keyword scores come from the BM25 scan where that is safe (see SCAN_SCORE_SETTINGS).
+    scan_scores = keyword_backend == "bm25" and options.mode != "DENSE" and options.filter is None
+    sql, params = leg_query(
+        options.mode, keyword_backend, tenant_id, terms, query_vector, depth, options.filter, scan_scores=scan_scores
+    )
+    fallback_sql = build_sql(options.mode, keyword_backend, "", tenant_id) if scan_scores else None
 
     query_id = uuid.uuid4()
     outcome: RerankOutcome | None = None
@@ -270,7 +310,12 @@ async def search(
         hits, total = _hits_from_resident(resident)
     else:
         cached = await cache.get(cache_key) if cache and cache_key and resident is None else None
-        async with _transaction(db, tenant_id, personal_session=options.personalize is not None) as (reads, session):
+        async with _transaction(
+            db,
+            tenant_id,
+            personal_session=options.personalize is not None,
+            settings=SCAN_SCORE_SETTINGS if scan_scores else None,
+        ) as (reads, session):
             user_vector = None
             if options.personalize is not None and session is not None:
                 user_vector = await personal.preference(session, tenant_id, options.personalize.user_id)
@@ -283,7 +328,7 @@ async def search(
                     cache.keep(cache_key, cached[0], cached[1], {h.document.id: h.document for h in hits})
             else:
                 with telemetry.stage("sql"):
-                    legs = legs_from_rows(await reads.legs(sql, params))
+                    legs = legs_from_rows(await _leg_rows(reads, sql, params, fallback_sql))
                 hits, total = await _fused_hits(
                     reads, legs, options, fusion, alpha, terms, pool, (tenant_id, user_vector), session
                 )

@@ -1,0 +1,129 @@
+"""The keyword leg reads its BM25 scores from pg_textsearch's index scan
+(`bm25_get_current_score()`) instead of scoring each returned row a second time. Those scores must
+be the standalone scores exactly, on a tenant small enough that the planner would rather sort, and
+a plan without the index scan (whose helper returns one stale value) must not leak into a ranking."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from domain.documents.validation import DocumentInput
+from domain.persistence.database import Database
+from domain.persistence.migrate import keyword_backend
+from domain.providers.embedding import LocalEmbedder
+from domain.retrieval import search as searching
+from domain.retrieval.reads import RawReads, positional
+from domain.retrieval.search import SCAN_SCORE_SETTINGS, SearchOptions, build_sql, scan_scores_hold
+from domain.retrieval.tenant_index import keyword_index
+from tests.conftest import ingest_docs
+
+TOPICS = ["volcano eruption lava", "coral reef fish", "desert camel caravan", "glacier ice melt", "rainforest frogs"]
+QUERIES = ["volcano lava", "coral fish reef", "glacier", "camel desert caravan frogs", "ice melt lava fish"]
+
+
+async def _corpus(db: Database, embedder: LocalEmbedder, tenant: str) -> None:
+    tag = uuid.uuid4().hex[:6]
+    docs = [
+        DocumentInput(
+            title=f"Field note {i}",
+            text=f"Notes {tag} on {TOPICS[i % 5]}, seen {i % 4 + 1} times: {' '.join([TOPICS[i % 5]] * (i % 3 + 1))}.",
+        )
+        for i in range(25)
+    ]
+    await ingest_docs(db, embedder, tenant, docs)
+
+
+def _params(tenant: str, query: str, vector: Any) -> dict[str, Any]:
+    return {"tenant": tenant, "k": 20, "qt": query, "qv": vector}
+
+
+def _keyword(rows: list[Any]) -> dict[uuid.UUID, float]:
+    """Per matching chunk, its keyword score (a sort over every row also returns the rest, at 0)."""
+    return {row[1]: float(row[3]) for row in rows if row[0] == "keyword" and row[3] > 0}
+
+
+def _best_by_document(rows: list[Any]) -> dict[uuid.UUID, float]:
+    best: dict[uuid.UUID, float] = {}
+    for row in rows:
+        if row[0] == "keyword" and row[3] > 0:
+            best[row[2]] = max(best.get(row[2], float("-inf")), float(row[3]))
+    return best
+
+
+async def test_scores_read_from_the_scan_are_the_standalone_scores(
+    db: Database, embedder: LocalEmbedder, tenant: str
+) -> None:
+    await _corpus(db, embedder, tenant)
+    scan_sql = build_sql("HYBRID", "bm25", "", tenant, scan_scores=True)
+    classic_sql = build_sql("HYBRID", "bm25", "", tenant)
+    for query in QUERIES:
+        vector = await embedder.embed_query(query)
+        async with db.connection(tenant, SCAN_SCORE_SETTINGS) as conn:
+            plan = "\n".join(r[0] for r in await conn.fetch(*_explain(scan_sql, _params(tenant, query, vector))))
+            scanned = await RawReads(conn).legs(scan_sql, _params(tenant, query, vector))
+        async with db.connection(tenant) as conn:
+            standalone = await RawReads(conn).legs(classic_sql, _params(tenant, query, vector))
+        # The settings make the plan the BM25 index scan even on 25 documents.
+        assert f"Index Scan using {keyword_index(tenant)}" in plan, plan
+        got, want = _keyword(scanned), _keyword(standalone)
+        assert got and set(got) == set(want), query
+        # Equal up to float4 summation order (the scan adds the terms' parts in its own order).
+        assert all(got[chunk] == pytest.approx(want[chunk], rel=1e-5) for chunk in want), query
+        assert scan_scores_hold(scanned)
+
+
+def _explain(sql: str, params: dict[str, Any]) -> tuple[Any, ...]:
+    statement, names = positional(sql)
+    return ("EXPLAIN " + statement, *(params[n] for n in names))
+
+
+async def test_a_plan_without_the_index_scan_falls_back_to_standalone_scores(
+    db: Database, embedder: LocalEmbedder, tenant: str
+) -> None:
+    await _corpus(db, embedder, tenant)
+    scan_sql = build_sql("KEYWORD", "bm25", "", tenant, scan_scores=True)
+    classic_sql = build_sql("KEYWORD", "bm25", "", tenant)
+    params = {"tenant": tenant, "k": 20, "qt": "volcano lava fish"}
+    async with db.connection(tenant) as conn:
+        want = _keyword(await RawReads(conn).legs(classic_sql, params))
+    # No index scans at all: the keyword leg becomes a sequential scan and a sort.
+    async with db.connection(tenant, {"enable_indexscan": "off", "enable_bitmapscan": "off"}) as conn:
+        stale = await RawReads(conn).legs(scan_sql, params)
+        rows = await searching._leg_rows(RawReads(conn), scan_sql, params, classic_sql)
+    # Without the guard, every row would carry the one value the helper had left.
+    assert len({row[3] for row in stale if row[0] == "keyword"}) == 1 and not scan_scores_hold(stale)
+    assert _keyword(rows) == pytest.approx(want)
+
+
+def test_scores_that_cannot_be_told_apart_are_not_trusted() -> None:
+    chunk = uuid.uuid4
+    assert scan_scores_hold([("dense", chunk(), chunk(), 0.5), ("dense", chunk(), chunk(), 0.5)])
+    assert scan_scores_hold([("keyword", chunk(), chunk(), 2.0), ("keyword", chunk(), chunk(), 1.5)])
+    assert not scan_scores_hold([("keyword", chunk(), chunk(), 2.0)])
+    assert not scan_scores_hold([("keyword", chunk(), chunk(), 2.0), ("keyword", chunk(), chunk(), 2.0)])
+
+
+async def test_a_search_ranks_by_the_standalone_scores(db: Database, embedder: LocalEmbedder, tenant: str) -> None:
+    """End to end through `search`: each hit's keyword score is its chunk's standalone BM25."""
+    await _corpus(db, embedder, tenant)
+    backend = await keyword_backend(db)
+    classic_sql = build_sql("KEYWORD", "bm25", "", tenant)
+    for query in QUERIES:
+        result = await searching.search(
+            db=db,
+            tenant_id=tenant,
+            query_vector=await embedder.embed_query(query),
+            query=query,
+            first=10,
+            options=SearchOptions(mode="KEYWORD"),
+            keyword_backend=backend,
+            log=False,
+        )
+        async with db.connection(tenant) as conn:
+            want = _best_by_document(await RawReads(conn).legs(classic_sql, {"tenant": tenant, "k": 20, "qt": query}))
+        assert result.hits, query
+        for hit in result.hits:
+            assert hit.keyword == pytest.approx(want[hit.document.id], rel=1e-5), query
