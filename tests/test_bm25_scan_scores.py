@@ -8,10 +8,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import asyncpg
 import pytest
 
 from domain.documents.validation import DocumentInput
-from domain.persistence.database import Database
+from domain.persistence.database import APP_ROLE, SERVER_SETTINGS, Database, scope_statements
 from domain.persistence.migrate import keyword_backend
 from domain.providers.embedding import LocalEmbedder
 from domain.retrieval import search as searching
@@ -127,3 +128,39 @@ async def test_a_search_ranks_by_the_standalone_scores(db: Database, embedder: L
         assert result.hits, query
         for hit in result.hits:
             assert hit.keyword == pytest.approx(want[hit.document.id], rel=1e-5), query
+
+
+async def _standalone_scorings(db: Database, tenant: str, *, primed: bool) -> list[int]:
+    """Per search transaction, how often the standalone BM25 function ran. A bare connection as
+    the owner, so it may count function calls; the scope statement is the search's own."""
+    sql = build_sql("KEYWORD", "bm25", "", tenant, scan_scores=True)
+    params = {"tenant": tenant, "k": 20, "qt": "volcano lava fish"}
+    url = "postgresql://" + db.url.removeprefix("postgresql+asyncpg://")
+    conn = await asyncpg.connect(url, server_settings={**SERVER_SETTINGS, "track_functions": "all"})
+    counted = []
+    try:
+        for _ in range(3):  # the first parses the statement; the next two reuse it, as a pool does
+            prime = searching.BM25_PLAN_PRIME if primed else None
+            await conn.execute(scope_statements(APP_ROLE, tenant, db.hnsw_ef_search, SCAN_SCORE_SETTINGS, prime))
+            assert _keyword(await RawReads(conn).legs(sql, params))
+            calls = await conn.fetchval(
+                "SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions "
+                "WHERE funcname = 'bm25_text_bm25query_score'"
+            )
+            counted.append(int(calls))
+            await conn.execute("COMMIT")
+    finally:
+        await conn.close()
+    return counted
+
+
+async def test_the_search_transaction_plans_the_legs_without_scoring_rows_again(
+    db: Database, embedder: LocalEmbedder, tenant: str
+) -> None:
+    """pg_textsearch hands the ORDER BY the scan's scores only when its parse hook saw a BM25
+    operator last; the scope statement's prime makes that true for a reused prepared statement."""
+    await _corpus(db, embedder, tenant)
+    assert await _standalone_scorings(db, tenant, primed=True) == [0, 0, 0]
+    # Without the prime, a reused statement scores every returned row a second time.
+    unprimed = await _standalone_scorings(db, tenant, primed=False)
+    assert unprimed[0] == 0 and unprimed[1] > 0 and unprimed[2] > 0

@@ -50,15 +50,22 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def scope_statements(role: str, tenant_id: str, ef_search: int, settings: Mapping[str, str] | None = None) -> str:
+def scope_statements(
+    role: str,
+    tenant_id: str,
+    ef_search: int,
+    settings: Mapping[str, str] | None = None,
+    extra_select: str | None = None,
+) -> str:
     """BEGIN and the scope `session()` sets (role, tenant, ef_search, and any further
     transaction-local `settings`) as one simple-query message: one round trip, not two, at the
     start of every tenant transaction on the bare connection. The simple protocol takes no
-    parameters, so the values go in as literals (`_literal`). Should the SELECT fail after BEGIN,
-    the pool's reset rolls the open transaction back on release."""
+    parameters, so the values go in as literals (`_literal`). `extra_select` is a constant
+    expression of ours added to the same SELECT (see search.BM25_PLAN_PRIME). Should the SELECT
+    fail after BEGIN, the pool's reset rolls the open transaction back on release."""
     scope = {"role": role, "ragql.tenant_id": tenant_id, "hnsw.ef_search": str(int(ef_search)), **(settings or {})}
-    calls = ", ".join(f"set_config({_literal(name)}, {_literal(value)}, true)" for name, value in scope.items())
-    return f"BEGIN; SELECT {calls}"
+    calls = [f"set_config({_literal(name)}, {_literal(value)}, true)" for name, value in scope.items()]
+    return f"BEGIN; SELECT {', '.join(calls + ([extra_select] if extra_select else []))}"
 
 
 async def _rollback_if_open(conn: asyncpg.Connection) -> None:
@@ -108,27 +115,30 @@ class Database:
             dbapi_connection.run_async(register_vector)
 
     @asynccontextmanager
-    async def session(self, tenant_id: str, settings: Mapping[str, str] | None = None) -> AsyncIterator[AsyncSession]:
+    async def session(
+        self, tenant_id: str, settings: Mapping[str, str] | None = None, extra_select: str | None = None
+    ) -> AsyncIterator[AsyncSession]:
         """A transaction scoped to one tenant: it commits on success and rolls back on error.
 
         The transaction runs as the app role and carries the tenant as a transaction-local
         setting; the row-level security policies compare every row with it, so a query that
-        forgets `WHERE tenant_id` still sees only this tenant. `hnsw.ef_search`, and any further
-        planner `settings` the caller names, ride in the same statement (no extra round trip).
-        All end with the transaction, so a pooled connection never carries them into the next
-        request."""
+        forgets `WHERE tenant_id` still sees only this tenant. `hnsw.ef_search`, any further
+        planner `settings` the caller names, and its `extra_select` (a constant expression of
+        ours), ride in the same statement (no extra round trip). The settings end with the
+        transaction, so a pooled connection never carries them into the next request."""
         scope = {"role": APP_ROLE, "ragql.tenant_id": tenant_id, "hnsw.ef_search": str(self.hnsw_ef_search)}
         scope.update(settings or {})
         names = list(scope)
         calls = ", ".join(f"set_config(:n{i}, :v{i}, true)" for i in range(len(names)))
         params = {**{f"n{i}": n for i, n in enumerate(names)}, **{f"v{i}": scope[n] for i, n in enumerate(names)}}
         async with AsyncSession(self.engine, expire_on_commit=False) as session, session.begin():
-            await session.execute(text(f"SELECT {calls}"), params)
+            extra = f", {extra_select}" if extra_select else ""
+            await session.execute(text(f"SELECT {calls}{extra}"), params)
             yield session
 
     @asynccontextmanager
     async def connection(
-        self, tenant_id: str, settings: Mapping[str, str] | None = None
+        self, tenant_id: str, settings: Mapping[str, str] | None = None, extra_select: str | None = None
     ) -> AsyncIterator[asyncpg.Connection]:
         """The same tenant-scoped transaction as `session()` (app role, tenant setting,
         ef_search; commit on success, rollback on error), on a bare asyncpg connection for the
@@ -137,7 +147,7 @@ class Database:
         Its own pool: connections that only ever run tenant transactions."""
         pool = self._raw_pool or await self._open_raw_pool()
         async with pool.acquire() as conn:
-            await conn.execute(scope_statements(APP_ROLE, tenant_id, self.hnsw_ef_search, settings))
+            await conn.execute(scope_statements(APP_ROLE, tenant_id, self.hnsw_ef_search, settings, extra_select))
             try:
                 yield conn
             except BaseException:
