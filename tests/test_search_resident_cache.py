@@ -36,10 +36,10 @@ class CountingDatabase:
 
     @asynccontextmanager
     async def connection(
-        self, tenant_id: str, settings: Mapping[str, str] | None = None
+        self, tenant_id: str, settings: Mapping[str, str] | None = None, extra_select: str | None = None
     ) -> AsyncIterator[asyncpg.Connection]:
         self.opened += 1
-        async with self.db.connection(tenant_id, settings) as conn:
+        async with self.db.connection(tenant_id, settings, extra_select) as conn:
             yield conn
 
 

@@ -85,6 +85,9 @@ class Resident:
     documents: Mapping[uuid.UUID, Document]
     expires_at: float
     chars: int
+    # Per hit whose document is held, a search hit's fields (the document in place of its id),
+    # built once here: a repeated search builds its hits from these, not field by field.
+    hit_fields: tuple[Mapping[str, Any], ...] = ()
 
 
 # (key, entry) per lookup made in the observing context: entry None for one that went to the
@@ -199,7 +202,12 @@ class SearchCache:
             return
         frozen = tuple(hits)
         docs = {h.document_id: documents[h.document_id] for h in frozen if h.document_id in documents}
-        entry = Resident(frozen, total, docs, time.monotonic() + self.ttl_s, _chars(frozen, docs))
+        fields = tuple(
+            {"document": docs[h.document_id], **{k: v for k, v in h.__dict__.items() if k != "document_id"}}
+            for h in frozen
+            if h.document_id in docs
+        )
+        entry = Resident(frozen, total, docs, time.monotonic() + self.ttl_s, _chars(frozen, docs), fields)
         if entry.chars > self.resident_chars:
             return
         self._forget(key)

@@ -141,10 +141,18 @@ class TermStatistics:
             ).all()
         return {w: lex for w, lex in rows}
 
+    def selects_terms(self, query: str) -> bool:
+        """Whether `informative` would pick terms: more than `cap` distinct words."""
+        return len(self._words(query)) > self.cap
+
+    @staticmethod
+    def _words(query: str) -> list[str]:
+        return list(dict.fromkeys(w.lower() for w in _WORD.findall(query)))
+
     async def informative(self, tenant_id: str, query: str) -> str:
         """The query itself when it has at most `cap` distinct words; else its `cap` rarest words
         in their original order."""
-        words = list(dict.fromkeys(w.lower() for w in _WORD.findall(query)))
+        words = self._words(query)
         if len(words) <= self.cap:
             return query
         # The sample (cold once per tenant) and the query's lexemes are two independent reads.

@@ -501,13 +501,7 @@ def _cached(hit: Hit) -> CachedHit:
 
 def _hits_from_resident(entry: Resident) -> tuple[list[Hit], int]:
     """Fresh hits (a re-ranker changes its own) over the documents this process holds for the entry."""
-    docs = entry.documents
-    hits = [
-        Hit(document=docs[h.document_id], **{k: v for k, v in h.__dict__.items() if k != "document_id"})
-        for h in entry.hits
-        if h.document_id in docs
-    ]
-    return hits, entry.total
+    return [Hit(**fields) for fields in entry.hit_fields], entry.total
 
 
 async def _hits_from_cache(reads: Reads, tenant_id: str, cached: list[CachedHit], total: int) -> tuple[list[Hit], int]:
