@@ -10,13 +10,14 @@ from typing import Any
 
 import asyncpg
 import pytest
+from sqlalchemy import text
 
 from domain.documents.validation import DocumentInput
 from domain.persistence.database import APP_ROLE, SERVER_SETTINGS, Database, scope_statements
 from domain.persistence.migrate import keyword_backend
 from domain.providers.embedding import LocalEmbedder
 from domain.retrieval import search as searching
-from domain.retrieval.reads import RawReads, positional
+from domain.retrieval.reads import RawReads, SessionReads, positional
 from domain.retrieval.search import SCAN_SCORE_SETTINGS, SearchOptions, build_sql, scan_scores_hold
 from domain.retrieval.tenant_index import keyword_index
 from tests.conftest import ingest_docs
@@ -142,12 +143,10 @@ async def _standalone_scorings(db: Database, tenant: str, *, primed: bool) -> li
         for _ in range(3):  # the first parses the statement; the next two reuse it, as a pool does
             prime = searching.BM25_PLAN_PRIME if primed else None
             await conn.execute(scope_statements(APP_ROLE, tenant, db.hnsw_ef_search, SCAN_SCORE_SETTINGS, prime))
+            # The view's counts are those not yet reported, which may span transactions: a delta.
+            before = await conn.fetchval(_STANDALONE_CALLS.text)
             assert _keyword(await RawReads(conn).legs(sql, params))
-            calls = await conn.fetchval(
-                "SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions "
-                "WHERE funcname = 'bm25_text_bm25query_score'"
-            )
-            counted.append(int(calls))
+            counted.append(int(await conn.fetchval(_STANDALONE_CALLS.text)) - int(before))
             await conn.execute("COMMIT")
     finally:
         await conn.close()
@@ -164,3 +163,44 @@ async def test_the_search_transaction_plans_the_legs_without_scoring_rows_again(
     # Without the prime, a reused statement scores every returned row a second time.
     unprimed = await _standalone_scorings(db, tenant, primed=False)
     assert unprimed[0] == 0 and unprimed[1] > 0 and unprimed[2] > 0
+
+
+async def test_a_personalised_search_primes_its_legs_right_before_they_run(
+    db: Database, embedder: LocalEmbedder, tenant: str
+) -> None:
+    """The session's scope statement is a prepared statement, parsed once per connection, and the
+    profile's lookups run after it: `_leg_rows` primes the planner just before the legs."""
+    await _corpus(db, embedder, tenant)
+    scan_sql = build_sql("KEYWORD", "bm25", "", tenant, scan_scores=True)
+    classic_sql = build_sql("KEYWORD", "bm25", "", tenant)
+    params = {"tenant": tenant, "k": 20, "qt": "volcano lava fish"}
+    async with db.engine.connect() as owner:
+        name = await owner.scalar(text("SELECT current_database()"))
+    # Function calls are counted only when track_functions is on, which the app role may not set:
+    # the database's default, read by the fresh connections of a Database of this test's own.
+    async with db.engine.begin() as owner:
+        await owner.execute(text(f"ALTER DATABASE \"{name}\" SET track_functions = 'all'"))
+    counting = Database(db.url, hnsw_ef_search=db.hnsw_ef_search)
+    try:
+        await counting.enable_vector_codec()
+        primed, unprimed = [], []
+        for _ in range(3):
+            for prime, out in ((True, primed), (False, unprimed)):
+                async with counting.session(tenant, SCAN_SCORE_SETTINGS) as session:
+                    before = int((await session.execute(_STANDALONE_CALLS)).scalar_one())  # a delta, as above
+                    await session.execute(text("SELECT count(*) FROM documents"))  # as the profile's lookups
+                    reads = SessionReads(session)
+                    fallback = classic_sql if prime else None
+                    assert _keyword(await searching._leg_rows(reads, scan_sql, params, fallback))
+                    out.append(int((await session.execute(_STANDALONE_CALLS)).scalar_one()) - before)
+    finally:
+        await counting.dispose()
+        async with db.engine.begin() as owner:
+            await owner.execute(text(f'ALTER DATABASE "{name}" RESET track_functions'))
+    assert primed == [0, 0, 0], (primed, unprimed)
+    assert all(calls > 0 for calls in unprimed[1:])  # the same legs, planned with the flag down
+
+
+_STANDALONE_CALLS = text(
+    "SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions WHERE funcname = 'bm25_text_bm25query_score'"
+)

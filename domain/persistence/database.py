@@ -115,25 +115,22 @@ class Database:
             dbapi_connection.run_async(register_vector)
 
     @asynccontextmanager
-    async def session(
-        self, tenant_id: str, settings: Mapping[str, str] | None = None, extra_select: str | None = None
-    ) -> AsyncIterator[AsyncSession]:
+    async def session(self, tenant_id: str, settings: Mapping[str, str] | None = None) -> AsyncIterator[AsyncSession]:
         """A transaction scoped to one tenant: it commits on success and rolls back on error.
 
         The transaction runs as the app role and carries the tenant as a transaction-local
         setting; the row-level security policies compare every row with it, so a query that
-        forgets `WHERE tenant_id` still sees only this tenant. `hnsw.ef_search`, any further
-        planner `settings` the caller names, and its `extra_select` (a constant expression of
-        ours), ride in the same statement (no extra round trip). The settings end with the
-        transaction, so a pooled connection never carries them into the next request."""
+        forgets `WHERE tenant_id` still sees only this tenant. `hnsw.ef_search`, and any further
+        planner `settings` the caller names, ride in the same statement (no extra round trip).
+        All end with the transaction, so a pooled connection never carries them into the next
+        request."""
         scope = {"role": APP_ROLE, "ragql.tenant_id": tenant_id, "hnsw.ef_search": str(self.hnsw_ef_search)}
         scope.update(settings or {})
         names = list(scope)
         calls = ", ".join(f"set_config(:n{i}, :v{i}, true)" for i in range(len(names)))
         params = {**{f"n{i}": n for i, n in enumerate(names)}, **{f"v{i}": scope[n] for i, n in enumerate(names)}}
         async with AsyncSession(self.engine, expire_on_commit=False) as session, session.begin():
-            extra = f", {extra_select}" if extra_select else ""
-            await session.execute(text(f"SELECT {calls}{extra}"), params)
+            await session.execute(text(f"SELECT {calls}"), params)
             yield session
 
     @asynccontextmanager

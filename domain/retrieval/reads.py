@@ -129,6 +129,12 @@ class SessionReads:
     async def legs(self, sql: str, params: dict[str, Any]) -> list[Row]:
         return list((await self.session.execute(text(sql), params)).all())
 
+    async def simple(self, sql: str) -> None:
+        """One statement of ours through the simple protocol, so that it is parsed on every call
+        (a statement through the session is prepared once per connection)."""
+        raw = await (await self.session.connection()).get_raw_connection()
+        await raw.driver_connection.execute(sql)  # type: ignore[union-attr]
+
     async def documents(self, tenant_id: str, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Document]:
         result = await self.session.execute(select(Document).where(col(Document.id).in_(list(ids))))
         return {d.id: d for d in result.scalars()}

@@ -227,19 +227,23 @@ async def _transaction(
 ) -> AsyncIterator[tuple[Reads, AsyncSession | None]]:
     """The search's tenant transaction: a bare asyncpg one, or an ORM session when the search
     is personalised (the profile's lookups are ORM code). With `settings` (scan scores), the
-    scope statement primes pg_textsearch's planner (BM25_PLAN_PRIME)."""
-    prime = BM25_PLAN_PRIME if settings else None
+    bare connection's scope statement primes pg_textsearch's planner (BM25_PLAN_PRIME); the
+    session's is a prepared statement, parsed once, so its legs are primed just before they run
+    (`_leg_rows`)."""
     if personal_session:
-        async with db.session(tenant_id, settings, prime) as session:
+        async with db.session(tenant_id, settings) as session:
             yield SessionReads(session), session
     else:
-        async with db.connection(tenant_id, settings, prime) as conn:
+        async with db.connection(tenant_id, settings, BM25_PLAN_PRIME if settings else None) as conn:
             yield RawReads(conn), None
 
 
 async def _leg_rows(reads: Reads, sql: str, params: dict[str, Any], fallback_sql: str | None) -> list[Any]:
     """The legs' rows; with `fallback_sql` (the scores read from the scan), fetched again with
     standalone scores when the scan's cannot be trusted (`scan_scores_hold`)."""
+    if fallback_sql is not None and isinstance(reads, SessionReads):
+        # The profile's lookups ran since the scope statement: prime right before the legs.
+        await reads.simple(f"SELECT {BM25_PLAN_PRIME}")
     rows = await reads.legs(sql, params)
     if fallback_sql is not None and not scan_scores_hold(rows):
         rows = await reads.legs(fallback_sql, params)
