@@ -183,7 +183,8 @@ async def test_a_personalised_search_primes_its_legs_right_before_they_run(
     counting = Database(db.url, hnsw_ef_search=db.hnsw_ef_search)
     try:
         await counting.enable_vector_codec()
-        primed, unprimed = [], []
+        primed: list[int] = []
+        unprimed: list[int] = []
         for _ in range(3):
             for prime, out in ((True, primed), (False, unprimed)):
                 async with counting.session(tenant, SCAN_SCORE_SETTINGS) as session:
