@@ -63,8 +63,12 @@ def test_settings_choose_the_backend(cache_root: Path) -> None:
         assert (model.name, model.dim) == (torch_model.name, torch_model.dim)
 
 
-# int8 loses most on the shortest inputs (one token: 0.979); on SciFact chunks the mean is 0.994.
-@pytest.mark.parametrize(("backend", "mean_floor", "min_floor"), [("onnx", 0.9999, 0.9999), ("onnx-int8", 0.99, 0.97)])
+# int8 loses most on the shortest inputs (one token: 0.979); on SciFact chunks the mean is 0.994 on
+# a CPU with AVX-512 VNNI. Without VNNI (AVX2 only: an AMD EPYC here) onnxruntime's u8s8 kernel
+# sums pairs in 16 bits, which can saturate: these five sentences' mean is 0.9893 there (SciFact
+# chunks 0.9927; 7-bit weights, `reduce_range`, gave 0.9888 and 0.9937, so the recipe stays). The
+# floor holds on both kinds and still fails a real loss (per-tensor scales: SciFact chunks 0.943).
+@pytest.mark.parametrize(("backend", "mean_floor", "min_floor"), [("onnx", 0.9999, 0.9999), ("onnx-int8", 0.985, 0.97)])
 async def test_vectors_stay_close_to_torch(
     embedder: LocalEmbedder,
     onnx_embedders: dict[str, OnnxEmbedder],
