@@ -205,3 +205,32 @@ async def test_a_personalised_search_primes_its_legs_right_before_they_run(
 _STANDALONE_CALLS = text(
     "SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions WHERE funcname = 'bm25_text_bm25query_score'"
 )
+
+
+async def test_a_hit_shows_its_own_chunk_read_with_its_document(
+    db: Database, embedder: LocalEmbedder, tenant: str
+) -> None:
+    """The legs return scores only; the shown chunks' text and ordinal come with the documents."""
+    await _corpus(db, embedder, tenant)
+    backend = await keyword_backend(db)
+    for mode in ("HYBRID", "DENSE", "KEYWORD"):
+        result = await searching.search(
+            db=db,
+            tenant_id=tenant,
+            query_vector=await embedder.embed_query("glacier ice melt"),
+            query="glacier ice melt",
+            first=5,
+            options=SearchOptions(mode=mode),
+            keyword_backend=backend,
+            log=False,
+        )
+        assert len(result.hits) == 5, mode
+        async with db.session(tenant) as session:
+            stored = {
+                row[0]: (row[1], row[2], row[3])
+                for row in await session.execute(
+                    text("SELECT id, document_id, text, ordinal FROM chunks WHERE tenant_id = :t"), {"t": tenant}
+                )
+            }
+        for hit in result.hits:
+            assert stored[hit.chunk_id] == (hit.document.id, hit.chunk_text, hit.chunk_ordinal), mode

@@ -26,6 +26,7 @@ from sqlmodel import col, select
 
 from domain.persistence.tables import Document, QueryLog
 from domain.retrieval.query_log import insert_log_rows
+from domain.retrieval.tenant_index import chunk_partition
 
 # `documents`' columns as the Document row has them (metadata_ is the "metadata" column).
 _DOC_FIELDS = (
@@ -96,10 +97,28 @@ def document_from_record(record: Row) -> Document:
     return doc
 
 
+Chunks = dict[uuid.UUID, tuple[str, int]]
+
+
+def _docs_with_chunks_sql(tenant_id: str) -> str:
+    """`_DOCS_SQL` and the text and ordinal of each document's shown chunk, in one statement: the
+    documents that still have that chunk (the tenant's partition by name, as the legs read it)."""
+    columns = ", ".join(f"d.{c}" for c in _DOCS_SQL.split("SELECT ", 1)[1].split(" FROM ", 1)[0].split(", "))
+    return (
+        f"SELECT {columns}, c.id, c.text, c.ordinal FROM documents d "  # noqa: S608 (a derived hex name)
+        f"JOIN {chunk_partition(tenant_id)} c ON c.tenant_id = $1 AND c.document_id = d.id "
+        "AND c.id = ANY($3::uuid[]) WHERE d.tenant_id = $1 AND d.id = ANY($2::uuid[])"
+    )
+
+
 class Reads(Protocol):
     async def legs(self, sql: str, params: dict[str, Any]) -> list[Row]: ...
 
     async def documents(self, tenant_id: str, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Document]: ...
+
+    async def documents_with(
+        self, tenant_id: str, ids: Sequence[uuid.UUID], chunk_ids: Sequence[uuid.UUID]
+    ) -> tuple[dict[uuid.UUID, Document], Chunks]: ...
 
     async def write_log(self, row: dict[str, Any]) -> None: ...
 
@@ -117,6 +136,15 @@ class RawReads:
         records = await self.conn.fetch(_DOCS_SQL, tenant_id, list(ids))
         docs = (document_from_record(r) for r in records)
         return {d.id: d for d in docs}
+
+    async def documents_with(
+        self, tenant_id: str, ids: Sequence[uuid.UUID], chunk_ids: Sequence[uuid.UUID]
+    ) -> tuple[dict[uuid.UUID, Document], Chunks]:
+        """The documents and their shown chunks' text, in the one round trip `documents` takes."""
+        records = await self.conn.fetch(_docs_with_chunks_sql(tenant_id), tenant_id, list(ids), list(chunk_ids))
+        n = len(_DOC_FIELDS)
+        docs = {d.id: d for d in (document_from_record(r[:n]) for r in records)}
+        return docs, {r[n]: (r[n + 1], r[n + 2]) for r in records}  # keyed as the legs key them
 
     async def write_log(self, row: dict[str, Any]) -> None:
         await insert_log_rows(self.conn, [row])
@@ -138,6 +166,18 @@ class SessionReads:
     async def documents(self, tenant_id: str, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Document]:
         result = await self.session.execute(select(Document).where(col(Document.id).in_(list(ids))))
         return {d.id: d for d in result.scalars()}
+
+    async def documents_with(
+        self, tenant_id: str, ids: Sequence[uuid.UUID], chunk_ids: Sequence[uuid.UUID]
+    ) -> tuple[dict[uuid.UUID, Document], Chunks]:
+        rows = await self.session.execute(
+            text(
+                f"SELECT id, text, ordinal FROM {chunk_partition(tenant_id)} "  # noqa: S608 (a derived hex name)
+                "WHERE tenant_id = :t AND id = ANY(CAST(:ids AS uuid[]))"
+            ),
+            {"t": tenant_id, "ids": list(chunk_ids)},
+        )
+        return await self.documents(tenant_id, ids), {r[0]: (r[1], r[2]) for r in rows.all()}
 
     async def write_log(self, row: dict[str, Any]) -> None:
         """A Core INSERT, not `session.add`: the same one round trip, without the ORM's unit of

@@ -162,9 +162,14 @@ def _keyword_leg(backend: str, join: str, flt: str, tenant_id: str, *, scan_scor
     )
 
 
-def build_sql(mode: Mode, backend: str, flt_sql: str, tenant_id: str, *, scan_scores: bool = False) -> str:
-    """The legs' statement. `scan_scores`: the keyword leg reads its scores from the BM25 index
-    scan; run it only inside a transaction with `SCAN_SCORE_SETTINGS`."""
+def build_sql(
+    mode: Mode, backend: str, flt_sql: str, tenant_id: str, *, scan_scores: bool = False, with_text: bool = True
+) -> str:
+    """The legs' statement: rows of (leg, chunk id, document id, score, chunk text, ordinal).
+    `scan_scores`: the keyword leg reads its scores from the BM25 index scan; run it only inside
+    a transaction with `SCAN_SCORE_SETTINGS`. Without `with_text`, rows stop at the score: a
+    search reads the text of the chunks it shows with their documents (`Reads.documents_with`),
+    about ten, not of the hundred it ranks."""
     # Every leg reads the tenant's partition by name, never the parent `chunks`: a cached generic
     # plan over the parent would open and lock all partitions (one per tenant) on each execution.
     partition = chunk_partition(tenant_id)
@@ -180,6 +185,8 @@ def build_sql(mode: Mode, backend: str, flt_sql: str, tenant_id: str, *, scan_sc
         keyword = _keyword_leg(backend, join, flt_sql, tenant_id, scan_scores=scan_scores)
         legs.append(f"SELECT 'keyword' AS leg, * FROM ({keyword}) kw")
     union = " UNION ALL ".join(f"({leg})" for leg in legs)
+    if not with_text:
+        return f"SELECT l.leg, l.id, l.document_id, l.s FROM ({union}) l"
     return (
         f"SELECT l.leg, l.id, l.document_id, l.s, c.text, c.ordinal FROM ({union}) l "
         f"JOIN {partition} c ON c.tenant_id = :tenant AND c.id = l.id"
@@ -188,7 +195,8 @@ def build_sql(mode: Mode, backend: str, flt_sql: str, tenant_id: str, *, scan_sc
 
 @dataclass
 class Legs:
-    """Per leg, each document's best chunk score and that chunk; plus the chunks' text."""
+    """Per leg, each document's best chunk score and that chunk; plus the chunks' text, when the
+    statement returned it."""
 
     best: dict[str, dict[uuid.UUID, tuple[float, uuid.UUID]]]
     chunks: dict[uuid.UUID, tuple[str, int]]
@@ -211,10 +219,12 @@ def scan_scores_hold(rows: Sequence[Sequence[Any]]) -> bool:
 def legs_from_rows(rows: Iterable[Sequence[Any]]) -> Legs:
     best: dict[str, dict[uuid.UUID, tuple[float, uuid.UUID]]] = {"dense": {}, "keyword": {}}
     chunks: dict[uuid.UUID, tuple[str, int]] = {}
-    for leg, chunk_id, doc_id, score, chunk_text, ordinal in rows:
+    for row in rows:
+        leg, chunk_id, doc_id, score = row[0], row[1], row[2], row[3]
         if leg == "keyword" and score <= 0:
             continue  # no query term in this chunk
-        chunks[chunk_id] = (chunk_text, ordinal)
+        if len(row) > 4:
+            chunks[chunk_id] = (row[4], row[5])
         current = best[leg].get(doc_id)
         if current is None or score > current[0]:
             best[leg][doc_id] = (float(score), chunk_id)
@@ -260,14 +270,18 @@ def leg_query(
     flt: MetadataFilter | None,
     *,
     scan_scores: bool = False,
+    with_text: bool = False,
 ) -> tuple[Any, dict[str, Any]]:
+    """The legs' statement and its parameters. A search reads the shown chunks' text later, so
+    the default leaves it out; the eval's tools ask for it (`with_text`)."""
     compiled = compile_filter(flt, alias="d", path="options.filter")
     params: dict[str, Any] = {"tenant": tenant_id, "k": depth, **compiled.params}
     if mode != "KEYWORD":
         params["qv"] = query_vector
     if mode != "DENSE":
         params["qt"] = query
-    return build_sql(mode, keyword_backend, compiled.sql, tenant_id, scan_scores=scan_scores), params
+    sql = build_sql(mode, keyword_backend, compiled.sql, tenant_id, scan_scores=scan_scores, with_text=with_text)
+    return sql, params
 
 
 async def search(
@@ -303,7 +317,7 @@ async def search(
     sql, params = leg_query(
         options.mode, keyword_backend, tenant_id, terms, query_vector, depth, options.filter, scan_scores=scan_scores
     )
-    fallback_sql = build_sql(options.mode, keyword_backend, "", tenant_id) if scan_scores else None
+    fallback_sql = build_sql(options.mode, keyword_backend, "", tenant_id, with_text=False) if scan_scores else None
 
     query_id = uuid.uuid4()
     outcome: RerankOutcome | None = None
@@ -457,14 +471,19 @@ async def _fused_hits(
         ordered = sorted(head, key=lambda d: -blended[d])
         fused = {**fused, **blended}
     top = ordered[:pool]
-
-    docs = await reads.documents(tenant_id, top) if top else {}
+    # The chunk shown is the keyword leg's best where both matched: it holds the query terms.
+    shown = {doc_id: (best["keyword"].get(doc_id) or best["dense"][doc_id])[1] for doc_id in top}
+    unread = [chunk_id for chunk_id in shown.values() if chunk_id not in chunks]
+    if unread:
+        docs, texts = await reads.documents_with(tenant_id, top, unread)
+        chunks = {**chunks, **texts}
+    else:
+        docs = await reads.documents(tenant_id, top) if top else {}
     hits: list[Hit] = []
     for doc_id in top:
-        if doc_id not in docs:
-            continue
-        # The chunk shown is the keyword leg's best where both matched: it holds the query terms.
-        chunk_id = (best["keyword"].get(doc_id) or best["dense"][doc_id])[1]
+        chunk_id = shown[doc_id]
+        if doc_id not in docs or chunk_id not in chunks:
+            continue  # deleted or re-ingested since the legs were read
         chunk_text, ordinal = chunks[chunk_id]
         hits.append(
             Hit(
