@@ -229,7 +229,7 @@ async def _floor_parts(bench: Bench, url: str, fresh: list[str]) -> tuple[float,
         emb.append((time.perf_counter() - t0) * 1000)
     # The search's own SQL, with its named parameters as asyncpg's positional ones, and the
     # planner settings the search runs it with.
-    sql = build_sql("HYBRID", "bm25", "", "default", scan_scores=True)
+    sql = build_sql("HYBRID", "bm25", "", "default", scan_scores=True, with_text=False)
     for i, name in enumerate((":qv", ":tenant", ":k", ":qt"), start=1):
         sql = sql.replace(name, f"${i}")
     depth = min(200, max(SearchOptions().candidates, 20))
