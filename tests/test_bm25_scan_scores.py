@@ -77,6 +77,21 @@ async def test_scores_read_from_the_scan_are_the_standalone_scores(
         assert scan_scores_hold(scanned)
 
 
+async def _search(
+    db: Database, embedder: LocalEmbedder, tenant: str, query: str, mode: Any, first: int, backend: str
+) -> searching.SearchResult:
+    return await searching.search(
+        db=db,
+        tenant_id=tenant,
+        query_vector=await embedder.embed_query(query),
+        query=query,
+        first=first,
+        options=SearchOptions(mode=mode),
+        keyword_backend=backend,
+        log=False,
+    )
+
+
 def _explain(sql: str, params: dict[str, Any]) -> tuple[Any, ...]:
     statement, names = positional(sql)
     return ("EXPLAIN " + statement, *(params[n] for n in names))
@@ -114,16 +129,7 @@ async def test_a_search_ranks_by_the_standalone_scores(db: Database, embedder: L
     backend = await keyword_backend(db)
     classic_sql = build_sql("KEYWORD", "bm25", "", tenant)
     for query in QUERIES:
-        result = await searching.search(
-            db=db,
-            tenant_id=tenant,
-            query_vector=await embedder.embed_query(query),
-            query=query,
-            first=10,
-            options=SearchOptions(mode="KEYWORD"),
-            keyword_backend=backend,
-            log=False,
-        )
+        result = await _search(db, embedder, tenant, query, "KEYWORD", 10, backend)
         async with db.connection(tenant) as conn:
             want = _best_by_document(await RawReads(conn).legs(classic_sql, {"tenant": tenant, "k": 20, "qt": query}))
         assert result.hits, query
@@ -214,16 +220,7 @@ async def test_a_hit_shows_its_own_chunk_read_with_its_document(
     await _corpus(db, embedder, tenant)
     backend = await keyword_backend(db)
     for mode in ("HYBRID", "DENSE", "KEYWORD"):
-        result = await searching.search(
-            db=db,
-            tenant_id=tenant,
-            query_vector=await embedder.embed_query("glacier ice melt"),
-            query="glacier ice melt",
-            first=5,
-            options=SearchOptions(mode=mode),
-            keyword_backend=backend,
-            log=False,
-        )
+        result = await _search(db, embedder, tenant, "glacier ice melt", mode, 5, backend)
         assert len(result.hits) == 5, mode
         async with db.session(tenant) as session:
             stored = {
