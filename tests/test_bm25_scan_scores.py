@@ -104,15 +104,25 @@ async def test_a_plan_without_the_index_scan_falls_back_to_standalone_scores(
     scan_sql = build_sql("KEYWORD", "bm25", "", tenant, scan_scores=True)
     classic_sql = build_sql("KEYWORD", "bm25", "", tenant)
     params = {"tenant": tenant, "k": 20, "qt": "volcano lava fish"}
+    built: list[str] = []
+
+    def fallback() -> str:
+        built.append(classic_sql)
+        return classic_sql
+
     async with db.connection(tenant) as conn:
         want = _keyword(await RawReads(conn).legs(classic_sql, params))
+    # The index scan ran: its scores are used, and the standalone statement is never even built.
+    async with db.connection(tenant, SCAN_SCORE_SETTINGS, searching.BM25_PLAN_PRIME) as conn:
+        trusted = await searching._leg_rows(RawReads(conn), scan_sql, params, fallback)
+    assert built == [] and _keyword(trusted) == pytest.approx(want)
     # No index scans at all: the keyword leg becomes a sequential scan and a sort.
     async with db.connection(tenant, {"enable_indexscan": "off", "enable_bitmapscan": "off"}) as conn:
         stale = await RawReads(conn).legs(scan_sql, params)
-        rows = await searching._leg_rows(RawReads(conn), scan_sql, params, classic_sql)
+        rows = await searching._leg_rows(RawReads(conn), scan_sql, params, fallback)
     # Without the guard, every row would carry the one value the helper had left.
     assert len({row[3] for row in stale if row[0] == "keyword"}) == 1 and not scan_scores_hold(stale)
-    assert _keyword(rows) == pytest.approx(want)
+    assert _keyword(rows) == pytest.approx(want) and built == [classic_sql]
 
 
 def test_scores_that_cannot_be_told_apart_are_not_trusted() -> None:
@@ -121,6 +131,10 @@ def test_scores_that_cannot_be_told_apart_are_not_trusted() -> None:
     assert scan_scores_hold([("keyword", chunk(), chunk(), 2.0), ("keyword", chunk(), chunk(), 1.5)])
     assert not scan_scores_hold([("keyword", chunk(), chunk(), 2.0)])
     assert not scan_scores_hold([("keyword", chunk(), chunk(), 2.0), ("keyword", chunk(), chunk(), 2.0)])
+    # Dense rows between keyword rows do not count as a second keyword score.
+    mixed = [("keyword", chunk(), chunk(), 2.0), ("dense", chunk(), chunk(), 0.5), ("keyword", chunk(), chunk(), 2.0)]
+    assert not scan_scores_hold(mixed)
+    assert scan_scores_hold([*mixed, ("keyword", chunk(), chunk(), 1.0)])
 
 
 async def test_a_search_ranks_by_the_standalone_scores(db: Database, embedder: LocalEmbedder, tenant: str) -> None:
@@ -197,7 +211,7 @@ async def test_a_personalised_search_primes_its_legs_right_before_they_run(
                     before = int((await session.execute(_STANDALONE_CALLS)).scalar_one())  # a delta, as above
                     await session.execute(text("SELECT count(*) FROM documents"))  # as the profile's lookups
                     reads = SessionReads(session)
-                    fallback = classic_sql if prime else None
+                    fallback = (lambda: classic_sql) if prime else None
                     assert _keyword(await searching._leg_rows(reads, scan_sql, params, fallback))
                     out.append(int((await session.execute(_STANDALONE_CALLS)).scalar_one()) - before)
     finally:

@@ -46,9 +46,11 @@ _DOC_FIELDS = (
     "created_at",
     "updated_at",
 )
+# The same columns by their SQL names, in that order (the ORM's `metadata_` is `metadata`).
+_DOC_COLUMNS = tuple("metadata" if f == "metadata_" else f for f in _DOC_FIELDS)
 _DOCS_SQL = (
-    "SELECT id, tenant_id, external_id, title, text, content_hash, metadata, genre, tags, rating, year, source, "
-    "chunk_count, created_at, updated_at FROM documents WHERE tenant_id = $1 AND id = ANY($2::uuid[])"
+    f"SELECT {', '.join(_DOC_COLUMNS)} FROM documents "  # noqa: S608 (our own column names)
+    "WHERE tenant_id = $1 AND id = ANY($2::uuid[])"
 )
 # A bind parameter `:name`, not a cast (`::jsonb`).
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
@@ -103,7 +105,7 @@ Chunks = dict[uuid.UUID, tuple[str, int]]
 def _docs_with_chunks_sql(tenant_id: str) -> str:
     """`_DOCS_SQL` and the text and ordinal of each document's shown chunk, in one statement: the
     documents that still have that chunk (the tenant's partition by name, as the legs read it)."""
-    columns = ", ".join(f"d.{c}" for c in _DOCS_SQL.split("SELECT ", 1)[1].split(" FROM ", 1)[0].split(", "))
+    columns = ", ".join(f"d.{c}" for c in _DOC_COLUMNS)
     return (
         f"SELECT {columns}, c.id, c.text, c.ordinal FROM documents d "  # noqa: S608 (a derived hex name)
         f"JOIN {chunk_partition(tenant_id)} c ON c.tenant_id = $1 AND c.document_id = d.id "

@@ -4,9 +4,10 @@ methods are plain, tested functions."""
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -211,9 +212,15 @@ def scan_scores_hold(rows: Sequence[Sequence[Any]]) -> bool:
     """Whether keyword scores read from the scan can be trusted: a plan that did not run the BM25
     index scan leaves one stale value on every row, so one row, or rows that all score the same,
     are fetched again with the standalone scores (rare: ties on every row, or a missing index)."""
-    scores = {row[3] for row in rows if row[0] == "keyword"}
-    keyword_rows = sum(1 for row in rows if row[0] == "keyword")
-    return keyword_rows == 0 or (keyword_rows >= 2 and len(scores) >= 2)
+    first: Any = None
+    seen = 0
+    for row in rows:
+        if row[0] != "keyword":
+            continue
+        if seen and row[3] != first:
+            return True  # two keyword rows that differ: the scan scored them
+        first, seen = row[3], seen + 1
+    return seen == 0
 
 
 def legs_from_rows(rows: Iterable[Sequence[Any]]) -> Legs:
@@ -248,15 +255,18 @@ async def _transaction(
             yield RawReads(conn), None
 
 
-async def _leg_rows(reads: Reads, sql: str, params: dict[str, Any], fallback_sql: str | None) -> list[Any]:
+async def _leg_rows(
+    reads: Reads, sql: str, params: dict[str, Any], fallback_sql: Callable[[], str] | None
+) -> list[Any]:
     """The legs' rows; with `fallback_sql` (the scores read from the scan), fetched again with
-    standalone scores when the scan's cannot be trusted (`scan_scores_hold`)."""
+    standalone scores, by the statement it builds, when the scan's cannot be trusted
+    (`scan_scores_hold`). Built only then: nearly every search never needs it."""
     if fallback_sql is not None and isinstance(reads, SessionReads):
         # The profile's lookups ran since the scope statement: prime right before the legs.
         await reads.simple(f"SELECT {BM25_PLAN_PRIME}")
     rows = await reads.legs(sql, params)
     if fallback_sql is not None and not scan_scores_hold(rows):
-        rows = await reads.legs(fallback_sql, params)
+        rows = await reads.legs(fallback_sql(), params)
     return rows
 
 
@@ -317,7 +327,11 @@ async def search(
     sql, params = leg_query(
         options.mode, keyword_backend, tenant_id, terms, query_vector, depth, options.filter, scan_scores=scan_scores
     )
-    fallback_sql = build_sql(options.mode, keyword_backend, "", tenant_id, with_text=False) if scan_scores else None
+    fallback_sql = (
+        functools.partial(build_sql, options.mode, keyword_backend, "", tenant_id, with_text=False)
+        if scan_scores
+        else None
+    )
 
     query_id = uuid.uuid4()
     outcome: RerankOutcome | None = None
