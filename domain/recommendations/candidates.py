@@ -102,11 +102,15 @@ _NOT_EXCLUDED = "NOT (d.id = ANY(CAST(:exclude AS uuid[])))"
 async def nearest(
     session: AsyncSession, tenant_id: str, vector: Vector, flt: CompiledFilter, exclude: list[uuid.UUID], k: int
 ) -> list[uuid.UUID]:
-    """Ids only: the caller scores every candidate, from any source, against the same vectors."""
+    """Ids only: the caller scores every candidate, from any source, against the same vectors.
+    A document's vector goes with it (ON DELETE CASCADE), so `documents` is joined only for a
+    filter: the join cost a lookup per row the HNSW scan returned (3.3 ms against 1.0 ms for 150
+    candidates on SciFact's 5,183 documents, EXPLAIN ANALYZE)."""
+    joined = "JOIN documents d ON d.id = v.document_id" if flt.sql else ""
     sql = f"""
         SELECT v.document_id
-        FROM document_vectors v JOIN documents d ON d.id = v.document_id
-        WHERE v.tenant_id = :t AND {_NOT_EXCLUDED}{flt.sql}
+        FROM document_vectors v {joined}
+        WHERE v.tenant_id = :t AND NOT (v.document_id = ANY(CAST(:exclude AS uuid[]))){flt.sql}
         ORDER BY v.embedding <=> CAST(:q AS vector) LIMIT :k
         """
     rows = await fetch(session, sql, _params(tenant_id, flt, exclude, k) | {"q": vector})
@@ -150,6 +154,8 @@ async def co_engaged(
             """
         params["v"] = model_version
     else:
+        # Pair rows go with both their documents (ON DELETE CASCADE): joined only for a filter.
+        pairs_joined = "JOIN documents d ON d.id = c.item_b" if flt.sql else ""
         sql = f"""
             WITH scored AS (
                 SELECT c.item_a, c.item_b,
@@ -162,8 +168,8 @@ async def co_engaged(
                 WHERE c.tenant_id = :t AND c.item_a = ANY(CAST(:seeds AS uuid[]))
             )
             SELECT c.item_b, sum(c.s) AS s, (array_agg(c.item_a ORDER BY c.s DESC, c.item_a))[1] AS because
-            FROM scored c JOIN documents d ON d.id = c.item_b
-            WHERE {_NOT_EXCLUDED}{flt.sql}
+            FROM scored c {pairs_joined}
+            WHERE NOT (c.item_b = ANY(CAST(:exclude AS uuid[]))){flt.sql}
             GROUP BY c.item_b ORDER BY s DESC, c.item_b LIMIT :k
             """
         params["dmp"] = damping
