@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import html
 import re
-from collections import OrderedDict
+from bisect import bisect_left
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import accumulate
-from operator import sub
-from typing import cast
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 STOPWORDS = frozenset(
@@ -57,61 +54,95 @@ def _terms(query: str) -> _Terms:
     # A token equal to a short stem's form. (A long stem's forms all start with it: the prefix
     # branch covers them.) _stem(c) is st exactly when c is st plus a suffix it strips, or none.
     exact = sorted(c for st in stems if len(st) < 4 for c in (st, *(st + x for x in _SUFFIXES)) if _stem(c) == st)
-    # (?<!\w) anchors a branch at a token's start, (?!\w) at its end. Terms are \w+ runs, so
-    # re.escape changes nothing today; it keeps that from being an assumption.
+    # (?<!\w) anchors the match at a token's start, (?!\w) a short stem's form at its end. The
+    # terms go in as a trie (`_trie`): the engine tries each alternative at every token start, so a
+    # pasted paragraph's 48 flat alternatives cost 48 tries there, a trie only the letters that fit.
     branches = []
     if long_stems:
-        branches.append("(?<!\\w)(?:" + "|".join(map(re.escape, long_stems)) + ")")
+        branches.append(_trie(long_stems))
     if exact:
-        branches.append("(?<!\\w)(?:" + "|".join(map(re.escape, exact)) + ")(?!\\w)")
-    return _Terms(re.compile("|".join(branches)) if branches else None)
+        branches.append(_trie(exact) + "(?!\\w)")
+    if not branches:
+        return _Terms(None)
+    return _Terms(re.compile("(?<!\\w)(?:" + "|".join(branches) + ")"))
 
 
-# Each word's verdict for the last few queries. A search highlights all its hits in one loop, and
-# they share most of their words ("the", "cells", the topic's terms): the 100 hits of a pasted
-# paragraph then decide each distinct word once, not once per chunk. Bounded in queries and words.
-_VERDICTS: OrderedDict[str, dict[str, bool]] = OrderedDict()
-_VERDICT_QUERIES = 8
-_VERDICT_WORDS = 20_000
+_Node = dict[str, "_Node"]  # a trie node: next letter -> node; "" marks a word's end
 
 
-def _verdicts(query: str) -> dict[str, bool]:
-    decided = _VERDICTS.get(query)
-    if decided is None or len(decided) > _VERDICT_WORDS:
-        decided = _VERDICTS[query] = {}
-    _VERDICTS.move_to_end(query)
-    if len(_VERDICTS) > _VERDICT_QUERIES:
-        _VERDICTS.popitem(last=False)
-    return decided
+def _trie(words: list[str]) -> str:
+    """An alternation matching exactly `words`, their common prefixes factored out ("cell",
+    "cellular", "cancer" -> c(?:ell(?:ular)?|ancer)). Terms are \\w+ runs, so re.escape changes
+    nothing today; it keeps that from being an assumption."""
+    root: _Node = {}
+    for word in words:
+        node = root
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}  # a word ends here
+
+    def build(node: _Node) -> str:
+        alternatives = [re.escape(ch) + build(child) for ch, child in sorted(node.items()) if ch]
+        if not alternatives:
+            return ""
+        body = alternatives[0] if len(alternatives) == 1 else "(?:" + "|".join(alternatives) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return build(root)
+
+
+def _hit_words(words: list[str], terms: _Terms) -> list[int]:
+    """The indices of the words holding a query term, ascending: one search of the whole text,
+    in C, instead of one per word (a new query decides every word afresh, so that was a Python
+    call per word of every hit, half a search's snippet time). The words rejoined by single
+    spaces match as they do alone: a term's branches need a non-word character or an edge on
+    either side, and a space is one. A lowercasing that changes the text's length (a few Unicode
+    letters) would shift the offsets, so such a text is decided word by word."""
+    pattern = terms.pattern
+    if pattern is None:
+        return []
+    joined = " ".join(words)
+    lowered = joined.lower()
+    if len(lowered) != len(joined):
+        return [i for i, word in enumerate(words) if terms.hit(word.lower())]
+    found: list[int] = []
+    index, position = 0, 0
+    for match in pattern.finditer(lowered):
+        start = match.start()
+        index += joined.count(" ", position, start)  # the words passed since the last match
+        position = start
+        if not found or found[-1] != index:
+            found.append(index)
+    return found
+
+
+def _best_window(hits: list[int], n: int, width: int) -> int:
+    """The first start of the `width` words holding the most hits. Its count only grows where a
+    window first reaches a hit (start = hit - width + 1), so the best start is 0 or one of those."""
+    if n <= width or not hits:
+        return 0
+    best_start, best = 0, bisect_left(hits, width)
+    for hit in hits:
+        start = hit - width + 1
+        if start <= best_start:
+            continue
+        count = bisect_left(hits, start + width) - bisect_left(hits, start)
+        if count > best:
+            best_start, best = start, count
+    return best_start
 
 
 def highlight(text: str, query: str, *, width: int = 40) -> str:
     words = text.split()
     if not words:
         return ""
-    terms = _terms(query)
-    decided = _verdicts(query)
-    known = decided.get
-    hits: list[bool | None] = [known(word) for word in words]
-    if None in hits:
-        for i, hit in enumerate(hits):
-            if hit is None:
-                word = words[i]
-                hit = known(word)
-                if hit is None:
-                    hit = decided[word] = terms.hit(word.lower())
-                hits[i] = hit
-    # The window of `width` words with the most hits (the first such): prefix sums, in C.
-    best_start = 0
-    if len(words) > width:
-        running = list(accumulate(cast(list[bool], hits), initial=0))  # every verdict is decided now
-        counts = list(map(sub, running[width:], running[:-width]))
-        best_start = counts.index(max(counts))
-    window = range(best_start, min(len(words), best_start + width))
-    # One escape of the whole text, not one call per shown word (a fifth of a pasted paragraph's
-    # snippet time for 100 hits): escaping adds no whitespace, so its words line up with `words`.
-    escaped = html.escape(text).split()
-    out = [f"<mark>{escaped[i]}</mark>" if hits[i] else escaped[i] for i in window]
+    hits = _hit_words(words, _terms(query))
+    best_start = _best_window(hits, len(words), width)
+    stop = min(len(words), best_start + width)
+    marked = {i for i in hits if best_start <= i < stop}
+    # One escape of the shown words: escaping adds no whitespace, so its words line up.
+    escaped = html.escape(" ".join(words[best_start:stop])).split()
+    out = [f"<mark>{w}</mark>" if best_start + i in marked else w for i, w in enumerate(escaped)]
     prefix = "… " if best_start > 0 else ""
-    suffix = " …" if window.stop < len(words) else ""
+    suffix = " …" if stop < len(words) else ""
     return prefix + " ".join(out) + suffix
