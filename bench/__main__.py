@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     lq.add_argument("--dataset", default=str(DEFAULT_DATASET))
     lq.add_argument("--data-dir", default=".ragql-eval", help="the eval's cached store")
     lq.add_argument("--caps", default="48", help="keyword term caps, comma-separated (e.g. 16,24,32,48,64)")
-    lq.add_argument("--dense", default="full,first,head2,salient254,salient508", help="dense-vector methods")
+    lq.add_argument("--dense", default="full,unbalanced,first,head2,salient254,salient508", help="dense-vector methods")
     tu = sub.add_parser("tune", help="levers cross-validated on train, then test, over stored leg results")
     tu.add_argument("--dataset", default=str(DEFAULT_DATASET))
     tu.add_argument("--legs", default="", help="from `eval --dump-legs` (default: the current store's legs)")

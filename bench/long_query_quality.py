@@ -11,7 +11,8 @@ only: run it niced, no lock. Sets:
   (1,000-4,000 characters); the answers are the claim's relevant abstracts, the filler's own are
   ignored. A hard case for any pooling: the claim is a small part of the paragraph.
 
-Dense vectors: `full` (every window's unit vector averaged, as served), `first` (the first 256
+Dense vectors: `full` (every window's unit vector averaged, as served: as many windows as
+fit, rounded up to a multiple of the encoder's lanes), `unbalanced` (as many as fit), `first` (the first 256
 word pieces only), `head2` (the first two windows), `salient254`/`salient508` (the sentences
 densest in rare terms, up to one or two windows' word pieces, embedded as the served path
 embeds that text)."""
@@ -154,6 +155,9 @@ def _dense_methods(embedder: Any, terms: lq.TermStatistics) -> dict[str, Callabl
     async def full(q: str) -> Any:
         return await lq.embed_any_length(embedder, q)
 
+    async def unbalanced(q: str) -> Any:  # windows as large as fit, however many lanes
+        return await lq.embed_any_length(embedder, q, balance_lanes=False)
+
     async def head2(q: str) -> Any:
         chosen = windows(q)[:2]
         if len(chosen) == 1:
@@ -186,6 +190,7 @@ def _dense_methods(embedder: Any, terms: lq.TermStatistics) -> dict[str, Callabl
 
     return {
         "full": full,
+        "unbalanced": unbalanced,
         "first": lambda q: one(q),
         "head2": head2,
         "salient254": lambda q: salient(q, 254),

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from domain.providers.embedding import LocalEmbedder
+from domain.retrieval.long_query import query_windows
 from tests.conftest import graphql_ok
 
 SEARCH = """
@@ -58,3 +59,24 @@ async def test_a_key_passage_after_256_word_pieces_still_finds_its_document(
     # "day" matches other titles in the keyword leg, so hybrid gets five places)
     top = 3 if mode == "DENSE" else 5
     assert target["title"] in [h["document"]["title"] for h in hits[:top]], [h["document"]["title"] for h in hits]
+
+
+@pytest.mark.parametrize("lanes", [1, 2, 3])
+@pytest.mark.parametrize("words", [300, 500, 1700])
+def test_a_long_querys_windows_each_fit_and_come_in_rounds_of_the_encoders_lanes(
+    embedder: LocalEmbedder, lanes: int, words: int
+) -> None:
+    # given a pasted paragraph longer than the model reads at once
+    vocabulary = (FILLER + " hyperglycaemia p53-mediated apoptosis, (n=12)").split()
+    query = " ".join(vocabulary[i % len(vocabulary)] for i in range(words))
+    limit = embedder.max_tokens - 2
+    tokens = embedder.count_tokens(query)
+    assert tokens > limit
+    # when it is cut into windows for an encoder with `lanes` lanes
+    windows = query_windows(query, tokens, limit, lanes)
+    # then every window fits, the words are all there in order, and the windows fill whole rounds
+    assert all(embedder.count_tokens(w) <= limit for w in windows)
+    assert " ".join(windows).split() == query.split()
+    assert len(windows) >= 2 and len(windows) % lanes == 0
+    # and with one lane they are as few as fit (the balance only ever adds windows)
+    assert len(windows) >= len(query_windows(query, tokens, limit, 1))

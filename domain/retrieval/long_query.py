@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 import math
 import re
@@ -39,27 +40,44 @@ def _sample_sql(tenant_id: str) -> str:
 STATS_TTL_S = 600.0
 
 
-_POOLED: OrderedDict[tuple[int, str], Vectors] = OrderedDict()
+_POOLED: OrderedDict[tuple[int, str, int], Vectors] = OrderedDict()
 _POOLED_MAX = 256
 
 
-async def embed_any_length(embedder: Embedder, query: str) -> Vectors:
+def query_windows(query: str, tokens: int, limit: int, lanes: int = 1) -> list[str]:
+    """A query of more than `limit` word pieces as windows that each fit, of equal word counts.
+    Word pieces per word vary, so windows are sized from this query's own ratio, with a margin.
+    Their number is rounded up to a multiple of the encoder's `lanes` (cores): the windows run
+    side by side, one per lane, so 3 windows on 2 lanes take two rounds of full windows, and 4
+    smaller ones two rounds of three-quarter windows (the encoder's cost follows the pieces)."""
+    words = query.split()
+    per_window = max(1, int(len(words) * limit / tokens * 0.9))
+    count = math.ceil(len(words) / per_window)
+    if lanes > 1 and count % lanes:
+        count += lanes - count % lanes
+    count = min(count, len(words))
+    # Window i holds words [i·n/count, (i+1)·n/count): `count` windows, none empty, sizes differing by one.
+    bounds = [len(words) * i // count for i in range(count + 1)]
+    return [" ".join(words[a:b]) for a, b in itertools.pairwise(bounds)]
+
+
+async def embed_any_length(embedder: Embedder, query: str, *, balance_lanes: bool = True) -> Vectors:
+    """`balance_lanes` (the default) sizes a long query's windows for the encoder's lanes
+    (`query_windows`); without it, windows are as large as fit (the bench's comparison)."""
     limit = int(getattr(embedder, "max_tokens", 0)) - 2  # [CLS] and [SEP]
     if limit <= 0:
         return await embedder.embed_query(query)
     tokens = embedder.count_tokens(query)
     if tokens <= limit:
         return await embedder.embed_query(query)
-    key = (id(embedder), query)
+    lanes = int(getattr(embedder, "lanes", 1)) if balance_lanes else 1
+    key = (id(embedder), query, lanes)
     hit = _POOLED.get(key)
     if hit is not None:
         # Like the embedders' own query cache: paging and refinement repeat a pasted paragraph.
         _POOLED.move_to_end(key)
         return hit
-    words = query.split()
-    # Word pieces per word vary; size windows from this query's own ratio, with a margin.
-    per_window = max(1, int(len(words) * limit / tokens * 0.9))
-    windows = [" ".join(words[i : i + per_window]) for i in range(0, len(words), per_window)]
+    windows = query_windows(query, tokens, limit, lanes)
     # The ONNX encoder serves large requests as bulk work, after any ingest's queued batches; a
     # query's windows are a user waiting, so they go first where the embedder can tell the two apart.
     embed = getattr(embedder, "embed_interactive", embedder.embed)
