@@ -9,11 +9,13 @@ import strawberry
 from domain.answers import stored
 from domain.documents import service as documents
 from domain.feedback import service as feedback
+from domain.jobs import store as job_store
 from resolvers.answers import from_stored
 from resolvers.feedback import to_feedback
 from schema.common import Node, from_global_id
 from schema.context import Context
 from schema.documents import Document
+from schema.jobs import IngestionJob
 from schema.search import RerankStrategy
 from schema.server import KeywordBackend, PrincipalInfo, ServerInfo
 
@@ -89,4 +91,7 @@ async def node(info: strawberry.Info[Context], id: strawberry.ID) -> Node | None
     if type_name == "Feedback":
         event = await feedback.get(info.context.services.db, info.context.tenant_id, ident)
         return await to_feedback(info, event) if event else None
+    if type_name == "IngestionJob":
+        job = await job_store.find(info.context.services.db, info.context.tenant_id, ident)
+        return IngestionJob.from_row(job) if job else None
     return None

@@ -45,6 +45,7 @@ query($id: ID!) {
   }
 }
 """
+NODE = "query($id: ID!) { node(id: $id) { __typename id ... on IngestionJob { documentsTotal } } }"
 CANCEL = "mutation($id: ID!) { cancelIngestionJob(input: {id: $id}) { job { state documentsDone } errors { code } } }"
 
 
@@ -289,8 +290,12 @@ async def test_another_tenants_job_is_not_found(
         assert cancel == {"job": None, "errors": [{"code": "NOT_FOUND"}]}
         listed = await graphql_ok(other, "{ ingestionJobs(first: 50) { edges { node { id } } } }")
         assert job_id not in {e["node"]["id"] for e in listed["ingestionJobs"]["edges"]}
+        assert (await graphql_ok(other, NODE, {"id": job_id}))["node"] is None
     mine = await graphql_ok(http, "{ ingestionJobs(first: 50) { edges { node { id } } } }")
     assert job_id in {e["node"]["id"] for e in mine["ingestionJobs"]["edges"]}
+    # The job is a Node: its own tenant reads it back through node(id:), like documents and answers.
+    node = (await graphql_ok(http, NODE, {"id": job_id}))["node"]
+    assert node == {"__typename": "IngestionJob", "id": job_id, "documentsTotal": 2}
     # Beneath the code: the other tenant's transactions see none of the job's rows, nor its queue entry.
     ident = from_global_id(job_id, expected="IngestionJob")[1]
     async with db.session(other_tenant) as session:

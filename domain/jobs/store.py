@@ -135,6 +135,14 @@ async def get(db: Database, tenant_id: str, job_id: uuid.UUID) -> Job:
         return await read_in(session, job_id)
 
 
+async def find(db: Database, tenant_id: str, job_id: uuid.UUID) -> Job | None:
+    """The job, or None for an unknown id or another tenant's (row-level security hides it)."""
+    try:
+        return await get(db, tenant_id, job_id)
+    except NotFound:
+        return None
+
+
 async def find_unfinished(db: Database, tenant_id: str, fingerprint: str) -> Job | None:
     """The newest unfinished job made from the same input, which a rerun continues."""
     async with db.session(tenant_id) as session:
