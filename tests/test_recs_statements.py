@@ -22,8 +22,8 @@ from domain.retrieval.reads import positional
 from tests.conftest import catalogue, tenant_client
 from tests.test_recommendations import feedback
 
-# Transaction control and the pool's liveness ping (BEGIN; ROLLBACK) are Database.session's, the
-# same for every request.
+# Transaction control, the same for every request: the bare connection's scope statement (BEGIN
+# and the tenant settings, one message) and COMMIT; a session's BEGIN and pool ping (ROLLBACK).
 _PLUMBING = ("BEGIN", "COMMIT", "ROLLBACK", "", "SELECT 1")
 # The tenant settings, the user (history, profile, model version), three candidate sources
 # (content, co-engagement, popularity), the candidates' vectors, the rows shown, the query log.
@@ -60,6 +60,9 @@ async def counted(pg_url: str, db: Database) -> AsyncIterator[tuple[Database, li
     @event.listens_for(database.engine.sync_engine, "before_cursor_execute")
     def _log_sqlalchemy(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
         seen.append(statement.strip())
+
+    # A request's bare tenant transaction (`Database.connection`): asyncpg's logger on each.
+    database.on_raw_connect.append(lambda conn: conn.add_query_logger(lambda q: seen.append(q.query.strip())))
 
     yield database, seen
     await database.dispose()

@@ -5,7 +5,7 @@ the transaction to one tenant in the same way."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -101,6 +101,15 @@ class Database:
             connect_args={"server_settings": SERVER_SETTINGS},
         )
         self._vector_codec = False
+        # Called with every new connection of the bare pool (`connection()`): a test counts the
+        # statements a request sends with it (asyncpg's query logger), as it does through the
+        # engine's events for sessions.
+        self.on_raw_connect: list[Callable[[asyncpg.Connection], None]] = []
+
+    @property
+    def key(self) -> str:
+        """This database, as process-wide caches key it (the URL without its password)."""
+        return self.engine.url.render_as_string(hide_password=True)
 
     async def enable_vector_codec(self) -> None:
         """Register pgvector's binary codec on every new connection. It can only be registered once
@@ -158,6 +167,11 @@ class Database:
                 raise
             await conn.execute("COMMIT")
 
+    async def _init_raw(self, conn: asyncpg.Connection) -> None:
+        await register_vector(conn)  # pgvector's binary codec: vectors go as numpy arrays
+        for hook in self.on_raw_connect:
+            hook(conn)
+
     async def _open_raw_pool(self) -> asyncpg.Pool:
         async with self._raw_lock:
             if self._raw_pool is None:
@@ -166,7 +180,7 @@ class Database:
                     min_size=0,
                     max_size=self.pool_size,
                     server_settings=SERVER_SETTINGS,
-                    init=register_vector,  # pgvector's binary codec: vectors go as numpy arrays
+                    init=self._init_raw,
                     reset=_rollback_if_open,
                     # Each tenant's search reads its own partition by name: one statement per
                     # tenant and mode, so keep more than asyncpg's default 100 prepared.

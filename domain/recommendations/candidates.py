@@ -8,7 +8,7 @@ the same exclusion of seen items:
   tenant with no feedback yet, the best-rated documents.
 
 Only constants from `kinds.py` and the compiled filter's bound fragment reach the SQL text. Each
-statement goes through asyncpg on the session's connection (`sql.py`: a third of a request's CPU
+statement goes through asyncpg on the request's connection (`sql.py`: a third of a request's CPU
 was SQLAlchemy's per-statement overhead)."""
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.feedback.kinds import LIKED_AT, weight_sql
 from domain.feedback.profiles import LearningConfig, Profile, Vector, as_vector
-from domain.recommendations.sql import fetch
+from domain.recommendations.sql import Executor, fetch
 from domain.retrieval.filters import CompiledFilter
 
 _W = weight_sql("f")
@@ -74,9 +73,9 @@ _USER_STATE_SQL = f"""
 
 
 async def user_state(
-    session: AsyncSession, tenant_id: str, user_id: str, *, recent: int = 20, fold_in: int = 500
+    conn: Executor, tenant_id: str, user_id: str, *, recent: int = 20, fold_in: int = 500
 ) -> UserState:
-    rows = await fetch(session, _USER_STATE_SQL, {"t": tenant_id, "u": user_id})
+    rows = await fetch(conn, _USER_STATE_SQL, {"t": tenant_id, "u": user_id})
     documents, signals, preference, events, positives, negatives, last_seq, last_event_at, version = rows[0]
     history = History()
     for doc_id, signal in zip(documents or [], signals or [], strict=True):
@@ -100,7 +99,7 @@ _NOT_EXCLUDED = "NOT (d.id = ANY(CAST(:exclude AS uuid[])))"
 
 
 async def nearest(
-    session: AsyncSession, tenant_id: str, vector: Vector, flt: CompiledFilter, exclude: list[uuid.UUID], k: int
+    conn: Executor, tenant_id: str, vector: Vector, flt: CompiledFilter, exclude: list[uuid.UUID], k: int
 ) -> list[uuid.UUID]:
     """Ids only: the caller scores every candidate, from any source, against the same vectors.
     A document's vector goes with it (ON DELETE CASCADE), so `documents` is joined only for a
@@ -113,7 +112,7 @@ async def nearest(
         WHERE v.tenant_id = :t AND NOT (v.document_id = ANY(CAST(:exclude AS uuid[]))){flt.sql}
         ORDER BY v.embedding <=> CAST(:q AS vector) LIMIT :k
         """
-    rows = await fetch(session, sql, _params(tenant_id, flt, exclude, k) | {"q": vector})
+    rows = await fetch(conn, sql, _params(tenant_id, flt, exclude, k) | {"q": vector})
     return [doc for (doc,) in rows]
 
 
@@ -124,7 +123,7 @@ class CoEngaged:
 
 
 async def co_engaged(
-    session: AsyncSession,
+    conn: Executor,
     tenant_id: str,
     seeds: list[uuid.UUID],
     flt: CompiledFilter,
@@ -174,7 +173,7 @@ async def co_engaged(
             """
         params["dmp"] = damping
         params["shrink"] = shrink
-    rows = await fetch(session, sql, params)
+    rows = await fetch(conn, sql, params)
     return {doc: CoEngaged(float(s), because) for doc, s, because in rows}
 
 
@@ -185,7 +184,7 @@ class Popular:
 
 
 async def popular(
-    session: AsyncSession,
+    conn: Executor,
     tenant_id: str,
     flt: CompiledFilter,
     exclude: list[uuid.UUID],
@@ -207,7 +206,7 @@ async def popular(
         """
     decay = math.log(2) / (config.popularity_half_life_days * 86400.0)
     params = _params(tenant_id, flt, exclude, k) | {"decay": decay, "window": int(config.popularity_window_days)}
-    rows = await fetch(session, sql, params)
+    rows = await fetch(conn, sql, params)
     if rows:
         return Popular({doc: float(s) for doc, s in rows}, by_feedback=True)
     fallback = f"""
@@ -215,12 +214,12 @@ async def popular(
         WHERE d.tenant_id = :t AND {_NOT_EXCLUDED}{flt.sql}
         ORDER BY d.rating DESC NULLS LAST, d.created_at DESC, d.id LIMIT :k
         """
-    rows = await fetch(session, fallback, _params(tenant_id, flt, exclude, k))
+    rows = await fetch(conn, fallback, _params(tenant_id, flt, exclude, k))
     # Scored by position, so unrated documents still rank (newest first) and still count as a source.
     return Popular({doc: (len(rows) - i) / len(rows) for i, (doc, _) in enumerate(rows)}, by_feedback=False)
 
 
-async def vectors(session: AsyncSession, tenant_id: str, ids: list[uuid.UUID]) -> dict[uuid.UUID, Vector]:
+async def vectors(conn: Executor, tenant_id: str, ids: list[uuid.UUID]) -> dict[uuid.UUID, Vector]:
     """Unit-length document vectors, decoded and normalised as one matrix. They are read in
     pgvector's binary form (`vector_send`: a 4-byte header, then big-endian float32s) as plain
     bytes: decoding ~150 vectors one by one through the driver's codec was a fifth of a request's
@@ -228,7 +227,7 @@ async def vectors(session: AsyncSession, tenant_id: str, ids: list[uuid.UUID]) -
     if not ids:
         return {}
     rows = await fetch(
-        session,
+        conn,
         "SELECT document_id, vector_send(embedding) FROM document_vectors "
         "WHERE tenant_id = :t AND document_id = ANY(CAST(:ids AS uuid[]))",
         {"t": tenant_id, "ids": ids},

@@ -13,6 +13,7 @@ SQL, which applies the filter as it scans."""
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections import OrderedDict
@@ -20,12 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.feedback.profiles import as_vector
 from domain.recommendations import model
-from domain.recommendations.sql import fetch
+from domain.recommendations.sql import Executor, fetch
 from domain.retrieval.filters import CompiledFilter
 
 # Loaded versions kept per process, by the bytes of their factor matrices (10,000 items × 32
@@ -89,38 +89,34 @@ async def active(session: AsyncSession, tenant_id: str) -> ActiveModel | None:
         "SELECT version FROM recs_models WHERE tenant_id = :t AND status = 'ready' ORDER BY version DESC LIMIT 1",
         {"t": tenant_id},
     )
-    return await loaded(session, tenant_id, int(rows[0][0]) if rows else None)
+    database = (await session.connection()).engine.url.render_as_string(hide_password=True)
+    return await loaded(session, tenant_id, int(rows[0][0]) if rows else None, database=database)
 
 
-async def loaded(session: AsyncSession, tenant_id: str, version: int | None) -> ActiveModel | None:
-    """`version`, loaded (None: no model). The caller read `version` through this session's
+async def loaded(conn: Executor, tenant_id: str, version: int | None, *, database: str) -> ActiveModel | None:
+    """`version`, loaded (None: no model). The caller read `version` through this connection's
     row-level security, as `active` does (a request reads it with the user's state, in one
-    statement), so another tenant's cached model stays out of reach."""
+    statement), so another tenant's cached model stays out of reach. `database` names the
+    database in the cache's key: one process (a test run, an eval) may talk to several."""
     if version is None:
         return None
-    # The database is part of the key: one process (a test run, an eval) may talk to several.
-    database = (await session.connection()).engine.url.render_as_string(hide_password=True)
     key = (database, tenant_id, version)
     found = _CACHE.get(key)
     if found is None:
-        found = await _load(session, tenant_id, key[2])
+        found = await _load(conn, tenant_id, key[2])
         _CACHE.put(key, found)
     return found
 
 
-async def _load(session: AsyncSession, tenant_id: str, version: int) -> ActiveModel:
-    gram, settings = (
-        await session.execute(
-            text("SELECT gram, settings FROM recs_models WHERE tenant_id = :t AND version = :v"),
-            {"t": tenant_id, "v": version},
-        )
-    ).one()
-    rows = (
-        await session.execute(
-            text("SELECT document_id, factor FROM item_factors WHERE tenant_id = :t AND version = :v"),
-            {"t": tenant_id, "v": version},
-        )
-    ).all()
+async def _load(conn: Executor, tenant_id: str, version: int) -> ActiveModel:
+    params = {"t": tenant_id, "v": version}
+    (gram, settings), *_ = await fetch(
+        conn, "SELECT gram, settings FROM recs_models WHERE tenant_id = :t AND version = :v", params
+    )
+    if isinstance(settings, str):  # jsonb without a codec arrives as its text
+        settings = json.loads(settings)
+    factors_sql = "SELECT document_id, factor FROM item_factors WHERE tenant_id = :t AND version = :v"
+    rows = await fetch(conn, factors_sql, params)
     k = int(settings["factors"])
     ids = [doc for doc, _ in rows]
     items = np.stack([as_vector(vec) for _, vec in rows]) if rows else np.zeros((0, k), np.float32)
@@ -168,7 +164,7 @@ def top_scored(
 
 
 async def nearest_filtered(
-    session: AsyncSession,
+    conn: Executor,
     active_model: ActiveModel,
     user: npt.NDArray[np.float64],
     flt: CompiledFilter,
@@ -177,7 +173,7 @@ async def nearest_filtered(
 ) -> list[uuid.UUID]:
     """`top_scored` under a metadata filter: the HNSW index in SQL, whose iterative scan keeps
     going past filtered or excluded rows."""
-    await session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+    await fetch(conn, "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)", {})
     sql = f"""
         SELECT f.document_id
         FROM item_factors f JOIN documents d ON d.id = f.document_id
@@ -192,5 +188,4 @@ async def nearest_filtered(
         "q": user.astype(np.float32),
         **flt.params,
     }
-    rows = await session.execute(text(sql), params)
-    return [doc for (doc,) in rows.all()]
+    return [doc for (doc,) in await fetch(conn, sql, params)]

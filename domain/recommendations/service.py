@@ -22,10 +22,6 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import any_, bindparam
-from sqlalchemy.dialects.postgresql import ARRAY, UUID
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
 
 from domain.error_codes import CommonErrorCode
 from domain.errors import InvalidInput
@@ -38,6 +34,7 @@ from domain.providers.embedding import Embedder
 from domain.recommendations import candidates, factors, reasons, sql
 from domain.recommendations.error_codes import RecommendationErrorCode
 from domain.recommendations.mmr import mmr
+from domain.recommendations.sql import Executor
 from domain.rerank.service import Reranking, RerankOutcome
 from domain.rerank.service import Strategy as RerankStrategy
 from domain.retrieval.filters import MetadataFilter, compile_filter
@@ -48,7 +45,6 @@ SOURCE_ORDER: tuple[Source, ...] = ("PROFILE", "CONTEXT", "MODEL", "CO_ENGAGEMEN
 MAX_USER_ID_CHARS = 200
 # The rows shown and the liked ones that reasons name, as one cached statement with an array
 # parameter: an expanding IN built a bind parameter per id on every request.
-_DOCUMENTS = select(Document).where(col(Document.id) == any_(bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))))
 
 
 @dataclass(frozen=True)
@@ -166,34 +162,37 @@ class Recommender:
         reranks = req.rerank != "NONE"
         keep = max(req.first, self.reranking.config.max_candidates) if reranks else req.first
         query_id = uuid.uuid4()
-        async with self.db.session(tenant_id) as session:
-            signals = await self._gather(session, tenant_id, req, context_vec, compiled, pool=max(50, 3 * keep))
-            items = await self._rank(session, signals, req, keep)
+        # A bare tenant transaction (`Database.connection`): the same role, tenant scope and
+        # row-level security as a session, without SQLAlchemy's begin, pre-ping and commit (1.0
+        # of a request's 10-13 ms here: 1.49 against 0.48 ms for one statement's transaction).
+        async with self.db.connection(tenant_id) as conn:
+            signals = await self._gather(conn, tenant_id, req, context_vec, compiled, pool=max(50, 3 * keep))
+            items = await self._rank(conn, tenant_id, signals, req, keep)
             if not reranks:
                 items = items[: req.first]
                 took_ms = (time.perf_counter() - started) * 1000
-                await _log(session, query_id, tenant_id, req, items, took_ms)
+                await _log(conn, query_id, tenant_id, req, items, took_ms)
         outcome: RerankOutcome | None = None
         if reranks:
             outcome = await self._rerank(req, items, signals)
             items = [items[i] for i in outcome.order][: req.first]
             took_ms = (time.perf_counter() - started) * 1000
-            async with self.db.session(tenant_id) as session:
-                await _log(session, query_id, tenant_id, req, items, took_ms)
+            async with self.db.connection(tenant_id) as conn:
+                await _log(conn, query_id, tenant_id, req, items, took_ms)
         used = [s for s in SOURCE_ORDER if any(s in item.sources for item in items)]
         label = "+".join(s.lower().replace("_", "-") for s in used) or "nothing to recommend yet"
         return RecommendResult(items, f"{req.strategy.lower()}: {label}", used, query_id, took_ms, outcome)
 
     async def _gather(
         self,
-        session: AsyncSession,
+        conn: Executor,
         tenant_id: str,
         req: RecommendRequest,
         context_vec: Vector | None,
         compiled: candidates.CompiledFilter,
         pool: int,
     ) -> _Signals:
-        state = await candidates.user_state(session, tenant_id, req.user_id)
+        state = await candidates.user_state(conn, tenant_id, req.user_id)
         history, profile = state.history, state.profile
         exclude = history.seen if req.exclude_seen else []
         used: set[Source] = set()
@@ -202,13 +201,13 @@ class Recommender:
             query_vec, profile_vec, used = _query_vector(profile, context_vec)
         content_ids: list[uuid.UUID] = []
         if query_vec is not None:
-            content_ids = await candidates.nearest(session, tenant_id, query_vec, compiled, exclude, pool)
+            content_ids = await candidates.nearest(conn, tenant_id, query_vec, compiled, exclude, pool)
         co: dict[uuid.UUID, candidates.CoEngaged] = {}
         trained = None
         user_vec = None
         model_ids: list[uuid.UUID] = []
         if req.strategy in ("BLENDED", "COLLABORATIVE"):
-            trained = await factors.loaded(session, tenant_id, state.model_version)
+            trained = await factors.loaded(conn, tenant_id, state.model_version, database=self.db.key)
             if trained is not None:
                 # The fold-in: this user's vector from their events up to this one, so a like
                 # made a second ago already moves the list, whenever the model was trained.
@@ -216,9 +215,9 @@ class Recommender:
                 if user_vec is not None and not compiled.sql:
                     model_ids = factors.top_scored(trained, user_vec, exclude, pool)
                 elif user_vec is not None:
-                    model_ids = await factors.nearest_filtered(session, trained, user_vec, compiled, exclude, pool)
+                    model_ids = await factors.nearest_filtered(conn, trained, user_vec, compiled, exclude, pool)
             co = await candidates.co_engaged(
-                session,
+                conn,
                 tenant_id,
                 history.liked,
                 compiled,
@@ -231,11 +230,11 @@ class Recommender:
                 used.add("CO_ENGAGEMENT")
         popular = None
         if req.strategy in ("BLENDED", "POPULAR"):
-            popular = await candidates.popular(session, tenant_id, compiled, exclude, pool, self.learning)
+            popular = await candidates.popular(conn, tenant_id, compiled, exclude, pool, self.learning)
             if popular.scores:
                 used.add("POPULAR")
         ids = list(dict.fromkeys([*model_ids, *content_ids, *co, *(popular.scores if popular else {})]))
-        vecs = await candidates.vectors(session, tenant_id, [*ids, *history.liked])
+        vecs = await candidates.vectors(conn, tenant_id, [*ids, *history.liked])
         ids = [i for i in ids if i in vecs]
         model_score = None
         item_f: dict[uuid.UUID, npt.NDArray[np.float32]] = {}
@@ -270,7 +269,9 @@ class Recommender:
             used=used,
         )
 
-    async def _rank(self, session: AsyncSession, s: _Signals, req: RecommendRequest, keep: int) -> list[Recommended]:
+    async def _rank(
+        self, conn: Executor, tenant_id: str, s: _Signals, req: RecommendRequest, keep: int
+    ) -> list[Recommended]:
         if not s.ids:
             return []
         w = self.weights
@@ -293,8 +294,7 @@ class Recommender:
         order = mmr(total, s.matrix, keep, req.diversity)
         # Rows only for what is shown and what reasons name (the liked documents), not every candidate.
         wanted = [*(s.ids[i] for i in order), *s.liked]
-        rows = await session.execute(_DOCUMENTS, {"ids": wanted})
-        s.docs = {d.id: d for d in rows.scalars()}
+        s.docs = await sql.documents_by_id(conn, tenant_id, wanted)
         order = [i for i in order if s.ids[i] in s.docs]  # deleted meanwhile
         similar = self._similar_liked(s, order)
         because = self._because(s, order)
@@ -423,7 +423,7 @@ def _scaled(values: npt.NDArray[np.float64], *, floor_zero: bool = False) -> npt
 
 
 async def _log(
-    session: AsyncSession,
+    conn: Executor,
     query_id: uuid.UUID,
     tenant_id: str,
     req: RecommendRequest,
@@ -441,7 +441,7 @@ async def _log(
         "rerank": req.rerank,
     }
     await sql.fetch(
-        session,
+        conn,
         """
         INSERT INTO query_log (id, tenant_id, query, mode, options, result_count, document_ids, took_ms)
         VALUES (:id, :t, :q, 'RECOMMEND', CAST(:options AS jsonb), :n, CAST(:docs AS text[]), :took)

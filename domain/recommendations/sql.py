@@ -1,5 +1,5 @@
-"""The statements of a recommendation request, sent through asyncpg itself on the session's own
-connection.
+"""The statements of a recommendation request, sent through asyncpg itself: on the request's bare
+tenant transaction (`Database.connection`), or on an ORM session's own connection.
 
 Why not `session.execute(text(...))`: a request makes about eight reads and one write, and under
 load one server process is bound by its Python CPU. py-spy on `make bench`'s `recommendations`
@@ -16,20 +16,41 @@ ever reach the server."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeAlias
 
+import asyncpg
 from asyncpg import Record
 from sqlalchemy.ext.asyncio import AsyncSession
 
 # The same `:name` → `$n` rewriting search's bare-connection reads use.
-from domain.retrieval.reads import positional
+from domain.persistence.tables import Document
+from domain.retrieval.reads import RawReads, positional
+
+# Where a request's statements go: a served request's bare tenant transaction
+# (`Database.connection`, asyncpg's pooled connection), or an ORM session's connection (the
+# training job, tools and tests that hold a session).
+# (A pool's connection is asyncpg's proxy, typed as the connection it forwards to, as
+# `Database.connection` yields it.)
+Executor: TypeAlias = AsyncSession | asyncpg.Connection
 
 
-async def fetch(session: AsyncSession, sql: str, params: Mapping[str, Any]) -> list[Record]:
+async def driver(on: Executor) -> asyncpg.Connection:
+    if not isinstance(on, AsyncSession):
+        return on
+    connection = await (await on.connection()).get_raw_connection()
+    raw: asyncpg.Connection | None = connection.driver_connection
+    assert raw is not None  # a checked-out connection always has one
+    return raw
+
+
+async def documents_by_id(on: Executor, tenant_id: str, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Document]:
+    """Document rows as search reads them (`RawReads.documents`: one statement, no ORM load)."""
+    return await RawReads(await driver(on)).documents(tenant_id, ids)
+
+
+async def fetch(on: Executor, sql: str, params: Mapping[str, Any]) -> list[Record]:
     statement, names = positional(sql)
-    connection = await (await session.connection()).get_raw_connection()
-    driver = connection.driver_connection
-    assert driver is not None  # a checked-out connection always has one
-    rows: list[Record] = await driver.fetch(statement, *(params[name] for name in names))
+    rows: list[Record] = await (await driver(on)).fetch(statement, *(params[name] for name in names))
     return rows
