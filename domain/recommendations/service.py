@@ -43,8 +43,6 @@ Strategy = Literal["BLENDED", "CONTENT", "COLLABORATIVE", "POPULAR"]
 Source = Literal["PROFILE", "CONTEXT", "MODEL", "CO_ENGAGEMENT", "POPULAR"]
 SOURCE_ORDER: tuple[Source, ...] = ("PROFILE", "CONTEXT", "MODEL", "CO_ENGAGEMENT", "POPULAR")
 MAX_USER_ID_CHARS = 200
-# The rows shown and the liked ones that reasons name, as one cached statement with an array
-# parameter: an expanding IN built a bind parameter per id on every request.
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,9 @@ import asyncpg
 from asyncpg import Record
 from sqlalchemy.ext.asyncio import AsyncSession
 
-# The same `:name` → `$n` rewriting search's bare-connection reads use.
 from domain.persistence.tables import Document
+
+# The same `:name` → `$n` rewriting, and the same document reads, as search's bare connection.
 from domain.retrieval.reads import RawReads, positional
 
 # Where a request's statements go: a served request's bare tenant transaction
