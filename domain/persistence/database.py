@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 from pgvector.asyncpg import register_vector
-from sqlalchemy import event, text
+from sqlalchemy import URL, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 # Sent in the connection's startup packet, so they cost no round trip per query.
@@ -76,6 +76,11 @@ async def _rollback_if_open(conn: asyncpg.Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
+def url_key(url: URL) -> str:
+    """A database as process-wide caches key it: its URL without the password."""
+    return url.render_as_string(hide_password=True)
+
+
 class Database:
     def __init__(self, url: str, *, pool_size: int = 10, hnsw_ef_search: int = DEFAULT_EF_SEARCH) -> None:
         self.url = to_async_url(url)
@@ -108,8 +113,8 @@ class Database:
 
     @property
     def key(self) -> str:
-        """This database, as process-wide caches key it (the URL without its password)."""
-        return self.engine.url.render_as_string(hide_password=True)
+        """This database, as process-wide caches key it (`url_key`)."""
+        return url_key(self.engine.url)
 
     async def enable_vector_codec(self) -> None:
         """Register pgvector's binary codec on every new connection. It can only be registered once

@@ -24,6 +24,7 @@ import numpy.typing as npt
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.feedback.profiles import as_vector
+from domain.persistence.database import url_key
 from domain.recommendations import model
 from domain.recommendations.sql import Executor, fetch
 from domain.retrieval.filters import CompiledFilter
@@ -89,7 +90,7 @@ async def active(session: AsyncSession, tenant_id: str) -> ActiveModel | None:
         "SELECT version FROM recs_models WHERE tenant_id = :t AND status = 'ready' ORDER BY version DESC LIMIT 1",
         {"t": tenant_id},
     )
-    database = (await session.connection()).engine.url.render_as_string(hide_password=True)
+    database = url_key((await session.connection()).engine.url)  # what `Database.key` says
     return await loaded(session, tenant_id, int(rows[0][0]) if rows else None, database=database)
 
 
