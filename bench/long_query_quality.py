@@ -156,7 +156,10 @@ def _dense_methods(embedder: Any, terms: lq.TermStatistics) -> dict[str, Callabl
         return await lq.embed_any_length(embedder, q)
 
     async def unbalanced(q: str) -> Any:  # windows as large as fit, however many lanes
-        return await lq.embed_any_length(embedder, q, balance_lanes=False)
+        tokens = embedder.count_tokens(q)
+        if tokens <= limit:
+            return await lq.embed_any_length(embedder, q)
+        return await lq.pool_windows(embedder, lq.query_windows(q, tokens, limit, 1))
 
     async def head2(q: str) -> Any:
         chosen = windows(q)[:2]

@@ -40,7 +40,7 @@ def _sample_sql(tenant_id: str) -> str:
 STATS_TTL_S = 600.0
 
 
-_POOLED: OrderedDict[tuple[int, str, int], Vectors] = OrderedDict()
+_POOLED: OrderedDict[tuple[int, str], Vectors] = OrderedDict()
 _POOLED_MAX = 256
 
 
@@ -61,34 +61,34 @@ def query_windows(query: str, tokens: int, limit: int, lanes: int = 1) -> list[s
     return [" ".join(words[a:b]) for a, b in itertools.pairwise(bounds)]
 
 
-async def embed_any_length(embedder: Embedder, query: str, *, balance_lanes: bool = True) -> Vectors:
-    """`balance_lanes` (the default) sizes a long query's windows for the encoder's lanes
-    (`query_windows`); without it, windows are as large as fit (the bench's comparison)."""
+async def embed_any_length(embedder: Embedder, query: str) -> Vectors:
     limit = int(getattr(embedder, "max_tokens", 0)) - 2  # [CLS] and [SEP]
     if limit <= 0:
         return await embedder.embed_query(query)
     tokens = embedder.count_tokens(query)
     if tokens <= limit:
         return await embedder.embed_query(query)
-    lanes = int(getattr(embedder, "lanes", 1)) if balance_lanes else 1
-    key = (id(embedder), query, lanes)
+    key = (id(embedder), query)
     hit = _POOLED.get(key)
     if hit is not None:
         # Like the embedders' own query cache: paging and refinement repeat a pasted paragraph.
         _POOLED.move_to_end(key)
         return hit
-    windows = query_windows(query, tokens, limit, lanes)
-    # The ONNX encoder serves large requests as bulk work, after any ingest's queued batches; a
-    # query's windows are a user waiting, so they go first where the embedder can tell the two apart.
-    embed = getattr(embedder, "embed_interactive", embedder.embed)
-    vectors = await embed(windows)
-    pooled = vectors.mean(axis=0)
-    norm = float(np.linalg.norm(pooled))
-    vector = (pooled / norm if norm > 0 else pooled).astype(np.float32)
+    vector = await pool_windows(embedder, query_windows(query, tokens, limit, int(getattr(embedder, "lanes", 1))))
     _POOLED[key] = vector
     if len(_POOLED) > _POOLED_MAX:
         _POOLED.popitem(last=False)
     return vector
+
+
+async def pool_windows(embedder: Embedder, windows: list[str]) -> Vectors:
+    """The windows' unit vectors averaged, then normalised again."""
+    # The ONNX encoder serves large requests as bulk work, after any ingest's queued batches; a
+    # query's windows are a user waiting, so they go first where the embedder can tell the two apart.
+    embed = getattr(embedder, "embed_interactive", embedder.embed)
+    pooled = (await embed(windows)).mean(axis=0)
+    norm = float(np.linalg.norm(pooled))
+    return (pooled / norm if norm > 0 else pooled).astype(np.float32)
 
 
 WARM_WINDOWS = 8  # the most full windows the ONNX encoder runs in one batch (2,048 tokens)
