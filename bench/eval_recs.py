@@ -29,9 +29,9 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import numpy as np
@@ -69,6 +69,31 @@ query($u: ID, $first: Int!, $options: RecommendationOptions) {
   }
 }
 """
+
+
+class CatalogueItem(Protocol):
+    @property
+    def external_id(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def genre(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What one run replays: a catalogue and its users' histories (the simulation's, or real ones)."""
+
+    label: str  # printed on the summary line, e.g. "seed=7"
+    items: Sequence[CatalogueItem]
+    users: list[SimUser]
+
+
+def simulation(*, users: int, seed: int) -> Replay:
+    catalogue = make_catalogue()
+    return Replay(f"seed={seed}", catalogue.items, simulate_users(catalogue, users=users, seed=seed))
 
 
 class EvalError(RuntimeError):
@@ -138,11 +163,11 @@ async def _graphql(client: httpx.AsyncClient, query: str, variables: dict[str, A
     return data
 
 
-async def ingest_catalogue(client: httpx.AsyncClient, embedder: CachedEmbedder) -> list[str]:
+async def ingest_catalogue(
+    client: httpx.AsyncClient, embedder: CachedEmbedder, items: Sequence[CatalogueItem]
+) -> list[str]:
     """The catalogue through `ingestDocuments`; the document ids in catalogue order."""
-    catalogue = make_catalogue()
     by_external: dict[str, str] = {}
-    items = catalogue.items
     with tqdm(total=len(items), desc="catalogue", unit="doc", file=sys.stderr) as bar:
         for start in range(0, len(items), PAGE):
             batch = items[start : start + PAGE]
@@ -285,7 +310,7 @@ def _line(name: str, o: recs_baselines.Outcome, note: str = "") -> str:
 
 
 async def _run(
-    url: str, root: Path, *, users: int, seed: int, sweep: bool, autotrain: bool = False
+    url: str, root: Path, replay: Replay, *, sweep: bool, autotrain: bool = False
 ) -> dict[str, recs_baselines.Outcome]:
     # Imported here so that the pure modules load without the app (for their unit tests).
     from asgi_lifespan import LifespanManager
@@ -315,9 +340,9 @@ async def _run(
         ) as client,
     ):
         started = time.perf_counter()
-        ids = await ingest_catalogue(client, embedder)
+        ids = await ingest_catalogue(client, embedder, replay.items)
         ingest_s = time.perf_counter() - started
-        sim = simulate_users(make_catalogue(), users=users, seed=seed)
+        sim = replay.users
         flat = timeline(sim)
         started = time.perf_counter()
         if autotrain:
@@ -328,7 +353,7 @@ async def _run(
             await submit_all(client, flat, ids)
             replayed = time.perf_counter() - started
         print(
-            f"recs seed={seed} users={len(sim)} catalogue={len(ids)} items (ingested in {ingest_s:.0f}s) "
+            f"recs {replay.label} users={len(sim)} catalogue={len(ids)} items (ingested in {ingest_s:.0f}s) "
             f"feedback={len(flat)} events in {replayed:.0f}s",
             flush=True,
         )
@@ -382,7 +407,13 @@ def run_recs_eval(
 ) -> dict[str, recs_baselines.Outcome]:
     """Outcome per strategy and baseline, printed as well."""
     with embedded.temporary("ragql-eval-recs-") as (root, url):
-        return asyncio.run(_run(url, root, users=users, seed=seed, sweep=sweep, autotrain=autotrain))
+        return asyncio.run(_run(url, root, simulation(users=users, seed=seed), sweep=sweep, autotrain=autotrain))
+
+
+def run_replay(replay: Replay, *, autotrain: bool) -> dict[str, recs_baselines.Outcome]:
+    """Another catalogue's histories (`bench/recs_real.py --replay`) through the same API replay."""
+    with embedded.temporary("ragql-eval-recs-") as (root, url):
+        return asyncio.run(_run(url, root, replay, sweep=False, autotrain=autotrain))
 
 
 def run_offline(*, users: int = 800, seed: int = 1, sweep: bool = False) -> None:

