@@ -1,7 +1,8 @@
 """The trained recommendation model end to end, on real PostgreSQL and the real embedder: training
 is deterministic and changes the lists; a like folds in at once, before the next training;
 co-engagement is normalised and a dislike retracts it; a tenant with no feedback still gets
-recommendations; a document with no factors is still reachable. Plus the model's pure parts
+recommendations; a document with no factors is still reachable; a deleted document is never
+recommended from the neighbour lists it is still in. Plus the model's pure parts
 against the `implicit` library itself."""
 
 from __future__ import annotations
@@ -111,6 +112,47 @@ async def test_a_like_counts_at_once_before_the_next_training(
     async with db.session(tenant_id) as session:
         versions = (await session.execute(text("SELECT max(version) FROM recs_models"))).scalar()
     assert versions == report.version  # no training happened in between
+
+
+DELETE = "mutation($id: ID!) { deleteDocument(input: {id: $id}) { deletedId errors { code } } }"
+
+
+async def neighbour_lists(db: Database, tenant_id: str, version: int) -> dict[str, list[str]]:
+    async with db.session(tenant_id) as session:
+        rows = await session.execute(
+            text("SELECT item, neighbours, scores FROM item_neighbour_lists WHERE version = :v"), {"v": version}
+        )
+        lists = {}
+        for item, neighbours, scores in rows.all():
+            assert list(scores) == sorted(scores, reverse=True)  # each list is stored best first
+            lists[str(item)] = [str(n) for n in neighbours]
+        return lists
+
+
+async def test_a_deleted_neighbour_is_never_recommended_and_a_deleted_item_takes_its_list(
+    db: Database, trained_tenant: tuple[Any, str, dict[str, dict[str, Any]]]
+) -> None:
+    client, tenant_id, films = trained_tenant
+    a, b = two_groups(films)
+    await like_groups(client, films, a, b)
+    report = await train_tenant(db, tenant_id)
+    assert report.version is not None and report.neighbour_pairs > 0
+    await feedback(client, "probe", films[a[0]]["id"], "LIKE")
+    before = await recommend(client, "probe", o={"strategy": "COLLABORATIVE"})
+    gone = titles(before)[0]
+    assert gone in a[1:], titles(before)
+    lists = await neighbour_lists(db, tenant_id, report.version)
+    assert db_id(films[gone]["id"]) in lists[db_id(films[a[0]]["id"])]
+
+    deleted = (await graphql_ok(client, DELETE, {"id": films[gone]["id"]}))["deleteDocument"]
+    assert deleted["errors"] == []
+    after = await recommend(client, "probe", o={"strategy": "COLLABORATIVE"})
+    # Still in the seed's stored list until the next training, never in a response.
+    lists = await neighbour_lists(db, tenant_id, report.version)
+    assert db_id(films[gone]["id"]) in lists[db_id(films[a[0]]["id"])]
+    assert db_id(films[gone]["id"]) not in lists  # its own list went with it
+    assert gone not in titles(after) and len(after["items"]) == 10, titles(after)
+    assert set(titles(after)[:3]) <= set(a[1:]) - {gone}, titles(after)
 
 
 async def test_a_tenant_with_no_feedback_still_gets_recommendations(

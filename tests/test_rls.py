@@ -21,16 +21,21 @@ from tests.conftest import ingest_docs
 TENANCY = importlib.import_module("domain.persistence.migrations.versions.0004_tenancy")
 ITEM_FACTORS = importlib.import_module("domain.persistence.migrations.versions.0007_item_factors")
 SENTENCES = importlib.import_module("domain.persistence.migrations.versions.0009_chunk_sentences")
-TABLES = sorted([*TENANCY.TENANT_TABLES, *ITEM_FACTORS.TENANT_TABLES, *SENTENCES.TENANT_TABLES])
+NEIGHBOUR_LISTS = importlib.import_module("domain.persistence.migrations.versions.0012_neighbour_lists")
+# The trained model's tables: 0007's, with 0012's neighbour lists in place of its pair table.
+TRAINED = sorted(
+    set(ITEM_FACTORS.TENANT_TABLES) - set(NEIGHBOUR_LISTS.DROPPED_TABLES) | set(NEIGHBOUR_LISTS.TENANT_TABLES)
+)
+TABLES = sorted([*TENANCY.TENANT_TABLES, *TRAINED, *SENTENCES.TENANT_TABLES])
 # Tables the fixture gives rows in both tenants, so "sees only A" cannot pass vacuously.
 FILLED = {"tenants", "documents", "chunks", "document_vectors", "feedback", "user_profiles", "co_engagement"}
-FILLED |= set(ITEM_FACTORS.TENANT_TABLES)
+FILLED |= set(TRAINED)
 
 
 async def _some_rows(db: Database, embedder: LocalEmbedder, tenant: str) -> None:
     """Two documents (documents, chunks, document_vectors), liked by one user (feedback,
     user_profiles, co_engagement, item_popularity), and a trained model (recs_models,
-    item_factors, item_neighbours)."""
+    item_factors, item_neighbour_lists)."""
     await ensure_tenant(db, tenant)
     docs = [DocumentInput(title=f"Doc {n} of {tenant}", text=f"Some text {n}.") for n in (1, 2)]
     outcome = await ingest_docs(db, embedder, tenant, docs)

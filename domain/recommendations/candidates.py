@@ -134,7 +134,7 @@ async def co_engaged(
     damping: float = 0.8,
     shrink: float = 5.0,
 ) -> dict[uuid.UUID, CoEngaged]:
-    """With a trained model: its precomputed neighbour lists (`item_neighbours`). Before the first
+    """With a trained model: its precomputed neighbour lists (`item_neighbour_lists`). Before the first
     training: the live pair counts, normalised the same way (`model.neighbours`), users(a, b) /
     (likers_a^(1-d) · likers_b^d) · users/(users + shrink), so a blockbuster does not top every
     list merely by being everywhere, nor a pair seen once by a single user."""
@@ -142,12 +142,15 @@ async def co_engaged(
         return {}
     params = _params(tenant_id, flt, exclude, k) | {"seeds": seeds}
     if model_version is not None:
-        # Neighbour rows go with their documents, so the documents table is joined only for a filter.
+        # One list per seed. A neighbour deleted since training is still in its lists; it has no
+        # document vector, and the request drops candidates without one, so documents is joined
+        # only for a filter.
         joined = "JOIN documents d ON d.id = n.neighbour" if flt.sql else ""
         sql = f"""
-            SELECT n.neighbour, sum(n.score) AS s, (array_agg(n.item ORDER BY n.score DESC, n.item))[1]
-            FROM item_neighbours n {joined}
-            WHERE n.tenant_id = :t AND n.version = :v AND n.item = ANY(CAST(:seeds AS uuid[]))
+            SELECT n.neighbour, sum(n.score) AS s, (array_agg(l.item ORDER BY n.score DESC, l.item))[1]
+            FROM item_neighbour_lists l CROSS JOIN LATERAL unnest(l.neighbours, l.scores) AS n(neighbour, score)
+            {joined}
+            WHERE l.tenant_id = :t AND l.version = :v AND l.item = ANY(CAST(:seeds AS uuid[]))
               AND NOT (n.neighbour = ANY(CAST(:exclude AS uuid[]))){flt.sql}
             GROUP BY n.neighbour ORDER BY s DESC, n.neighbour LIMIT :k
             """

@@ -171,12 +171,15 @@ async def _store(
             ),
             {"t": tenant_id, "v": version, "docs": data.items, "vecs": [_vector_literal(r) for r in item_factors]},
         )
+        # One row per item (0012): the pairs go over flat, each item's best first as
+        # `model.neighbours` returns them, and are grouped here in that order.
         await session.execute(
             text(
                 """
-                INSERT INTO item_neighbours (tenant_id, version, item, neighbour, score)
-                SELECT :t, :v, i, n, s
-                FROM unnest(CAST(:a AS uuid[]), CAST(:b AS uuid[]), CAST(:s AS real[])) AS x(i, n, s)
+                INSERT INTO item_neighbour_lists (tenant_id, version, item, neighbours, scores)
+                SELECT :t, :v, i, array_agg(n ORDER BY o), array_agg(s ORDER BY o)
+                FROM unnest(CAST(:a AS uuid[]), CAST(:b AS uuid[]), CAST(:s AS real[])) WITH ORDINALITY AS x(i, n, s, o)
+                GROUP BY i
                 """
             ),
             {
