@@ -18,7 +18,7 @@ from strawberry.subscriptions import (
     MULTIPART_SUBSCRIPTION_PROTOCOL,
 )
 
-from api import metrics
+from api import heap, metrics
 from api.bootstrap import (
     Shared,
     build_gate,
@@ -113,8 +113,11 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
                 else None
             )
             app.state.replay = replay  # for tests and operators' probes, as app.state.services
+            # Last before serving: everything start-up built leaves the collector's scans.
+            heap.freeze_startup_objects()
             yield {STATE_KEY: RagqlState(services=services, gate=gate, facts=facts, replay=replay)}
         finally:
+            heap.unfreeze()
             await watch.aclose()
             if background is not None:
                 await background.stop()
