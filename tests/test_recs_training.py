@@ -21,7 +21,7 @@ from domain.persistence.database import Database
 from domain.providers.embedding import LocalEmbedder
 from domain.recommendations import model
 from domain.recommendations.model import ModelConfig
-from domain.recommendations.training import train_tenant
+from domain.recommendations.training import TrainReport, train_tenant
 from tests.conftest import catalogue, graphql_ok, tenant_client
 from tests.test_recommendations import feedback, recommend, titles
 
@@ -54,6 +54,15 @@ async def like_groups(client: Any, films: dict[str, dict[str, Any]], a: list[str
         for u in range(8):
             for title in group[: u % 6] + group[u % 6 + 1 :]:
                 await feedback(client, f"{label}-{u}", films[title]["id"], "LIKE")
+
+
+async def groups_liked_and_trained(
+    db: Database, client: Any, tenant_id: str, films: dict[str, dict[str, Any]]
+) -> tuple[list[str], list[str], TrainReport]:
+    """The two groups liked (`like_groups`), then one training."""
+    a, b = two_groups(films)
+    await like_groups(client, films, a, b)
+    return a, b, await train_tenant(db, tenant_id)
 
 
 async def factors_of(db: Database, tenant_id: str, version: int) -> np.ndarray:
@@ -93,9 +102,7 @@ async def test_a_like_counts_at_once_before_the_next_training(
     db: Database, trained_tenant: tuple[Any, str, dict[str, dict[str, Any]]]
 ) -> None:
     client, tenant_id, films = trained_tenant
-    a, b = two_groups(films)
-    await like_groups(client, films, a, b)
-    report = await train_tenant(db, tenant_id)
+    a, b, report = await groups_liked_and_trained(db, client, tenant_id, films)
     cold = await recommend(client, "late", o={"strategy": "COLLABORATIVE"})
     assert "MODEL" not in cold["sources"]  # no events: nothing to fold in
 
@@ -133,9 +140,7 @@ async def test_a_deleted_neighbour_is_never_recommended_and_a_deleted_item_takes
     db: Database, trained_tenant: tuple[Any, str, dict[str, dict[str, Any]]]
 ) -> None:
     client, tenant_id, films = trained_tenant
-    a, b = two_groups(films)
-    await like_groups(client, films, a, b)
-    report = await train_tenant(db, tenant_id)
+    a, _, report = await groups_liked_and_trained(db, client, tenant_id, films)
     assert report.version is not None and report.neighbour_pairs > 0
     await feedback(client, "probe", films[a[0]]["id"], "LIKE")
     before = await recommend(client, "probe", o={"strategy": "COLLABORATIVE"})
@@ -170,9 +175,7 @@ async def test_a_document_with_no_events_is_reachable_by_its_content(
     db: Database, trained_tenant: tuple[Any, str, dict[str, dict[str, Any]]]
 ) -> None:
     client, tenant_id, films = trained_tenant
-    a, b = two_groups(films)
-    await like_groups(client, films, a, b)
-    await train_tenant(db, tenant_id)
+    a, _, _ = await groups_liked_and_trained(db, client, tenant_id, films)
     doc = {
         "title": "Lighthouse Keepers",
         "text": "Two lighthouse keepers on a storm-battered rock lose track of days, sanity and the supply boat.",
