@@ -8,9 +8,11 @@ in flight. That was the conc-16 tail: p95 three to four times p50. `gc.freeze()`
 object alive at that point into a permanent generation that collections never visit; what
 requests allocate is collected as before (full collections then took about 12 ms).
 
-Frozen objects are only skipped by the cycle collector: reference counting still frees them. The
-lifespan unfreezes on shutdown, so a process that builds apps one after another (the tests) gets
-its cyclic garbage back."""
+Frozen objects are only skipped by the cycle collector: reference counting still frees them. One
+that later becomes part of cyclic garbage (a start-up pool connection closed when it is recycled,
+say) stays until shutdown, so what can be held that way is bounded by what start-up built (221,066
+objects for `make run`, demo catalogue included). The lifespan unfreezes on shutdown, so a process
+that builds apps one after another (the tests) gets its cyclic garbage back."""
 
 from __future__ import annotations
 
