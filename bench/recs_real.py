@@ -17,7 +17,11 @@ instead (`make eval-recs`'s replay: `ingestDocuments`, then `submitFeedback` in 
 flight; `--autotrain` leaves the training to the feedback trigger, as a served instance does).
 
 Users are split by their number: odd ones are for tuning, even ones for reporting, and both halves
-are printed."""
+are printed.
+
+`--clicks` asks what a tenant that only logs clicks gets: the same histories with the stars
+dropped, every event a CLICK (no event is a like, so co-engagement and "because you liked" have
+nothing to go on), each user's last event held out, and the baselines computed from the clicks."""
 
 from __future__ import annotations
 
@@ -110,18 +114,20 @@ def _from_wheel(path: Path) -> tuple[RawRatings, Titles]:
     return ratings, titles
 
 
-def users_of(ratings: Ratings) -> list[SimUser]:
+def users_of(ratings: Ratings, *, clicks: bool = False) -> list[SimUser]:
     """Per user, their events before their last like; users with fewer than two likes are left out
-    (nothing to learn from, or nothing to hold out), as in the simulation."""
+    (nothing to learn from, or nothing to hold out), as in the simulation. With `clicks`, the
+    stars are dropped (each event is a click, kept as an interaction without a rating) and the
+    last event is held out, whatever it was; users need three events."""
     by_user: dict[str, list[Interaction]] = defaultdict(list)
     for user, item, stars, at in ratings.rows:
-        by_user[user].append(Interaction(item, stars, float(at)))
+        by_user[user].append(Interaction(item, None if clicks else stars, float(at)))
     out = []
     for user in sorted(by_user, key=lambda u: int(u.rsplit("-", 1)[1])):
         events = by_user[user]
-        liked = [n for n, e in enumerate(events) if e.liked]
-        if len(liked) >= 2:
-            out.append(SimUser(user, tuple(events[: liked[-1]]), events[liked[-1]].item))
+        kept = list(range(len(events))) if clicks else [n for n, e in enumerate(events) if e.liked]
+        if len(kept) >= (3 if clicks else 2):
+            out.append(SimUser(user, tuple(events[: kept[-1]]), events[kept[-1]].item))
     return out
 
 
@@ -129,16 +135,17 @@ def tuning_half(user: SimUser) -> bool:
     return int(user.user_id.rsplit("-", 1)[1]) % 2 == 1
 
 
-async def _build(db: Database, embedder: Embedder, ratings: Ratings, users: list[SimUser]) -> list[str]:
+async def _build(
+    db: Database, embedder: Embedder, ratings: Ratings, users: list[SimUser], *, clicks: bool
+) -> list[str]:
     await ensure_tenant(db, TENANT)
     started = time.perf_counter()
     vectors = np.asarray(await embedder.embed([d.text for d in ratings.items]), dtype=np.float64)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     ids = await insert_documents(db, TENANT, ratings.items, vectors, seed=5)
     sent = sorted(((e.at, u.user_id, n, e) for u in users for n, e in enumerate(u.history)), key=lambda t: t[:3])
-    await insert_ratings(
-        db, TENANT, [BulkRating(user, ids[e.item], float(e.rating or 0)) for _, user, _, e in sent], spacing_ms=10
-    )
+    rows = [BulkRating(user, ids[e.item], float(e.rating or 0)) for _, user, _, e in sent]
+    await insert_ratings(db, TENANT, rows, spacing_ms=10, clicks=clicks)
     async with db.session(TENANT) as session:
         await coengagement.rebuild(session, TENANT, pairs=False)  # the trained path reads the model's lists
     for user in tqdm(users, desc="profiles", unit="user", file=sys.stderr):
@@ -186,18 +193,19 @@ def _line(name: str, half: str, o: recs_baselines.Outcome) -> str:
     return f"recs-real {half} {name} hit@10={o.hit:.4f} ndcg@10={o.ndcg:.4f} coverage={o.coverage:.4f}"
 
 
-async def _run(url: str, ratings: Ratings) -> None:
-    users = users_of(ratings)
+async def _run(url: str, ratings: Ratings, *, clicks: bool) -> None:
+    users = users_of(ratings, clicks=clicks)
     halves = {"tune": [u for u in users if tuning_half(u)], "report": [u for u in users if not tuning_half(u)]}
     n_items = len(ratings.items)
+    baselines = recs_baselines.run_clicks if clicks else recs_baselines.run
     for half, members in halves.items():
-        for name, outcome in recs_baselines.run(members, n_items).items():
+        for name, outcome in baselines(members, n_items).items():
             print(_line(f"baseline-{name}", half, outcome), flush=True)
     db = Database(url)
     try:
         embedder = LocalEmbedder()
         await migrate(db, embedding_dim=embedder.dim)
-        ids = await _build(db, embedder, ratings, users)
+        ids = await _build(db, embedder, ratings, users, clicks=clicks)
         recommender = Recommender(db=db, embedder=embedder, reranking=Reranking(), learning=LearningConfig())
         for strategy in STRATEGIES:
             scored = await _score(recommender, users, ids, strategy)
@@ -213,14 +221,16 @@ async def _run(url: str, ratings: Ratings) -> None:
         await db.dispose()
 
 
-def run_real_eval(path: Path, *, replay: bool = False, autotrain: bool = False) -> None:
+def run_real_eval(path: Path, *, replay: bool = False, autotrain: bool = False, clicks: bool = False) -> None:
     from api import embedded
 
     ratings = load(path)
+    if replay and clicks:
+        raise SystemExit("bench: --clicks writes the events in bulk; it does not combine with --replay")
     if replay:
         from bench.eval_recs import Replay, run_replay
 
         run_replay(Replay("movielens-100k", ratings.items, users_of(ratings)), autotrain=autotrain)
         return
     with embedded.temporary("ragql-eval-recs-real-") as (_root, url):
-        asyncio.run(_run(url, ratings))
+        asyncio.run(_run(url, ratings, clicks=clicks))

@@ -68,15 +68,18 @@ async def insert_documents(
     return ids
 
 
-async def insert_ratings(db: Database, tenant_id: str, ratings: Sequence[BulkRating], spacing_ms: float) -> None:
-    """RATING events, oldest first: their `seq` follows the list's order (profiles replay by it),
-    and `created_at` steps `spacing_ms` apart up to now, as a live replay of them would stamp them."""
+async def insert_ratings(
+    db: Database, tenant_id: str, ratings: Sequence[BulkRating], spacing_ms: float, *, clicks: bool = False
+) -> None:
+    """RATING events (or, with `clicks`, CLICK events, their ratings dropped), oldest first: their
+    `seq` follows the list's order (profiles replay by it), and `created_at` steps `spacing_ms`
+    apart up to now, as a live replay of them would stamp them."""
     async with db.session(tenant_id) as session:
         await session.execute(
             text(
                 """
                 INSERT INTO feedback (id, tenant_id, user_id, kind, document_id, rating, created_at)
-                SELECT gen_random_uuid(), :t, u, 'RATING', d, r,
+                SELECT gen_random_uuid(), :t, u, :kind, d, CASE WHEN :kind = 'RATING' THEN r END,
                        now() - make_interval(secs => (:n - k) * :spacing / 1000.0)
                 FROM unnest(CAST(:users AS text[]), CAST(:docs AS uuid[]), CAST(:ratings AS float8[]))
                      WITH ORDINALITY AS x(u, d, r, k)
@@ -85,6 +88,7 @@ async def insert_ratings(db: Database, tenant_id: str, ratings: Sequence[BulkRat
             ),
             {
                 "t": tenant_id,
+                "kind": "CLICK" if clicks else "RATING",
                 "n": len(ratings),
                 "spacing": spacing_ms,
                 "users": [r.user_id for r in ratings],

@@ -44,3 +44,17 @@ def test_last_like_is_held_out_with_everything_after_it(tmp_path: Path) -> None:
     # The two events before the last like are sent; the three-star rating after it is not.
     assert [(e.item, e.rating) for e in user.history] == [(index["ml-10"], 5.0), (index["ml-11"], 2.0)]
     assert tuning_half(user)  # odd user numbers tune, even ones report
+
+
+def test_with_clicks_the_last_event_is_held_out_and_no_stars_are_sent(tmp_path: Path) -> None:
+    ratings = load(_folder(tmp_path))
+    users = users_of(ratings, clicks=True)
+    assert [u.user_id for u in users] == ["ml-user-1"]  # user 2 has two events only
+    (user,) = users
+    index = {d.external_id: n for n, d in enumerate(ratings.items)}
+    assert user.held_out == index["ml-13"]  # the three-star rating at t=400, the last event
+    assert [(e.item, e.rating) for e in user.history] == [
+        (index["ml-10"], None),
+        (index["ml-11"], None),
+        (index["ml-12"], None),
+    ]
