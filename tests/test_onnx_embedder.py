@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import queue
 import shutil
 import threading
 import time
@@ -137,8 +138,42 @@ def test_a_long_querys_windows_run_one_per_run_and_typed_queries_share_one(
     assert [(r is windows, i) for r, i in first] == [(False, 0), (True, 1), (False, 1)]
     rest = [p for p in pending if p not in first]
     second = model._next_batch(rest)
-    assert second == [(windows, 2)]
-    assert model._next_batch([p for p in rest if p not in second]) == [(windows, 0)]
+    assert second == [(windows, 0)]  # a paragraph's windows in their order
+    assert model._next_batch([p for p in rest if p not in second]) == [(windows, 2)]
+
+
+def test_pasted_paragraphs_are_served_oldest_first_and_typed_queries_before_them(
+    onnx_embedders: dict[str, OnnxEmbedder],
+) -> None:
+    """Shortest window first let a stream of newer paragraphs with shorter windows starve an older
+    one with longer windows under load; a newer typed query still goes before both."""
+    model = onnx_embedders["onnx"]
+    older = _Request(texts=["p"] * 2, future=concurrent.futures.Future(), rank=(0, 1))
+    older.ids = [[1] * 250, [1] * 250]
+    newer = _Request(texts=["p"] * 2, future=concurrent.futures.Future(), rank=(0, 2))
+    newer.ids = [[1] * 130, [1] * 130]
+    typed = _Request(texts=["q"], future=concurrent.futures.Future(), rank=(0, 3))
+    typed.ids = [[1] * 9]
+    pending = [(newer, 0), (newer, 1), (older, 1), (older, 0), (typed, 0)]
+    order: list[tuple[bool, bool, int]] = []
+    while pending:
+        batch = model._next_batch(pending)
+        order.extend((r is older, r is typed, i) for r, i in batch)
+        pending = [p for p in pending if p not in batch]
+    assert order == [(False, True, 0), (True, False, 0), (True, False, 1), (False, False, 0), (False, False, 1)]
+
+
+def test_interactive_requests_are_stamped_in_arrival_order(cache_root: Path) -> None:
+    model = OnnxEmbedder(ensure_exported(cache_root, "onnx-int8"))
+    # A queue of the test's own: the encoder thread keeps waiting on the one it started with, so
+    # the requests stay here to be read.
+    model._queue = queue.SimpleQueue()
+    model.submit(["a pasted paragraph's window"], interactive=True)
+    model.submit(["a typed query"])
+    model.submit(["a document's chunk"] * 10)
+    ranks = [model._queue.get_nowait().rank for _ in range(3)]
+    assert ranks[0][0] == ranks[1][0] == 0 and ranks[0][1] < ranks[1][1], ranks
+    assert ranks[2][0] == 1, ranks  # bulk work
 
 
 async def test_one_paragraphs_windows_are_encoded_on_two_lanes_at_once(cache_root: Path) -> None:

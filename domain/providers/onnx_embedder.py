@@ -56,8 +56,8 @@ UNFUSED = ["SkipLayerNormFusion"]
 class _Request:
     texts: list[str]
     future: concurrent.futures.Future[Vectors]
-    # (0, 0) for an interactive request; (1, order) for bulk work, served oldest order first;
-    # (2, order) for background work, served when nothing else waits.
+    # (0, arrival) for an interactive request; (1, order) for bulk work, served oldest order
+    # first; (2, order) for background work, served when nothing else waits.
     rank: tuple[int, int] = (1, 0)
     ids: list[list[int]] = field(default_factory=list)
     left: int = 0
@@ -75,6 +75,20 @@ class EncoderStats:
     slots: int = 0
     batches: int = 0
     busy_s: float = 0.0
+
+
+def _priority(item: tuple[_Request, int]) -> tuple[int, int, int, int]:
+    """Typed queries first, shortest first, so they share runs; then the windows of pasted
+    paragraphs, oldest request first, in window order; then bulk work by its order, shortest text
+    first, and background work last. Paragraphs went shortest window first before: at conc 16 the
+    ones with longer windows waited behind every newer paragraph with shorter ones (`make bench`
+    `search_long_query` conc 16 p99 7.8 s against a p50 of 0.22 s)."""
+    request, i = item
+    kind, order = request.rank
+    length = len(request.ids[i])
+    if kind == 0:
+        return (0, 1, order, i) if length > _TYPED_QUERY else (0, 0, length, 0)
+    return (kind, order, length, 0)
 
 
 def _settle(future: concurrent.futures.Future[Vectors], result: Vectors | None, error: BaseException | None) -> None:
@@ -160,7 +174,7 @@ class OnnxEmbedder:
         if background:
             rank = (2, next(self._arrivals))
         elif interactive or (order is None and len(texts) <= _SMALL_REQUEST):
-            rank = (0, 0)
+            rank = (0, next(self._arrivals))
         else:
             rank = (1, next(self._arrivals) if order is None else order)
         self._queue.put(_Request(texts=list(texts), future=future, rank=rank))
@@ -241,8 +255,8 @@ class OnnxEmbedder:
 
     def _next_batch(self, pending: list[tuple[_Request, int]]) -> list[tuple[_Request, int]]:
         """Interactive requests first, then bulk work oldest first; within that, the shortest texts,
-        as many as fit the token cap once padded."""
-        pending.sort(key=lambda p: (p[0].rank, len(p[0].ids[p[1]])))
+        as many as fit the token cap once padded (`_priority`)."""
+        pending.sort(key=_priority)
         batch: list[tuple[_Request, int]] = []
         longest = 0
         for item in pending:
