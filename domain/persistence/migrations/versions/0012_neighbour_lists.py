@@ -28,6 +28,16 @@ TENANT_TABLES = ("item_neighbour_lists",)
 DROPPED_TABLES = ("item_neighbours",)
 
 
+def _tenant_isolation(table: str) -> None:
+    """The row-level security every tenant table has (0004's policy)."""
+    op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+    op.execute(
+        f"CREATE POLICY tenant_isolation ON {table} "
+        "USING (tenant_id = current_setting('ragql.tenant_id', true)) "
+        "WITH CHECK (tenant_id = current_setting('ragql.tenant_id', true))"
+    )
+
+
 def upgrade() -> None:
     op.execute(
         """
@@ -48,12 +58,7 @@ def upgrade() -> None:
                array_agg(neighbour ORDER BY score DESC, neighbour), array_agg(score ORDER BY score DESC, neighbour)
         FROM item_neighbours GROUP BY tenant_id, version, item"""
     )
-    op.execute("ALTER TABLE item_neighbour_lists ENABLE ROW LEVEL SECURITY")
-    op.execute(
-        "CREATE POLICY tenant_isolation ON item_neighbour_lists "
-        "USING (tenant_id = current_setting('ragql.tenant_id', true)) "
-        "WITH CHECK (tenant_id = current_setting('ragql.tenant_id', true))"
-    )
+    _tenant_isolation("item_neighbour_lists")
     op.execute("DROP TABLE item_neighbours")
 
 
@@ -78,10 +83,5 @@ def downgrade() -> None:
         FROM item_neighbour_lists l, unnest(l.neighbours, l.scores) AS x(neighbour, score)
         WHERE EXISTS (SELECT 1 FROM documents d WHERE d.id = x.neighbour)"""
     )
-    op.execute("ALTER TABLE item_neighbours ENABLE ROW LEVEL SECURITY")
-    op.execute(
-        "CREATE POLICY tenant_isolation ON item_neighbours "
-        "USING (tenant_id = current_setting('ragql.tenant_id', true)) "
-        "WITH CHECK (tenant_id = current_setting('ragql.tenant_id', true))"
-    )
+    _tenant_isolation("item_neighbours")
     op.execute("DROP TABLE item_neighbour_lists")
