@@ -45,6 +45,7 @@ from domain.persistence.migrate import check_embedding_model, keyword_backend, m
 from domain.providers.cross_rankers import CohereReranker
 from domain.providers.embedding import Embedder, LocalEmbedder, OpenAIEmbedder
 from domain.providers.llm import OpenAIChat
+from domain.providers.query_lru import DEFAULT_CAPACITY
 from domain.recommendations.service import Recommender
 from domain.rerank.service import RerankConfig, Reranking
 from domain.retrieval.cache import SearchCache
@@ -67,8 +68,10 @@ def build_embedder(settings: Settings) -> Embedder:
             api_key=key,
             base_url=settings.openai_base_url,
         )
+    # RAGQL_EMBEDDING_CACHE_TTL_S=0 means no query vector is reused, in the encoder either.
+    lru = DEFAULT_CAPACITY if settings.embedding_cache_ttl_s > 0 else 0
     if settings.embedding_backend == "torch":
-        return LocalEmbedder(batch_size=settings.embedding_batch_size)
+        return LocalEmbedder(batch_size=settings.embedding_batch_size, query_cache_size=lru)
     from domain.providers.onnx_embedder import OnnxEmbedder
     from domain.providers.onnx_export import ensure_exported
 
@@ -76,6 +79,7 @@ def build_embedder(settings: Settings) -> Embedder:
         ensure_exported(settings.model_cache_dir, settings.embedding_backend),
         threads=settings.embedding_threads,
         max_batch_tokens=settings.embedding_max_batch_tokens,
+        query_cache_size=lru,
     )
 
 

