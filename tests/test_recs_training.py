@@ -8,6 +8,7 @@ against the `implicit` library itself."""
 from __future__ import annotations
 
 import base64
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,10 @@ from sqlalchemy import text
 
 from domain.persistence.database import Database
 from domain.providers.embedding import LocalEmbedder
-from domain.recommendations import model
+from domain.recommendations import factors, model
 from domain.recommendations.model import ModelConfig
 from domain.recommendations.training import TrainReport, train_tenant
+from domain.retrieval.filters import Condition, MetadataFilter, compile_filter
 from tests.conftest import catalogue, graphql_ok, tenant_client
 from tests.test_recommendations import feedback, recommend, titles
 
@@ -260,3 +262,34 @@ def test_neighbours_are_cosine_at_half_damping_and_damp_popular_items_above() ->
     damped = model.neighbours(liked, ModelConfig(neighbour_damping=0.8, neighbour_shrink=0.0))
     top_of_0 = damped[1][damped[0] == 0][0]
     assert top_of_0 == 1  # item 0's best neighbour is its twin, not the item everyone likes
+
+
+@pytest.mark.parametrize("first_round", [256, 1])
+async def test_a_filtered_request_gets_the_exact_best_scored_documents_that_pass(
+    db: Database,
+    trained_tenant: tuple[Any, str, dict[str, dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+    first_round: int,
+) -> None:
+    """The model's candidates under a metadata filter are the unfiltered exact order with the
+    documents that fail the filter taken out: whole, in order, however selective the filter (with a
+    first round of 1, the genre's films are found over several growing rounds)."""
+    client, tenant_id, films = trained_tenant
+    a, _b, report = await groups_liked_and_trained(db, client, tenant_id, films)
+    monkeypatch.setattr(factors, "_FIRST_ROUND", first_round)
+    genre_of = {uuid.UUID(db_id(f["id"])): f["genre"] for f in films.values()}
+    liked = [uuid.UUID(db_id(films[t]["id"])) for t in a[:2]]
+    async with db.connection(tenant_id) as conn:
+        trained = await factors.loaded(conn, tenant_id, report.version, database=db.key)
+        assert trained is not None
+        user = factors.user_vector(trained, {doc: 1.0 for doc in liked})
+        assert user is not None
+        everything = factors.top_scored(trained, user, liked, len(trained.ids))
+        # The genre with the fewest films among those the model knows: the most selective filter.
+        known = [genre_of[doc] for doc in trained.ids]
+        genre = min(set(known), key=known.count)
+        flt = compile_filter(MetadataFilter(all=(Condition("genre", "EQ", genre),)), alias="d")
+        for k in (1, 3, len(trained.ids)):
+            got = await factors.nearest_filtered(conn, trained, user, flt, liked, k)
+            assert got == [doc for doc in everything if genre_of[doc] == genre][:k]
+        assert all(doc not in liked for doc in got)

@@ -145,6 +145,27 @@ def user_vector(active_model: ActiveModel, signals: dict[uuid.UUID, float]) -> n
     return x if float(np.abs(x).sum()) > 0 else None
 
 
+def _scores(
+    active_model: ActiveModel, user: npt.NDArray[np.float64], exclude: list[uuid.UUID]
+) -> npt.NDArray[np.float64]:
+    """Every document's inner product with `user` (one matrix-vector product), -inf for `exclude`."""
+    scores = active_model.items.astype(np.float64) @ user
+    seen = [active_model.row[doc] for doc in exclude if doc in active_model.row]
+    scores[seen] = -np.inf
+    return scores
+
+
+def _best_first(scores: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.intp]:
+    """The rows of the `k` highest finite scores, best first; ties broken by row, so the order is
+    the same on every call."""
+    k = min(k, int(np.isfinite(scores).sum()))
+    if k <= 0:
+        return np.zeros(0, dtype=np.intp)
+    top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+    top = top[np.isfinite(scores[top])]
+    return top[np.lexsort((top, -scores[top]))]
+
+
 def top_scored(
     active_model: ActiveModel, user: npt.NDArray[np.float64], exclude: list[uuid.UUID], k: int
 ) -> list[uuid.UUID]:
@@ -152,16 +173,13 @@ def top_scored(
     matrix-vector product over the catalogue, exact (no index recall to lose)."""
     if k <= 0 or not active_model.ids:
         return []
-    scores = active_model.items.astype(np.float64) @ user
-    seen = [active_model.row[doc] for doc in exclude if doc in active_model.row]
-    scores[seen] = -np.inf
-    k = min(k, int(np.isfinite(scores).sum()))
-    if k == 0:
-        return []
-    top = np.argpartition(-scores, k - 1)[:k]
-    # Ties broken by row, so the order is the same on every call.
-    top = top[np.lexsort((top, -scores[top]))]
-    return [active_model.ids[i] for i in top]
+    return [active_model.ids[i] for i in _best_first(_scores(active_model, user, exclude), k)]
+
+
+# The first round of `nearest_filtered` checks this many of the best-scored documents (at least
+# 4 x k); each further round checks four times as many, so a filter that passes one document in
+# a thousand costs a handful of statements, not one per document.
+_FIRST_ROUND = 256
 
 
 async def nearest_filtered(
@@ -172,21 +190,29 @@ async def nearest_filtered(
     exclude: list[uuid.UUID],
     k: int,
 ) -> list[uuid.UUID]:
-    """`top_scored` under a metadata filter: the HNSW index in SQL, whose iterative scan keeps
-    going past filtered or excluded rows."""
-    await fetch(conn, "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)", {})
-    sql = f"""
-        SELECT f.document_id
-        FROM item_factors f JOIN documents d ON d.id = f.document_id
-        WHERE f.tenant_id = :t AND f.version = :v AND NOT (d.id = ANY(CAST(:exclude AS uuid[]))){flt.sql}
-        ORDER BY f.factor <#> CAST(:q AS vector) LIMIT :k
-        """
-    params = {
-        "t": active_model.tenant_id,
-        "v": active_model.version,
-        "exclude": exclude,
-        "k": k,
-        "q": user.astype(np.float32),
-        **flt.params,
-    }
-    return [doc for (doc,) in await fetch(conn, sql, params)]
+    """`top_scored` under a metadata filter, exact as well: the catalogue is scored in memory, and
+    the filter is applied in SQL to the best-scored documents, a growing round at a time, until
+    `k` pass or every document was checked. (An HNSW index over every tenant's factors did this
+    until migration 0013: its scan visits other tenants' and versions' rows too, and stops after
+    `hnsw.max_scan_tuples`, so a small tenant or a selective filter got fewer than `k`.)"""
+    if k <= 0 or not active_model.ids:
+        return []
+    scores = _scores(active_model, user, exclude)
+    finite = int(np.isfinite(scores).sum())
+    passed: list[uuid.UUID] = []
+    start, size = 0, max(_FIRST_ROUND, 4 * k)
+    while start < finite and len(passed) < k:
+        # Only as much of the order as this round needs: a partition, then a sort of its part.
+        ids = [active_model.ids[i] for i in _best_first(scores, start + size)[start:]]
+        sql = f"""
+            SELECT d.id
+            FROM unnest(CAST(:ids AS uuid[])) WITH ORDINALITY AS r(id, o)
+            JOIN documents d ON d.id = r.id
+            WHERE d.tenant_id = :t{flt.sql}
+            ORDER BY r.o
+            LIMIT :k
+            """
+        rows = await fetch(conn, sql, {"ids": ids, "t": active_model.tenant_id, "k": k - len(passed), **flt.params})
+        passed.extend(doc for (doc,) in rows)
+        start, size = start + size, 4 * size
+    return passed
