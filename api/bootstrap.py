@@ -273,7 +273,7 @@ async def open_worker_deps(
     settings: Settings, *, embedder: Embedder | None = None
 ) -> tuple[WorkerDeps, Callable[[], Awaitable[None]]]:
     """What a standalone worker (or `ragql ingest`) needs: the database, migrated, and the model."""
-    db = Database(database_url(settings)[0])
+    db = Database(database_url(settings)[0], pool_size=settings.db_pool_size)
     try:
         emb = embedder or build_embedder(settings)
         await migrate(db, embedding_dim=emb.dim, keyword_backend=settings.keyword_backend)
@@ -314,7 +314,7 @@ async def build_services(
     settings: Settings, *, embedder: Embedder | None = None, shared: Shared | None = None
 ) -> tuple[Services, Callable[[], Awaitable[None]]]:
     url, kind = database_url(settings)
-    db = Database(url, hnsw_ef_search=settings.hnsw_ef_search)
+    db = Database(url, pool_size=settings.db_pool_size, hnsw_ef_search=settings.hnsw_ef_search)
     try:
         emb = embedder or build_embedder(settings)
         await warm_up(emb)

@@ -147,6 +147,10 @@ class Settings(BaseSettings):
     max_selected_chars: int = 20_000
 
     keyword_backend: Literal["auto", "fulltext"] = "auto"
+    # Connections per process to PostgreSQL, per pool (the ORM's, and the bare one the search and
+    # recommendation requests use): requests beyond it wait for a free connection. Each worker
+    # process has its own pools, so the database sees up to workers x this from each pool.
+    db_pool_size: int = Field(default=10, ge=1, le=200)
     # HNSW candidate list per dense search, set per transaction (SET LOCAL). 200: the smallest
     # measured value with recall@10 >= 0.95 against exact search at 100k chunks (0.969; 100 gave
     # 0.943), for about 1.5 ms more per dense leg (README, "Scale").
