@@ -27,10 +27,12 @@ import logging
 import os
 import random
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,6 +213,8 @@ class Bench:
         self.settings = Settings()
         self.secret = secrets.token_urlsafe(48)
         self.workdir = Path(tempfile.mkdtemp(prefix="ragql-bench-run-"))
+        # Server logs and load specs: gone with the run (a failed server's log tail is printed).
+        weakref.finalize(self, shutil.rmtree, self.workdir, ignore_errors=True)
         self.dataset = Path(args.dataset).resolve()
         self.data_dir = Path(args.data_dir).resolve()
         self.figures: dict[tuple[str, int], Figure] = {}

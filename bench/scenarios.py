@@ -221,6 +221,9 @@ def _graphql_overhead(bench: Bench, server: Server, repeated: list[str], auth: d
 
 def _floor(bench: Bench, url: str, fresh: list[str]) -> None:
     """End-to-end p50 / (one query embedding p50 + the same hybrid SQL p50 straight through asyncpg)."""
+    if ("search_hybrid_uncached", 1) not in bench.figures:
+        bench.ratio("floor", None, skipped="its numerator is search_hybrid_uncached conc 1: add search to --only")
+        return
     emb_ms, sql_ms = asyncio.run(_floor_parts(bench, url, fresh))
     e2e = bench.figures[("search_hybrid_uncached", 1)].p50
     bench.ratio(
