@@ -31,6 +31,12 @@ def _run(args: argparse.Namespace) -> None:
     run_harness(args)
 
 
+def _stages(args: argparse.Namespace) -> None:
+    from bench.stages import run_stages
+
+    run_stages(args)
+
+
 def _profile(args: argparse.Namespace) -> None:
     from bench.profile import run_profile
 
@@ -213,6 +219,10 @@ def main(argv: list[str] | None = None) -> None:
     pf.add_argument("--cache", action="store_true", help="result cache on: emb1/emb16 are cache hits")
     pf.add_argument("--steps", default="emb1,emb16,unc16", help="comma list of emb1, emb16, unc1, unc16")
     pf.add_argument("--out", default=".ragql-bench/profile", help="where the collapsed stacks go")
+    sg = sub.add_parser("stages", help="one search's server time by stage (embed, sql, fusion, the rest), conc 1")
+    sg.add_argument("--dataset", default=str(DEFAULT_DATASET))
+    sg.add_argument("--data-dir", default=".ragql-eval", help="the eval's cached store (SciFact is ingested once)")
+    sg.add_argument("--queries", type=int, default=300, help="distinct SciFact queries per step")
     sub.add_parser("latency", help="print ingest, search, answer, auth and rate-limit figures (temporary store)")
     st = sub.add_parser("streams", help="N concurrent answerStream subscriptions against a real server process")
     st.add_argument("subscriptions", type=int, nargs="?", default=200, metavar="N")
@@ -298,6 +308,7 @@ def main(argv: list[str] | None = None) -> None:
     handlers = {
         "run": _run,
         "profile": _profile,
+        "stages": _stages,
         "latency": _latency,
         "streams": _streams,
         "eval": _eval,

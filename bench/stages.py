@@ -1,0 +1,88 @@
+"""`python -m bench stages`: where one search's server time goes, by the server's own account.
+
+The bench's server (production settings, the eval's store) exports per-stage histograms
+(`ragql_stage_duration_seconds`: embed, sql, fusion) and the operation's
+(`ragql_graphql_operation_duration_seconds`). This reads them before and after a run of searches
+sent one at a time, and prints the mean of each per search, with the rest of the operation (GraphQL,
+snippets, the query log, middleware) and what the client measured on top (HTTP, and httpx itself).
+
+Two steps, each on a server of its own: `uncached` (every cache off, distinct SciFact queries:
+each is encoded) and `embcached` (the result cache off, the same queries sent a second time, so
+their vectors come from the cache). Conc 1 only: the point is the split of one request's time, not
+throughput (that is `make bench`)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+from typing import Any
+
+import httpx
+
+from bench.harness import Bench, Report, Server, _prepare_store, _queries, search_body
+from bench.scenarios import NO_CACHES
+from bench.stats import percentile
+
+STAGES = ("embed", "sql", "fusion")
+_STAGE = re.compile(r'ragql_stage_duration_seconds_(sum|count)\{stage="(\w+)"\} ([0-9.e+-]+)')
+Totals = dict[str, tuple[float, float]]  # (seconds, count) per stage
+_OPERATION = re.compile(r'ragql_graphql_operation_duration_seconds_(sum|count)\{[^}]*type="query"[^}]*\} ([0-9.e+-]+)')
+
+
+def _scrape(http: httpx.Client, token: str) -> Totals:
+    """(seconds, count) per stage, and for the query operations together ("operation")."""
+    text = http.get("/metrics", headers={"authorization": f"Bearer {token}"}).raise_for_status().text
+    out: dict[str, list[float]] = {}
+    for kind, stage, value in _STAGE.findall(text):
+        out.setdefault(stage, [0.0, 0.0])[0 if kind == "sum" else 1] += float(value)
+    for kind, value in _OPERATION.findall(text):
+        out.setdefault("operation", [0.0, 0.0])[0 if kind == "sum" else 1] += float(value)
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def _per_search_ms(before: Totals, after: Totals, n: int) -> dict[str, float]:
+    return {k: 1000 * (after[k][0] - before.get(k, (0.0, 0.0))[0]) / n for k in after}
+
+
+def _step(bench: Bench, url: str, name: str, env: dict[str, str], pool: list[str], passes: int) -> None:
+    token = secrets.token_urlsafe(40)
+    auth = bench.auth()
+    with Server(url, bench.secret, bench.workdir, {**env, "RAGQL_METRICS_TOKEN": token}) as server:
+        with httpx.Client(base_url=server.base, headers=auth, timeout=60.0) as http:
+            for q in pool[:10]:  # the model's first calls, the pools' connections
+                http.post("/graphql", json=search_body(f"warm-up {q}")).raise_for_status()
+            for _ in range(passes - 1):
+                for q in pool:
+                    http.post("/graphql", json=search_body(q)).raise_for_status()
+            before = _scrape(http, token)
+            client: list[float] = []
+            for q in pool:
+                t0 = time.perf_counter()
+                body = http.post("/graphql", json=search_body(q)).raise_for_status().json()
+                client.append((time.perf_counter() - t0) * 1000)
+                if body.get("errors"):
+                    raise RuntimeError(f"bench stages: a search failed: {body['errors'][:1]}")
+            ms = _per_search_ms(before, _scrape(http, token), len(pool))
+    parts = {stage: ms.get(stage, 0.0) for stage in STAGES}
+    rest = ms.get("operation", 0.0) - sum(parts.values())
+    client_p50 = percentile(client, 50)
+    fields = " ".join(f"{stage}_ms={value:.2f}" for stage, value in parts.items())
+    bench.report.emit(
+        f"stages {name} n={len(pool)} operation_ms={ms.get('operation', 0.0):.2f} {fields} rest_ms={rest:.2f} "
+        f"client_mean_ms={sum(client) / len(client):.2f} client_p50_ms={client_p50:.2f}",
+        {"step": name, "n": len(pool), **ms, "rest": rest, "client_p50": client_p50},
+    )
+
+
+def run_stages(args: Any) -> None:
+    bench = Bench(args, Report())
+    url, _corpus = asyncio.run(_prepare_store(bench))
+    pool = _queries(bench.dataset)[: args.queries]
+    _step(bench, url, "uncached", NO_CACHES, pool, passes=1)
+    _step(bench, url, "embcached", {"RAGQL_SEARCH_CACHE_TTL_S": "0"}, pool, passes=2)
+    bench.report.emit(
+        "info stages: means per search at conc 1 from the server's histograms; rest = GraphQL, snippets, "
+        "query log, middleware; the client's figures add HTTP and httpx"
+    )
