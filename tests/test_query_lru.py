@@ -9,6 +9,7 @@ import pytest
 from api.bootstrap import build_embedder
 from api.settings import Settings
 from domain.providers.query_lru import DEFAULT_CAPACITY, QueryVectorLRU
+from domain.retrieval.long_query import embed_any_length
 
 
 def _vec(x: float) -> np.ndarray:
@@ -41,7 +42,7 @@ def test_a_negative_capacity_is_refused() -> None:
 @pytest.mark.parametrize(("ttl", "capacity"), [(0.0, 0), (60.0, DEFAULT_CAPACITY)])
 def test_the_embedding_cache_setting_reaches_the_encoder(ttl: float, capacity: int) -> None:
     embedder = build_embedder(Settings(embedding_cache_ttl_s=ttl))
-    assert embedder._query_cache.capacity == capacity  # type: ignore[attr-defined]
+    assert embedder.query_cache.capacity == capacity  # type: ignore[attr-defined]
 
 
 async def test_with_the_cache_off_a_repeated_query_is_encoded_again() -> None:
@@ -51,3 +52,18 @@ async def test_with_the_cache_off_a_repeated_query_is_encoded_again() -> None:
     again = await embedder.embed_query("does vitamin d lower blood pressure")
     assert np.allclose(first, again)
     assert embedder.stats.rows - before == 2  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("ttl", "encoded_again"), [(0.0, True), (60.0, False)])
+async def test_a_pasted_paragraph_is_remembered_only_with_the_cache_on(ttl: float, encoded_again: bool) -> None:
+    """A paragraph past the model's window is pooled from several windows; that pooled vector is
+    kept in the same memory as a typed query's, and forgotten with it."""
+    embedder = build_embedder(Settings(embedding_cache_ttl_s=ttl))
+    paragraph = " ".join(f"vitamin d{n} lowers blood pressure in trial {n}." for n in range(80))
+    first = await embed_any_length(embedder, paragraph)
+    before = embedder.stats.rows  # type: ignore[attr-defined]
+    again = await embed_any_length(embedder, paragraph)
+    assert np.allclose(first, again)
+    assert (embedder.stats.rows > before) is encoded_again  # type: ignore[attr-defined]
+    # And the paragraph's typed-query entry (its first window alone) is a different vector.
+    assert not np.allclose(await embedder.embed_query(paragraph), first)

@@ -48,7 +48,7 @@ class LocalEmbedder:
         self._batch_size = batch_size
         # torch already uses every core for one batch; two encodes at once only thrash.
         self._lock = threading.Lock()
-        self._query_cache = QueryVectorLRU(query_cache_size)
+        self.query_cache = QueryVectorLRU(query_cache_size)
 
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer.tokenize(text))
@@ -73,11 +73,11 @@ class LocalEmbedder:
 
     async def embed_query(self, text: str) -> Vectors:
         """Queries repeat a lot (paging, refinement), so keep a small LRU of their vectors."""
-        hit = self._query_cache.get(text)
+        hit = self.query_cache.get(text)
         if hit is not None:
             return hit
         vec = (await asyncio.to_thread(self._encode, [text]))[0]
-        self._query_cache.put(text, vec)
+        self.query_cache.put(text, vec)
         return vec
 
 

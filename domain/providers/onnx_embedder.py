@@ -158,7 +158,7 @@ class OnnxEmbedder:
         self._results = threading.Lock()
         self._queue: queue.SimpleQueue[_Request] = queue.SimpleQueue()
         self._arrivals = itertools.count()
-        self._query_cache = QueryVectorLRU(query_cache_size)
+        self.query_cache = QueryVectorLRU(query_cache_size)
         self.stats = EncoderStats()
         self._thread = threading.Thread(target=self._serve, name="ragql-embedder", daemon=True)
         self._thread.start()
@@ -212,11 +212,11 @@ class OnnxEmbedder:
 
     async def embed_query(self, text: str) -> Vectors:
         """Queries repeat a lot (paging, refinement), so keep a small LRU of their vectors."""
-        hit = self._query_cache.get(text)
+        hit = self.query_cache.get(text)
         if hit is not None:
             return hit
         vec = (await asyncio.wrap_future(self.submit([text])))[0]
-        self._query_cache.put(text, vec)
+        self.query_cache.put(text, vec)
         return vec
 
     # -- the encoder thread --------------------------------------------------------------------

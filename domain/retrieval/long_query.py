@@ -14,7 +14,6 @@ import logging
 import math
 import re
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +21,7 @@ from sqlalchemy import text
 
 from domain.persistence.database import Database
 from domain.providers.embedding import Embedder, Vectors
+from domain.providers.query_lru import QueryVectorLRU
 from domain.retrieval.tenant_index import chunk_partition
 
 log = logging.getLogger("ragql.search")
@@ -40,8 +40,10 @@ def _sample_sql(tenant_id: str) -> str:
 STATS_TTL_S = 600.0
 
 
-_POOLED: OrderedDict[tuple[int, str], Vectors] = OrderedDict()
-_POOLED_MAX = 256
+# A pasted paragraph's pooled vector is kept in the embedder's own memory of query vectors
+# (`query_cache`, off with RAGQL_EMBEDDING_CACHE_TTL_S=0), under a key no typed query can have:
+# the same text's `embed_query` vector is its first window only.
+_POOLED_KEY = "\x00pooled windows\x00"
 
 
 def query_windows(query: str, tokens: int, limit: int, lanes: int = 1) -> list[str]:
@@ -68,16 +70,15 @@ async def embed_any_length(embedder: Embedder, query: str) -> Vectors:
     tokens = embedder.count_tokens(query)
     if tokens <= limit:
         return await embedder.embed_query(query)
-    key = (id(embedder), query)
-    hit = _POOLED.get(key)
+    memory: QueryVectorLRU | None = getattr(embedder, "query_cache", None)
+    key = _POOLED_KEY + query
+    hit = memory.get(key) if memory is not None else None
     if hit is not None:
-        # Like the embedders' own query cache: paging and refinement repeat a pasted paragraph.
-        _POOLED.move_to_end(key)
+        # Like a typed query's: paging and refinement repeat a pasted paragraph.
         return hit
     vector = await pool_windows(embedder, query_windows(query, tokens, limit, int(getattr(embedder, "lanes", 1))))
-    _POOLED[key] = vector
-    if len(_POOLED) > _POOLED_MAX:
-        _POOLED.popitem(last=False)
+    if memory is not None:
+        memory.put(key, vector)
     return vector
 
 
