@@ -70,13 +70,13 @@ def _uncached(bench: Bench, url: str, queries: list[str], long_qs: list[str], au
         warm = [search_body(q) for q in queries[:50]]
         bench.scenario("warmup", 1, _http(gql, warm, headers=auth, cycle=False, duration_s=60), record=False)
         if bench.wants("search"):
+            typed = [search_body(q) for q in queries]
             for conc in (1, 16):
-                body = [search_body(q) for q in queries]
-                bench.scenario("search_hybrid_uncached", conc, _http(gql, body, headers=auth, duration_s=short))
+                bench.scenario("search_hybrid_uncached", conc, _http(gql, typed, headers=auth, duration_s=short))
         if bench.wants("long"):
+            pasted = [search_body(q, 100) for q in long_qs]
             for conc in (1, 16):
-                body = [search_body(q, 100) for q in long_qs]
-                bench.scenario("search_long_query", conc, _http(gql, body, headers=auth, duration_s=short))
+                bench.scenario("search_long_query", conc, _http(gql, pasted, headers=auth, duration_s=short))
 
 
 def _first_server(

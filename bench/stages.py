@@ -14,36 +14,37 @@ throughput (that is `make bench`)."""
 from __future__ import annotations
 
 import asyncio
-import re
 import secrets
 import time
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.harness import Bench, Report, Server, _prepare_store, _queries, search_body
 from bench.scenarios import NO_CACHES
 from bench.stats import percentile
 
 STAGES = ("embed", "sql", "fusion")
-_STAGE = re.compile(r'ragql_stage_duration_seconds_(sum|count)\{stage="(\w+)"\} ([0-9.e+-]+)')
-Totals = dict[str, tuple[float, float]]  # (seconds, count) per stage
-_OPERATION = re.compile(r'ragql_graphql_operation_duration_seconds_(sum|count)\{[^}]*type="query"[^}]*\} ([0-9.e+-]+)')
+STAGE_METRIC = "ragql_stage_duration_seconds"
+OPERATION_METRIC = "ragql_graphql_operation_duration_seconds"
 
 
-def _scrape(http: httpx.Client, token: str) -> Totals:
-    """(seconds, count) per stage, and for the query operations together ("operation")."""
+def _scrape(http: httpx.Client, token: str) -> dict[str, float]:
+    """Seconds so far per stage, and in query operations altogether ("operation")."""
     text = http.get("/metrics", headers={"authorization": f"Bearer {token}"}).raise_for_status().text
-    out: dict[str, list[float]] = {}
-    for kind, stage, value in _STAGE.findall(text):
-        out.setdefault(stage, [0.0, 0.0])[0 if kind == "sum" else 1] += float(value)
-    for kind, value in _OPERATION.findall(text):
-        out.setdefault("operation", [0.0, 0.0])[0 if kind == "sum" else 1] += float(value)
-    return {k: (v[0], v[1]) for k, v in out.items()}
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == f"{STAGE_METRIC}_sum":
+                out[sample.labels["stage"]] = out.get(sample.labels["stage"], 0.0) + sample.value
+            elif sample.name == f"{OPERATION_METRIC}_sum" and sample.labels.get("type") == "query":
+                out["operation"] = out.get("operation", 0.0) + sample.value
+    return out
 
 
-def _per_search_ms(before: Totals, after: Totals, n: int) -> dict[str, float]:
-    return {k: 1000 * (after[k][0] - before.get(k, (0.0, 0.0))[0]) / n for k in after}
+def _per_search_ms(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
+    return {k: 1000 * (after[k] - before.get(k, 0.0)) / n for k in after}
 
 
 def _step(bench: Bench, url: str, name: str, env: dict[str, str], pool: list[str], passes: int) -> None:

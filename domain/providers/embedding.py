@@ -73,12 +73,11 @@ class LocalEmbedder:
 
     async def embed_query(self, text: str) -> Vectors:
         """Queries repeat a lot (paging, refinement), so keep a small LRU of their vectors."""
-        hit = self.query_cache.get(text)
-        if hit is not None:
-            return hit
-        vec = (await asyncio.to_thread(self._encode, [text]))[0]
-        self.query_cache.put(text, vec)
-        return vec
+
+        async def encode() -> Vectors:
+            return (await asyncio.to_thread(self._encode, [text]))[0]
+
+        return await self.query_cache.recall(text, encode)
 
 
 class OpenAIEmbedder:

@@ -212,12 +212,11 @@ class OnnxEmbedder:
 
     async def embed_query(self, text: str) -> Vectors:
         """Queries repeat a lot (paging, refinement), so keep a small LRU of their vectors."""
-        hit = self.query_cache.get(text)
-        if hit is not None:
-            return hit
-        vec = (await asyncio.wrap_future(self.submit([text])))[0]
-        self.query_cache.put(text, vec)
-        return vec
+
+        async def encode() -> Vectors:
+            return (await asyncio.wrap_future(self.submit([text])))[0]
+
+        return await self.query_cache.recall(text, encode)
 
     # -- the encoder thread --------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ it off, which RAGQL_EMBEDDING_CACHE_TTL_S=0 asks for: with it, every query is en
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +36,17 @@ class QueryVectorLRU:
         self._vectors.move_to_end(text)
         while len(self._vectors) > self.capacity:
             self._vectors.popitem(last=False)
+
+    async def recall(
+        self, text: str, encode: Callable[[], Awaitable[npt.NDArray[np.float32]]]
+    ) -> npt.NDArray[np.float32]:
+        """The remembered vector for `text`, else `encode()`'s, remembered."""
+        hit = self.get(text)
+        if hit is not None:
+            return hit
+        vector = await encode()
+        self.put(text, vector)
+        return vector
 
     def __len__(self) -> int:
         return len(self._vectors)

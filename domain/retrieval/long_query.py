@@ -70,16 +70,13 @@ async def embed_any_length(embedder: Embedder, query: str) -> Vectors:
     tokens = embedder.count_tokens(query)
     if tokens <= limit:
         return await embedder.embed_query(query)
+
+    async def pooled() -> Vectors:
+        return await pool_windows(embedder, query_windows(query, tokens, limit, int(getattr(embedder, "lanes", 1))))
+
+    # Like a typed query's: paging and refinement repeat a pasted paragraph.
     memory: QueryVectorLRU | None = getattr(embedder, "query_cache", None)
-    key = _POOLED_KEY + query
-    hit = memory.get(key) if memory is not None else None
-    if hit is not None:
-        # Like a typed query's: paging and refinement repeat a pasted paragraph.
-        return hit
-    vector = await pool_windows(embedder, query_windows(query, tokens, limit, int(getattr(embedder, "lanes", 1))))
-    if memory is not None:
-        memory.put(key, vector)
-    return vector
+    return await memory.recall(_POOLED_KEY + query, pooled) if memory is not None else await pooled()
 
 
 async def pool_windows(embedder: Embedder, windows: list[str]) -> Vectors:
