@@ -13,18 +13,19 @@ from bench.tuning_keyword import Lever, _three
 from domain.retrieval.fusion import fuse
 
 
-def attach(leg_dir: Path, train: dict[str, Any], test: dict[str, Any]) -> bool:
+def attach(leg_dir: Path, train: dict[str, Any], test: dict[str, Any]) -> set[str]:
+    """Put each query's extra dense legs at leg["dense_extra"]; the names stored (none: no file)."""
     path = leg_dir / "dense-levers.json"
     if not path.exists():
-        return False
+        return set()
     extra = json.loads(path.read_text())
     for split, legs in (("train", train), ("test", test)):
         for qid, leg in legs.items():
             leg["dense_extra"] = extra[split][qid]
-    return True
+    return set(next(iter(extra["train"].values())))
 
 
-def run_dense_levers(found: bool, lever: Lever, alphas: list[float]) -> None:
+def run_dense_levers(found: set[str], lever: Lever, alphas: list[float]) -> None:
     if not found:
         print("dense levers: no dense-levers.json (python -m bench eval --dense-levers)", flush=True)
         return
@@ -48,3 +49,42 @@ def run_dense_levers(found: bool, lever: Lever, alphas: list[float]) -> None:
         return ranked(_three(k, d, doc, 1 - alpha, w))
 
     lever("dense: chunk + whole-document vector (z)", chunk_and_doc, [(w, a) for w in (0.25, 0.5) for a in alphas])
+    if "sentence" not in found:
+        print("sentence levers: dense-levers.json predates them (delete it, then --dense-levers)", flush=True)
+        return
+    lever("dense leg: best sentence instead of best chunk", replaced("sentence"), alphas)
+
+    def sentence_top(leg: dict[str, Any], p: tuple[float, float]) -> list[str]:
+        w, alpha = p
+        d = aggregate(leg["dense_extra"]["sentence"], "top2", w)
+        return ranked(fuse(d, aggregate(leg["keyword"], "max"), method="ZSCORE", alpha=alpha))
+
+    lever("dense leg: best + w x second sentence", sentence_top, [(w, a) for w in (0.25, 0.5) for a in alphas])
+
+    def chunk_and_sentence(leg: dict[str, Any], p: tuple[float, float]) -> list[str]:
+        w, alpha = p
+        k = aggregate(leg["keyword"], "max")
+        d, sent = aggregate(leg["dense"], "max"), aggregate(leg["dense_extra"]["sentence"], "max")
+        return ranked(_three(k, d, sent, 1 - alpha, w))
+
+    lever(
+        "dense: chunk + best sentence (z)",
+        chunk_and_sentence,
+        [(w, a) for w in (0.25, 0.4, 0.5, 0.6) for a in alphas],
+    )
+
+    def candidates_rescored(leg: dict[str, Any], p: tuple[float, float, int]) -> list[str]:
+        """As a search would serve it: its legs' first `depth` chunk rows (the served depth at
+        `first` 10 is 50), and every candidate document's best sentence z-scored among them."""
+        w, alpha, depth = p
+        k = aggregate(sorted(leg["keyword"], key=lambda r: -r[1])[:depth], "max")
+        d = aggregate(sorted(leg["dense"], key=lambda r: -r[1])[:depth], "max")
+        of = leg["dense_extra"]["sentence_of"]
+        sent = {doc: of[doc] for doc in dict.fromkeys([*d, *k]) if doc in of}
+        return ranked(_three(k, d, sent, 1 - alpha, w))
+
+    lever(
+        "dense: chunk + candidates' best sentence (z)",
+        candidates_rescored,
+        [(w, a, 50) for w in (0.25, 0.4, 0.5, 0.6) for a in alphas],
+    )
