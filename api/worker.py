@@ -12,7 +12,9 @@ The queue is pgqueuer's (PostgreSQL, asyncpg-native; see the README for why). A 
   are written (each whole), the others dropped from the encoder's queue; each job goes back to
   the queue (pgqueuer RetryRequested: queued again at once) and the worker exits;
 - retries a job that raised (a lost database, say) with backoff (pgqueuer's
-  DatabaseRetryEntrypointExecutor); after the last attempt the job ends FAILED with the reason;
+  DatabaseRetryEntrypointExecutor); after the last attempt the job ends FAILED with the reason.
+  Hand-backs are not attempts: they are counted apart (api/handbacks.py), so a job that outlives
+  any number of graceful stops keeps all its retries for real failures;
 - runs recommendation trainings (`domain/jobs/training_job.py`), and every `train_interval_s`
   queues one for each tenant with feedback since its last training. A training is one step, not
   batches: SIGTERM lets it finish; SIGKILL leaves it to the next worker, as any job.
@@ -35,14 +37,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import asyncpg
-from pgqueuer.errors import RetryRequested
-from pgqueuer.executors import DatabaseRetryEntrypointExecutor, EntrypointExecutorParameters
+from pgqueuer.executors import EntrypointExecutorParameters
 from pgqueuer.models import Job as QueueJob
 from pgqueuer.qm import QueueManager
 from pgqueuer.queries import Queries
 from pgqueuer.types import QueueExecutionMode
 from prometheus_client import Gauge, Histogram
 
+from api.handbacks import HandBack, HandbackAwareRetries, HandbackLedger
 from domain.documents.service import ChunkingConfig
 from domain.feedback.profiles import LearningConfig
 from domain.jobs import sentences_job, training_job
@@ -113,6 +115,7 @@ class Worker:
     stopping: bool = False
     _qm: QueueManager | None = None
     _slots: asyncio.Semaphore | None = None
+    _ledger: HandbackLedger | None = None
     jobs_run: int = 0
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -156,7 +159,7 @@ class Worker:
                 )
             except Interrupted as exc:
                 # Back in the queue at once, for another worker or this one after a restart.
-                raise RetryRequested(delay=timedelta(0), reason="worker stopped") from exc
+                raise HandBack() from exc
             except Exception as exc:
                 if queued.attempts + 1 >= self.config.max_attempts:
                     await fail(
@@ -202,7 +205,7 @@ class Worker:
             started = time.monotonic()
             chunks = await sentences_job.run(self.deps.db, self.deps.embedder, tenant_id, job_id, self._stop)
             if self._stop.is_set():
-                raise RetryRequested(delay=timedelta(0), reason="worker stopped")
+                raise HandBack()
             JOB_DURATION.labels(QUEUES[SENTENCES_ENTRYPOINT]).observe(time.monotonic() - started)
         self.jobs_run += 1
         log.info(
@@ -228,13 +231,15 @@ class Worker:
             if queued:
                 log.info("queued recommendation training for %d tenant(s): %s", len(queued), ", ".join(queued))
 
-    def _executor(self, params: EntrypointExecutorParameters) -> DatabaseRetryEntrypointExecutor:
-        # attempts counts retries already made; the executor gives up when it reaches max_attempts - 1.
-        return DatabaseRetryEntrypointExecutor(
+    def _executor(self, params: EntrypointExecutorParameters) -> HandbackAwareRetries:
+        # attempts counts retries already made (hand-backs taken off); the executor gives up when
+        # it reaches max_attempts - 1.
+        return HandbackAwareRetries(
             parameters=params,
             max_attempts=max(0, self.config.max_attempts - 1),
             initial_delay=timedelta(seconds=1),
             max_delay=timedelta(seconds=30),
+            ledger=self._ledger,
         )
 
     async def run(self, *, drain: bool = False) -> None:
@@ -248,6 +253,7 @@ class Worker:
         try:
             qm = QueueManager(Queries.from_asyncpg_pool(pool))
             self._qm = qm
+            self._ledger = HandbackLedger(pool)
             for entrypoint in (DOCUMENTS_ENTRYPOINT, FEEDBACK_ENTRYPOINT, TRAIN_RECS_ENTRYPOINT, SENTENCES_ENTRYPOINT):
                 qm.entrypoint(entrypoint, executor_factory=self._executor)(self.handle)
             if self.stopping:
