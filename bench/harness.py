@@ -290,6 +290,9 @@ def _queries(dataset: Path) -> list[str]:
     return texts
 
 
+LONG_QUERIES = 300  # search_long_query's pool of pasted paragraphs
+
+
 def _long_queries(corpus: list[dict[str, Any]], n: int) -> list[str]:
     """Paragraph queries of 1,000-4,000 characters: runs of SciFact abstracts, cut to a length."""
     rng = random.Random(4)
@@ -388,7 +391,7 @@ def run_harness(args: Any) -> None:
     report.emit(f"info store {url.split('?')[0]} queries={len(queries)} docs={len(corpus)} loadavg={load_average()}")
     from bench import scenarios
 
-    scenarios.run_all(bench, url, corpus, queries, _long_queries(corpus, 300))
+    scenarios.run_all(bench, url, corpus, queries, _long_queries(corpus, LONG_QUERIES))
     # A partial run (--only) never overwrites the day's full results file.
     write_results(report, started, "run", suffix="-only-" + "-".join(sorted(bench.only)) if bench.only else "")
 

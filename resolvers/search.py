@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import strawberry
+from strawberry.types.nodes import SelectedField, Selection
 
 from domain.rerank.service import Reranking, RerankOutcome
 from domain.retrieval import search as retrieval
@@ -55,6 +56,18 @@ def to_rerank_info(outcome: RerankOutcome | None, reranking: Reranking) -> Reran
     )
 
 
+def selects(selections: list[Selection], path: tuple[str, ...]) -> bool:
+    """Whether the selection reaches the field at `path` (through fragments; a field under
+    @skip or @include counts as selected, which only costs the work it saves)."""
+    for selection in selections:
+        if not isinstance(selection, SelectedField):
+            if selects(selection.selections, path):
+                return True
+        elif selection.name == path[0] and (len(path) == 1 or selects(selection.selections, path[1:])):
+            return True
+    return False
+
+
 async def search(
     info: strawberry.Info[Context], query: str, first: int = 10, options: SearchOptions | None = None
 ) -> SearchResult:
@@ -68,6 +81,7 @@ async def search(
         filter=to_domain_filter(opts.filter),
         rerank=opts.rerank.value,
         personalize=Personalize(str(opts.personalize.user_id), opts.personalize.weight) if opts.personalize else None,
+        snippets=selects(info.selected_fields, ("search", "hits", "snippet")),
     )
     result = await s.searching.search(info.context.tenant_id, query, first, domain_opts)
     return SearchResult(

@@ -47,6 +47,9 @@ class SearchOptions:
     rerank: Strategy = "NONE"
     rerank_context: str | None = None  # the user's stated interests, for LLM re-ranking
     personalize: personal.Personalize | None = None
+    # Off: hits carry an empty snippet. A client that does not select `snippet` does not pay for
+    # it (a pasted paragraph's 100 snippets are about a tenth of its search, issue 18).
+    snippets: bool = True
 
 
 @dataclass
@@ -339,7 +342,16 @@ async def search(
     cache = None if options.personalize is not None else cache
     cache_key = (
         await cache.key(
-            tenant_id, keyword_backend, query, options.mode, fusion, alpha, depth, repr(options.filter), pool
+            tenant_id,
+            keyword_backend,
+            query,
+            options.mode,
+            fusion,
+            alpha,
+            depth,
+            repr(options.filter),
+            pool,
+            options.snippets,
         )
         if cache
         else None
@@ -505,7 +517,7 @@ async def _fused_hits(
                 chunk_id=chunk_id,
                 chunk_text=chunk_text,
                 chunk_ordinal=ordinal,
-                snippet=highlight(chunk_text or docs[doc_id].title, query),
+                snippet=highlight(chunk_text or docs[doc_id].title, query) if options.snippets else "",
                 score=fused[doc_id],
                 dense=dense.get(doc_id),
                 keyword=keyword.get(doc_id),
