@@ -55,6 +55,16 @@ class HandbackLedger:
         except (OSError, asyncpg.PostgresError):
             log.warning("could not record job %s's hand-back; it counts as an attempt", queue_job_id, exc_info=True)
 
+    async def prune(self) -> None:
+        """Drop the counts of queue entries that are gone without running to an end here (a tenant
+        dropped with its queue rows, an entry deleted by hand): each worker does it as it starts."""
+        try:
+            await self._pool.execute(
+                "DELETE FROM job_handbacks h WHERE NOT EXISTS (SELECT 1 FROM pgqueuer q WHERE q.id = h.queue_job_id)"
+            )
+        except (OSError, asyncpg.PostgresError):
+            log.warning("could not prune the hand-back counts", exc_info=True)
+
     async def forget(self, queue_job_id: int) -> None:
         try:
             await self._pool.execute("DELETE FROM job_handbacks WHERE queue_job_id = $1", queue_job_id)

@@ -254,6 +254,7 @@ class Worker:
             qm = QueueManager(Queries.from_asyncpg_pool(pool))
             self._qm = qm
             self._ledger = HandbackLedger(pool)
+            await self._ledger.prune()
             for entrypoint in (DOCUMENTS_ENTRYPOINT, FEEDBACK_ENTRYPOINT, TRAIN_RECS_ENTRYPOINT, SENTENCES_ENTRYPOINT):
                 qm.entrypoint(entrypoint, executor_factory=self._executor)(self.handle)
             if self.stopping:

@@ -141,6 +141,20 @@ async def test_a_job_handed_back_past_its_retry_limit_still_gets_its_retry(
 
 
 @pytest.mark.slow
+async def test_a_starting_worker_drops_the_counts_of_queue_entries_that_are_gone(
+    db: Database, embedder: LocalEmbedder
+) -> None:
+    gone = -42  # no pgqueuer entry has a negative id
+    async with db.engine.begin() as conn:
+        await conn.execute(text("INSERT INTO job_handbacks (queue_job_id, handbacks) VALUES (:q, 2)"), {"q": gone})
+    assert await _handbacks(db, gone) == 2
+    worker = _worker(db, FlakyEmbedder(embedder))
+    worker.stop()  # stops as soon as it is set up
+    await asyncio.wait_for(worker.run(), timeout=60)
+    assert await _handbacks(db, gone) is None
+
+
+@pytest.mark.slow
 async def test_real_failures_still_end_a_job_failed_at_the_limit(db: Database, embedder: LocalEmbedder) -> None:
     flaky = FlakyEmbedder(embedder)
     flaky.failures = 10**6  # the encoder stays down
