@@ -83,6 +83,8 @@ class HandbackAwareRetries(DatabaseRetryEntrypointExecutor):
         given_back = await ledger.count(job.id) if ledger is not None and job.attempts else 0
         # The handler sees the same count (api/worker.py marks the job FAILED on its last attempt).
         counted = job.model_copy(update={"attempts": max(0, job.attempts - given_back)}) if given_back else job
+        # Cancelled (not an Exception), the count stays: a job cancelled for good leaves the queue
+        # and the next worker to start prunes its count; one a dying loop cancelled resumes with it.
         try:
             await super().execute(counted, context)
         except HandBack:
@@ -91,7 +93,7 @@ class HandbackAwareRetries(DatabaseRetryEntrypointExecutor):
             raise
         except RetryRequested:
             raise  # a failure to retry: its hand-backs still count for the next attempt
-        except BaseException:
+        except Exception:
             if given_back and ledger is not None:
                 await ledger.forget(job.id)  # the last attempt failed: the job ends here
             raise

@@ -81,7 +81,8 @@ async def search(
         filter=to_domain_filter(opts.filter),
         rerank=opts.rerank.value,
         personalize=Personalize(str(opts.personalize.user_id), opts.personalize.weight) if opts.personalize else None,
-        snippets=selects(info.selected_fields, ("search", "hits", "snippet")),
+        # The field's own nodes (under whatever alias): does any of them select its hits' snippet?
+        snippets=any(selects(field.selections, ("hits", "snippet")) for field in info.selected_fields),
     )
     result = await s.searching.search(info.context.tenant_id, query, first, domain_opts)
     return SearchResult(
