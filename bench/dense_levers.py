@@ -33,8 +33,11 @@ SENTENCE_DEPTH = 600  # about 8 sentences per abstract: the same documents as DE
 BATCH = 64
 
 
-def _top(matrix: np.ndarray, ids: list[str], vector: np.ndarray, depth: int = DEPTH) -> list[list[Any]]:
-    scores = matrix @ vector
+def _top(matrix: np.ndarray, ids: list[str], vector: np.ndarray) -> list[list[Any]]:
+    return _best(matrix @ vector, ids, DEPTH)
+
+
+def _best(scores: np.ndarray, ids: list[str], depth: int) -> list[list[Any]]:
     top = np.argpartition(-scores, depth)[:depth]
     top = top[np.argsort(-scores[top])]
     return [[ids[i], float(scores[i])] for i in top]
@@ -106,13 +109,14 @@ async def dump_dense_levers(
         legs = json.loads(await asyncio.to_thread(legs_path.read_text)) if legs_path.exists() else {}
         for qid, query in tqdm(queries, desc=f"dense levers {split}", unit="query"):
             vector = np.asarray(await embedder.embed_query(query), dtype=np.float32)
+            sentence_scores = sentence_matrix @ vector  # once, for both sentence legs
             best = np.full(len(sentence_docs), -1.0, dtype=np.float32)
-            np.maximum.at(best, sentence_doc_index, sentence_matrix @ vector)
+            np.maximum.at(best, sentence_doc_index, sentence_scores)
             candidates = {row[0] for leg in ("dense", "keyword") for row in legs.get(qid, {}).get(leg, [])}
             result[split][qid] = {
                 "sentence_of": {d: float(best[position[d]]) for d in candidates if d in position},
                 "exact": _top(chunk_matrix, chunk_ids, vector),
                 "doc": _top(doc_matrix, doc_ids, vector),
-                "sentence": _top(sentence_matrix, sentence_ids, vector, SENTENCE_DEPTH),
+                "sentence": _best(sentence_scores, sentence_ids, SENTENCE_DEPTH),
             }
     await asyncio.to_thread(out.write_text, json.dumps(result))
